@@ -1,0 +1,66 @@
+"""Autoencoder system: 28×28 digit -> 32-d code -> 28×28, BCE loss (SPEC §1)."""
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from lightning_modules.nets.mnist import ConvDecoder, ConvEncoder
+
+
+class AutoencoderModule(pl.LightningModule):
+    """Convolutional AE; ``train_noise_std`` > 0 trains it as a denoising AE.
+
+    Denoising matters downstream: the agent sees codes of (possibly noisy) inputs, and noise
+    robustness has to live in the encoder (SPEC §1 measurements).
+    """
+
+    monitor = ("val/loss", "min")
+
+    def __init__(self, code_dim: int = 32, lr: float = 1e-3, weight_decay: float = 0.0, train_noise_std: float = 0.0):
+        super().__init__()
+        if code_dim < 1:
+            raise ValueError(f"module.code_dim must be >= 1, got {code_dim}")
+        if train_noise_std < 0:
+            raise ValueError(f"module.train_noise_std must be >= 0, got {train_noise_std}")
+        self.save_hyperparameters()
+        self.encoder = ConvEncoder(code_dim)
+        self.decoder = ConvDecoder(code_dim)
+
+    def forward(self, image_N1HW: torch.Tensor) -> torch.Tensor:
+        """Reconstruction N×1×28×28 in [0, 1]."""
+        return self.decode(self.encode(image_N1HW))
+
+    def encode(self, image_N1HW: torch.Tensor) -> torch.Tensor:
+        """image N×1×28×28 in [0, 1] -> code N×code_dim."""
+        return self.encoder(image_N1HW)
+
+    def decode(self, code_ND: torch.Tensor) -> torch.Tensor:
+        """code N×code_dim -> image N×1×28×28 in [0, 1]."""
+        return torch.sigmoid(self.decoder(code_ND))
+
+    def training_step(self, batch, batch_idx):
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        return self._shared_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        return self._shared_step(batch, "test")
+
+    def predict_step(self, batch, batch_idx):
+        return self.encode(batch["image"])
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+    def _shared_step(self, batch, stage: str) -> torch.Tensor:
+        image, target = batch["image"], batch.get("clean", batch["image"])
+        if stage == "train" and self.hparams.train_noise_std > 0:
+            # Per-sample sigma in [0, train_noise_std]: the encoder sees clean and noisy inputs.
+            sigma = torch.rand(len(image), 1, 1, 1, device=self.device) * self.hparams.train_noise_std
+            image = (image + sigma * torch.randn_like(image)).clamp(0.0, 1.0)
+        logits = self.decoder(self.encoder(image))
+        bce = F.binary_cross_entropy_with_logits(logits, target)
+        mse = F.mse_loss(torch.sigmoid(logits), target)
+        self.log_dict({f"{stage}/loss": bce, f"{stage}/bce": bce, f"{stage}/mse": mse},
+                      prog_bar=stage != "test", batch_size=len(image))
+        return bce

