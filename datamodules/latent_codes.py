@@ -6,17 +6,14 @@ Batch keys: ``code`` N×code_dim float, ``label`` N int64. The codes are compute
 import logging
 from typing import Literal, Optional
 
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
-
-from datamodules.common import TensorDictDataset
+from datamodules.common import SplitDataModule, TensorDictDataset
 from datamodules.mnist import MNISTDataModule
 
 log = logging.getLogger(__name__)
 
 
-class LatentCodesDataModule(pl.LightningDataModule):
+class LatentCodesDataModule(SplitDataModule):
     """Encodes the splits of an :class:`MNISTDataModule` with a frozen AE."""
 
     def __init__(
@@ -38,7 +35,6 @@ class LatentCodesDataModule(pl.LightningDataModule):
         self.save_hyperparameters()
         self.digits = MNISTDataModule(source=source, root=root, test_root=test_root, batch_size=512,
                                       val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
-        self.splits = {}
 
     def setup(self, stage: Optional[str] = None) -> None:
         if self.splits:
@@ -56,17 +52,4 @@ class LatentCodesDataModule(pl.LightningDataModule):
         self.code_mean, self.code_std = train_codes.mean(0), train_codes.std(0).clamp_min(1e-6)
         log.warning("encoded %s digits into %d-d codes with AE %s",
                     {k: len(v) for k, v in self.splits.items()}, train_codes.shape[1], self.hparams.ae_checkpoint)
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self.splits[split], batch_size=self.hparams.batch_size, shuffle=shuffle,
-                          num_workers=self.hparams.num_workers)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
 

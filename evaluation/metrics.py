@@ -2,7 +2,7 @@
 import torch
 from torchmetrics import Metric
 
-from evaluation.functional import gaussian_frechet_distance
+from evaluation.functional import gaussian_frechet_distance, task_correct_counts
 
 
 class FrechetDistance(Metric):
@@ -37,3 +37,31 @@ class FrechetDistance(Metric):
             mu = s / n
             stats += [mu, (o - n * torch.outer(mu, mu)) / (n - 1)]
         return gaussian_frechet_distance(*stats).float()
+
+
+class TaskAccuracy(Metric):
+    """Accuracy per task and overall; ``compute()`` returns the per-task vector, ``overall()`` the mean."""
+
+    full_state_update = False
+    higher_is_better = True
+
+    def __init__(self, num_tasks: int, **kwargs):
+        super().__init__(**kwargs)
+        if num_tasks < 1:
+            raise ValueError(f"num_tasks must be >= 1, got {num_tasks}")
+        self.num_tasks = num_tasks
+        self.add_state("correct", torch.zeros(num_tasks, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("total", torch.zeros(num_tasks, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, pred_N: torch.Tensor, target_N: torch.Tensor, task_ids_N: torch.Tensor) -> None:
+        correct, total = task_correct_counts(pred_N, target_N, task_ids_N, self.num_tasks)
+        self.correct += correct.to(self.correct.device)
+        self.total += total.to(self.total.device)
+
+    def compute(self) -> torch.Tensor:
+        per_task = self.correct / self.total.clamp_min(1)
+        per_task[self.total == 0] = float("nan")
+        return per_task
+
+    def overall(self) -> float:
+        return (self.correct.sum() / self.total.sum().clamp_min(1)).item()

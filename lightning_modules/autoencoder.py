@@ -1,12 +1,12 @@
 """Autoencoder system: 28×28 digit -> 32-d code -> 28×28, BCE loss (SPEC §1)."""
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from lightning_modules.base import SharedStepModule
 from lightning_modules.nets.mnist import ConvDecoder, ConvEncoder
 
 
-class AutoencoderModule(pl.LightningModule):
+class AutoencoderModule(SharedStepModule):
     """Convolutional AE; ``train_noise_std`` > 0 trains it as a denoising AE.
 
     Denoising matters downstream: the agent sees codes of (possibly noisy) inputs, and noise
@@ -36,15 +36,6 @@ class AutoencoderModule(pl.LightningModule):
     def decode(self, code_ND: torch.Tensor) -> torch.Tensor:
         """code N×code_dim -> image N×1×28×28 in [0, 1]."""
         return torch.sigmoid(self.decoder(code_ND))
-
-    def training_step(self, batch, batch_idx):
-        return self._shared_step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        return self._shared_step(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        return self._shared_step(batch, "test")
 
     def predict_step(self, batch, batch_idx):
         return self.encode(batch["image"])

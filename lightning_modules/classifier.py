@@ -2,12 +2,12 @@
 import math
 from typing import Literal
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from lightning_modules.base import SharedStepModule
 from lightning_modules.nets.mnist import CLASSIFIER_NETS
 
 
@@ -24,7 +24,7 @@ def random_affine(image_NCHW: torch.Tensor, degrees: float, translate: float, sc
     return F.grid_sample(image_NCHW, grid, align_corners=False, padding_mode="zeros")
 
 
-class DigitClassifierModule(pl.LightningModule):
+class DigitClassifierModule(SharedStepModule):
     """MNIST classifier; ``arch`` picks the net (``small_cnn`` = reward model, ``judge_cnn`` = judge)."""
 
     monitor = ("val/acc", "max")
@@ -46,15 +46,6 @@ class DigitClassifierModule(pl.LightningModule):
     def forward(self, image_N1HW: torch.Tensor) -> torch.Tensor:
         """Logits N×10 for images in [0, 1]."""
         return self.net(image_N1HW)
-
-    def training_step(self, batch, batch_idx):
-        return self._shared_step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        return self._shared_step(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        return self._shared_step(batch, "test")
 
     def predict_step(self, batch, batch_idx):
         return self(batch["image"]).softmax(-1)

@@ -20,10 +20,10 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from configs import ConfigError, available_configs, load_config
+from configs import available_configs, load_config
 from datamodules import get_datamodule_class
 from lightning_modules import get_module_class
-from lightning_modules.runs import CHECKPOINT_TAG, atomic_torch_save, atomic_write_text, latest_run, new_run_dir, save_run_config
+from lightning_modules.runs import CHECKPOINT_TAG, atomic_torch_save, atomic_write_text, latest_run, new_run_dir, run_cli, save_run_config
 
 log = logging.getLogger("lightning_modules.fit")
 SECTIONS = {"module": get_module_class, "data": get_datamodule_class}
@@ -103,16 +103,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(_usage())
         return 0
     name = args.pop(0) if args and "=" not in args[0] else "autoencoder"
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = load_config(name, args, sections=SECTIONS)
-        run_dir = fit(cfg)
-    except (ConfigError, ValueError, KeyError, FileNotFoundError) as err:
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
-    print(run_dir)
-    return 0
+    return run_cli(lambda: fit(load_config(name, args, sections=SECTIONS)))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional
 
 import torch
 from omegaconf import OmegaConf
@@ -135,3 +135,24 @@ def load_module(path: str, kind: str, map_location: str = "cpu", freeze: bool = 
 def run_info(run_dir: Path) -> Dict[str, Any]:
     """The resolved config stored in a run folder."""
     return OmegaConf.to_container(OmegaConf.load(latest_run(run_dir) / "config.yaml"), resolve=True)
+
+
+def run_cli(job: Callable[[], Path]) -> int:
+    """Run an entry point's ``job``; bad input becomes one ``error: ...`` line on stderr and exit code 2.
+
+    On success the run/result folder is printed (the CLI's only stdout) and 0 returned. Only
+    input errors are caught: a bug still shows its traceback.
+    """
+    import sys
+
+    from configs import ConfigError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        out = job()
+    except (ConfigError, ValueError, KeyError, FileNotFoundError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0

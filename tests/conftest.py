@@ -45,6 +45,33 @@ def idx_dir(tmp_path) -> Path:
 
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
+    # one thread: these tiny nets run several times faster than with 2 on a 2-core machine
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     np.random.seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def mnist_stage_runs(tmp_path_factory) -> dict:
+    """Tiny trained runs of every experiment-B stage (2 batches each), shared by the slow-ish tests."""
+    from configs import load_config
+    from lightning_modules.fit import SECTIONS, fit
+
+    root = tmp_path_factory.mktemp("stages")
+    idx = make_idx_folder(root / "idx", n_train=96, n_test=40)
+    common = [*FAST_TRAINER, f"out_dir={root / 'runs'}", "data.source=idx", f"data.root={idx}", "data.batch_size=16"]
+    runs = {"idx": idx, "root": root}
+    runs["autoencoder"] = fit(load_config("autoencoder", common, sections=SECTIONS))
+    runs["latent_gan"] = fit(load_config("latent_gan", [*common, f"ae_checkpoint={runs['autoencoder']}"], sections=SECTIONS))
+    runs["classifier"] = fit(load_config("classifier", common, sections=SECTIONS))
+    runs["judge"] = fit(load_config("judge", common, sections=SECTIONS))
+    return runs
+
+
+def tiny_agent_overrides(runs: dict) -> list:
+    """rl.train overrides for a few hundred steps on the tiny stage runs."""
+    return [f"env.ae_checkpoint={runs['autoencoder']}", f"env.gan_checkpoint={runs['latent_gan']}",
+            f"env.classifier_checkpoint={runs['classifier']}", "env.source=idx", f"env.root={runs['idx']}",
+            "train.total_steps=640", "train.warmup_steps=128", "train.epochs=2", "train.num_envs=16",
+            "train.test_envs=8", "train.batch_size=32", "train.show_progress=false", "agent.hidden_sizes=[32,32]"]

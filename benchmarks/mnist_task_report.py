@@ -1,0 +1,63 @@
+"""report.md / summary.json / table.csv of the mnist-task benchmark."""
+from pathlib import Path
+from typing import Any, Dict
+
+from benchmarks.report import markdown_table, write_summary, write_table
+from lightning_modules.runs import atomic_write_text
+
+PAPER = {"clean": 0.9531, "noisy": 0.8179}  # 2307.13978, + task set, noise level not stated
+
+
+def _rows(results: Dict[str, Any]):
+    rows, per_task = [], []
+    for spec, per_set in results["task_sets"].items():
+        for setting, s in per_set.items():
+            rows.append({"task_set": spec, "input": setting, "noise_std": s["noise_std"], "judge_acc": s["judge_acc"],
+                         "reward_classifier_acc": s["reward_acc"], "gap": s["reward_acc"] - s["judge_acc"],
+                         "mean_realism_D": s["realism"], "paper_judge_acc": PAPER[setting] if spec == "add:0-9" else ""})
+            for name, j, r in zip(s["task_names"], s["judge_acc_per_task"], s["reward_acc_per_task"]):
+                per_task.append({"task": name, "input": setting, "judge_acc": j, "reward_classifier_acc": r})
+    return rows, per_task
+
+
+def write_mnist_task_report(bench: Dict[str, Any], runs: Dict[str, Path], results: Dict[str, Any], out_dir: Path,
+                            wall_s: float) -> None:
+    """Write the three result files (atomically) into ``out_dir``."""
+    rows, per_task = _rows(results)
+    write_table(rows, out_dir / "table.csv")
+    summary = {"experiment": "mnist-task", "seed": bench["seed"], "wall_s": round(wall_s, 1),
+               "stage_wall_s": bench.get("_wall", {}), "runs": {k: str(v) for k, v in runs.items()},
+               "roles": {"reward_classifier": str(runs["classifier"]), "judge": str(runs["judge"]),
+                         "note": "the judge (another architecture and seed) never enters the reward"},
+               **results, "rows": rows}
+    write_summary(summary, out_dir / "summary.json")
+    grids = sorted(p.name for p in out_dir.glob("grid_*.png"))
+    text = [
+        "# Experiment B: task-driven translation on MNIST",
+        "",
+        f"Test data: {results['test_data']} ({results['n_digits']} digits × every task of each set).",
+        f"Input noise for the 'noisy' rows: N(0, {bench['eval']['noise_std']}²) on [0, 1] pixels, clipped.",
+        f"Whole benchmark wall time: {wall_s / 60:.1f} min (stages trained here: {bench.get('_wall', {}) or 'none'}).",
+        "",
+        "Accuracy = the independent judge says Dec(G(π(obs))) shows op(label, operand) mod 10. The reward",
+        "classifier's accuracy on the same outputs is beside it: the gap is how much the agent fools its reward model.",
+        "The paper's figures (95.31 % clean, 81.79 % noisy, + task set) come from another MNIST training set",
+        "(60,000 digits) and judge: compare with care.",
+        "",
+        markdown_table(rows, ["task_set", "input", "judge_acc", "reward_classifier_acc", "gap", "mean_realism_D",
+                              "paper_judge_acc"]),
+        "",
+        "## Per task",
+        "",
+        markdown_table(per_task, ["task", "input", "judge_acc", "reward_classifier_acc"]),
+        "",
+        "## Runs used",
+        "",
+        *[f"- {k}: `{v}`" for k, v in runs.items()],
+        "",
+        "## Grids (rows: input digit, then the output for each task)",
+        "",
+        *[f"![{g}]({g})" for g in grids],
+        "",
+    ]
+    atomic_write_text(out_dir / "report.md", "\n".join(text))

@@ -1,0 +1,33 @@
+"""Result folders of the benchmarks: ``<results_dir>/<stamp>/`` with report.md, summary.json, table.csv."""
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Sequence
+
+from lightning_modules.runs import atomic_write_text
+
+
+def write_table(rows: List[Dict[str, Any]], path: Path) -> None:
+    """CSV with the union of the rows' keys as header (atomic)."""
+    fields: List[str] = []
+    for row in rows:
+        fields += [k for k in row if k not in fields]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def markdown_table(rows: Sequence[Dict[str, Any]], columns: Sequence[str]) -> str:
+    """A markdown table of ``rows`` restricted to ``columns`` (floats with 4 significant digits)."""
+    def fmt(v):
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_summary(summary: Dict[str, Any], path: Path) -> None:
+    atomic_write_text(path, json.dumps(summary, indent=2, default=str))

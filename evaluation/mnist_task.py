@@ -1,0 +1,112 @@
+"""Experiment B's evaluation protocol (SPEC §1), batched over digits *and* tasks.
+
+For every held-out digit and every task of the set: encode the (optionally noisy) digit, act,
+decode ``Dec(G(z))`` and ask the independent judge whether it shows the target. The reward
+classifier's accuracy on the same outputs and the mean realism D(G(z)) are reported beside it;
+their gap to the judge measures how much the agent fools its own reward model.
+"""
+import io
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+from torch import nn
+from torchmetrics import MeanMetric
+
+from datamodules.mnist import add_pixel_noise
+from evaluation.metrics import TaskAccuracy
+from lightning_modules.runs import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TranslationScores:
+    """Accuracies (fractions) of one evaluation pass; per-task lists follow the task set's order."""
+
+    task_names: List[str]
+    noise_std: float
+    judge_acc: float
+    judge_acc_per_task: List[float]
+    reward_acc: float
+    reward_acc_per_task: List[float]
+    realism: float
+    n_digits: int
+    outputs: Optional[Dict[str, np.ndarray]] = field(default=None, repr=False)
+
+
+@torch.inference_mode()
+def evaluate_translation(
+    act_fn: Callable[[torch.Tensor], torch.Tensor],
+    core,
+    encoder: nn.Module,
+    judge: nn.Module,
+    images_N1HW: torch.Tensor,
+    labels_N: torch.Tensor,
+    noise_std: float = 0.0,
+    batch_size: int = 1000,
+    seed: int = 0,
+    keep_outputs: bool = False,
+) -> TranslationScores:
+    """Score a policy on every (digit, task) pair; one batched pass per chunk of digits.
+
+    ``core`` supplies the task set, ``observe``, ``decode_actions`` and the frozen generator,
+    reward classifier and discriminator (an :class:`rl.envs.MnistTaskCore`). ``act_fn`` maps
+    M×O observations to M×K actions (deterministic). Noise N(0, noise_std²) is added to the
+    [0, 1] input pixels (clipped) before encoding, with a generator seeded by ``seed``.
+    With ``keep_outputs`` the decoded images (N·T×28×28), targets, labels and task ids are returned.
+    """
+    tasks, num_tasks = core.tasks, len(core.tasks)
+    judge_acc, reward_acc, realism = TaskAccuracy(num_tasks), TaskAccuracy(num_tasks), MeanMetric()
+    gen = torch.Generator(device=images_N1HW.device).manual_seed(seed)
+    kept: Dict[str, List[torch.Tensor]] = {"images": [], "targets": [], "labels": [], "task_ids": []}
+    for chunk, labels in zip(images_N1HW.split(batch_size), labels_N.split(batch_size)):
+        codes = encoder(add_pixel_noise(chunk.float(), noise_std, gen))
+        # every digit with every task: rows (digit 0, task 0..T-1), (digit 1, task 0..T-1), ...
+        task_ids = torch.arange(num_tasks, device=codes.device).repeat(len(codes))
+        codes_rep, labels_rep = codes.repeat_interleave(num_tasks, 0), labels.repeat_interleave(num_tasks)
+        targets = tasks.targets(labels_rep, task_ids)
+        z = act_fn(core.observe(codes_rep, task_ids))
+        out = core.decode_actions(z)
+        judge_acc.update(judge(out), targets, task_ids)
+        reward_acc.update(core.nets["reward_classifier"](out), targets, task_ids)
+        realism.update(core.nets["discriminator"](core.nets["generator"](z)).reshape(-1))
+        if keep_outputs:
+            for key, value in (("images", out[:, 0]), ("targets", targets), ("labels", labels_rep), ("task_ids", task_ids)):
+                kept[key].append(value.cpu().clone())
+    outputs = {k: torch.cat(v).numpy() for k, v in kept.items()} if keep_outputs else None
+    return TranslationScores(
+        task_names=list(tasks.names), noise_std=noise_std, judge_acc=judge_acc.overall(),
+        judge_acc_per_task=judge_acc.compute().reshape(-1).tolist(), reward_acc=reward_acc.overall(),
+        reward_acc_per_task=reward_acc.compute().reshape(-1).tolist(), realism=float(realism.compute()),
+        n_digits=len(labels_N), outputs=outputs,
+    )
+
+
+def export_npz(outputs: Dict[str, np.ndarray], path: Path) -> None:
+    """Write ``images`` (M×28×28 float32 in [0,1]), ``targets`` (M int64), ``labels`` and ``task_ids`` atomically."""
+    buf = io.BytesIO()
+    np.savez(buf, images=outputs["images"].astype(np.float32), targets=outputs["targets"].astype(np.int64),
+             labels=outputs["labels"].astype(np.int64), task_ids=outputs["task_ids"].astype(np.int64))
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+@torch.inference_mode()
+def translation_grid(act_fn, core, encoder: nn.Module, images_N1HW: torch.Tensor, path: Path, noise_std: float = 0.0,
+                     seed: int = 0) -> None:
+    """PNG grid: one row per input digit, first column the (noisy) input, then one column per task."""
+    from torchvision.utils import save_image
+
+    gen = torch.Generator(device=images_N1HW.device).manual_seed(seed)
+    inputs = add_pixel_noise(images_N1HW.float(), noise_std, gen)
+    num_tasks = len(core.tasks)
+    codes = encoder(inputs).repeat_interleave(num_tasks, 0)
+    task_ids = torch.arange(num_tasks).repeat(len(inputs))
+    out = core.decode_actions(act_fn(core.observe(codes, task_ids))).reshape(len(inputs), num_tasks, 1, 28, 28)
+    tiles = torch.cat([inputs[:, None], out], dim=1).reshape(-1, 1, 28, 28)
+    buf = io.BytesIO()
+    save_image(tiles, buf, format="png", nrow=num_tasks + 1, padding=2, pad_value=0.5)
+    atomic_write_bytes(Path(path), buf.getvalue())

@@ -1,0 +1,325 @@
+"""Tianshou 2.x agents for the latent-space environments: builders, training, saving, acting.
+
+``build_algorithm("td3" | "ppo", obs_dim, act_dim, action_bound, **hparams)`` takes plain values
+only. Policies output actions in [-1, 1] and Tianshou's ``map_action`` scales them to the env's
+``[-action_bound, action_bound]`` box, so exploration noise, TD3's policy noise and the noise clip
+are in those normalised units (sigma 0.3 is 0.9 in z units for a bound of 3).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import warnings
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tianshou.algorithm import PPO, TD3, Algorithm
+from tianshou.algorithm.algorithm_base import OffPolicyAlgorithm, Policy
+from tianshou.algorithm.modelfree.ddpg import ContinuousDeterministicPolicy
+from tianshou.algorithm.modelfree.reinforce import ProbabilisticActorPolicy
+from tianshou.algorithm.optim import AdamOptimizerFactory
+from tianshou.data import Collector, CollectStats, InfoStats, VectorReplayBuffer
+from tianshou.exploration import GaussianNoise
+from tianshou.trainer import OffPolicyTrainerParams, OnPolicyTrainerParams
+from tianshou.utils import TensorboardLogger
+from tianshou.utils.net.common import Net
+from tianshou.utils.net.continuous import (
+    ContinuousActorDeterministic,
+    ContinuousActorProbabilistic,
+    ContinuousCritic,
+)
+from torch import nn
+from torch.distributions import Independent, Normal
+from torch.utils.tensorboard import SummaryWriter
+
+from lightning_modules.runs import atomic_torch_save
+
+log = logging.getLogger(__name__)
+
+POLICY_FILE = "policy.pt"
+_FORMAT = "latentnav-policy/1"
+DEFAULTS: dict[str, dict[str, Any]] = {
+    # reference TD3 of experiment B (SPEC §1); exploration_noise 0.3 beat 0.1 in the prototype
+    "td3": {"hidden_sizes": (256, 256), "actor_lr": 1e-3, "critic_lr": 1e-3, "gamma": 0.99,
+            "tau": 0.005, "policy_noise": 0.2, "noise_clip": 0.5, "update_actor_freq": 2,
+            "exploration_noise": 0.3, "n_step": 1},
+    # SPEC §5: tanh-bounded mean and log_std ≈ -1 at the start, else "clip" bounding drifts
+    "ppo": {"hidden_sizes": (256, 256), "lr": 3e-4, "gamma": 0.99, "gae_lambda": 0.95,
+            "eps_clip": 0.2, "vf_coef": 0.5, "ent_coef": 0.0, "max_grad_norm": 0.5,
+            "init_log_std": -1.0, "value_clip": False, "advantage_normalization": True},
+}
+
+
+def _spaces(
+    obs_dim: int, act_dim: int, action_bound: float
+) -> tuple[gym.spaces.Box, gym.spaces.Box]:
+    if not (obs_dim >= 1 and act_dim >= 1 and math.isfinite(action_bound) and action_bound > 0):
+        raise ValueError(f"need obs_dim >= 1, act_dim >= 1 and a finite action_bound > 0, got "
+                         f"{obs_dim}, {act_dim}, {action_bound}")
+    obs = gym.spaces.Box(-np.inf, np.inf, (int(obs_dim),), np.float32)
+    act = gym.spaces.Box(-action_bound, action_bound, (int(act_dim),), np.float32)
+    return obs, act
+
+
+def _resolve(name: str, hparams: dict[str, Any]) -> dict[str, Any]:
+    if name not in DEFAULTS:
+        raise ValueError(f"unknown algorithm {name!r}: expected one of {sorted(DEFAULTS)}")
+    unknown = sorted(set(hparams) - set(DEFAULTS[name]))
+    if unknown:
+        raise KeyError(f"unknown {name} hyper-parameter(s) {unknown}: allowed "
+                       f"{sorted(DEFAULTS[name])}")
+    resolved = {**DEFAULTS[name], **hparams}
+    resolved["hidden_sizes"] = [int(h) for h in resolved["hidden_sizes"]]
+    return resolved
+
+
+def _build_td3(obs_space: gym.spaces.Box, act_space: gym.spaces.Box, hp: dict[str, Any]) -> TD3:
+    obs_dim, act_dim, hs = obs_space.shape[0], act_space.shape[0], hp["hidden_sizes"]
+    actor = ContinuousActorDeterministic(
+        preprocess_net=Net(state_shape=obs_dim, hidden_sizes=hs), action_shape=act_dim,
+        max_action=1.0)  # tanh output in [-1, 1]; map_action scales it to the box
+
+    def critic() -> ContinuousCritic:
+        return ContinuousCritic(preprocess_net=Net(
+            state_shape=obs_dim, action_shape=act_dim, hidden_sizes=hs, concat=True))
+
+    noise = GaussianNoise(sigma=hp["exploration_noise"]) if hp["exploration_noise"] > 0 else None
+    policy = ContinuousDeterministicPolicy(
+        actor=actor, exploration_noise=noise, action_space=act_space,
+        observation_space=obs_space, action_scaling=True, action_bound_method="clip")
+    return TD3(policy=policy, policy_optim=AdamOptimizerFactory(lr=hp["actor_lr"]),
+               critic=critic(), critic_optim=AdamOptimizerFactory(lr=hp["critic_lr"]),
+               critic2=critic(), critic2_optim=AdamOptimizerFactory(lr=hp["critic_lr"]),
+               tau=hp["tau"], gamma=hp["gamma"], policy_noise=hp["policy_noise"],
+               update_actor_freq=hp["update_actor_freq"], noise_clip=hp["noise_clip"],
+               n_step_return_horizon=hp["n_step"])
+
+
+def gaussian_dist(loc_scale: tuple[torch.Tensor, torch.Tensor]) -> torch.distributions.Distribution:
+    """Diagonal Gaussian over the action vector (module level so policies stay picklable)."""
+    loc, scale = loc_scale
+    return Independent(Normal(loc, scale), 1)
+
+
+def _build_ppo(obs_space: gym.spaces.Box, act_space: gym.spaces.Box, hp: dict[str, Any]) -> PPO:
+    obs_dim, act_dim, hs = obs_space.shape[0], act_space.shape[0], hp["hidden_sizes"]
+    actor = ContinuousActorProbabilistic(
+        preprocess_net=Net(state_shape=obs_dim, hidden_sizes=hs, activation=nn.Tanh),
+        action_shape=act_dim, max_action=1.0, unbounded=False)
+    nn.init.constant_(actor.sigma_param, hp["init_log_std"])
+    critic = ContinuousCritic(
+        preprocess_net=Net(state_shape=obs_dim, hidden_sizes=hs, activation=nn.Tanh))
+    with warnings.catch_warnings():
+        # Tianshou warns about a bounded mean plus action scaling; SPEC §5 wants exactly that
+        warnings.filterwarnings("ignore", message="action_scaling and action_bound_method")
+        policy = ProbabilisticActorPolicy(
+            actor=actor, dist_fn=gaussian_dist, deterministic_eval=True, action_space=act_space,
+            observation_space=obs_space, action_scaling=True, action_bound_method="clip")
+    return PPO(policy=policy, critic=critic, optim=AdamOptimizerFactory(lr=hp["lr"]),
+               eps_clip=hp["eps_clip"], value_clip=hp["value_clip"],
+               advantage_normalization=hp["advantage_normalization"], vf_coef=hp["vf_coef"],
+               ent_coef=hp["ent_coef"], max_grad_norm=hp["max_grad_norm"],
+               gae_lambda=hp["gae_lambda"], gamma=hp["gamma"])
+
+
+def build_algorithm(
+    name: str, obs_dim: int, act_dim: int, action_bound: float, **hparams: Any
+) -> Algorithm:
+    """Build a Tianshou TD3 (default of experiment B) or PPO algorithm from plain values.
+
+    Args:
+        name: ``"td3"`` or ``"ppo"``.
+        obs_dim, act_dim: observation width O and action width A.
+        action_bound: the env's action box is ``[-b, b]^A``.
+        **hparams: overrides of ``DEFAULTS[name]`` (unknown keys raise ``KeyError``).
+    Returns:
+        The algorithm; ``algorithm.latentnav_spec`` records how to rebuild it.
+    """
+    name = str(name).lower()
+    hp = _resolve(name, hparams)
+    obs_space, act_space = _spaces(obs_dim, act_dim, float(action_bound))
+    algorithm = (_build_td3 if name == "td3" else _build_ppo)(obs_space, act_space, hp)
+    algorithm.latentnav_spec = {"name": name, "obs_dim": int(obs_dim), "act_dim": int(act_dim),
+                                "action_bound": float(action_bound), "hparams": hp}
+    return algorithm
+
+
+def seed_everything(seed: int) -> None:
+    """Seed ``random``, numpy's global RNG (Tianshou's GaussianNoise uses it) and torch."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def save_policy(algorithm: Algorithm, path: str | os.PathLike) -> Path:
+    """Atomically write the policy weights plus the builder spec to ``path``."""
+    path = Path(path)
+    spec = getattr(algorithm, "latentnav_spec", None)
+    if spec is None:
+        raise ValueError("algorithm was not made by build_algorithm: no latentnav_spec to save")
+    weights = {k: v.detach().cpu() for k, v in algorithm.policy.state_dict().items()}
+    payload = {"format": _FORMAT, **spec, "hparams": dict(spec["hparams"]), "state_dict": weights}
+    atomic_torch_save(payload, path)  # readers never see a half-written file
+    return path
+
+
+def load_policy(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Policy:
+    """Rebuild a saved policy (file or run folder holding ``policy.pt``), in eval mode."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / POLICY_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no policy file at {path}: expected a {POLICY_FILE} or run folder")
+    payload = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+        raise ValueError(f"{path} is not a latentnav policy file (format {_FORMAT})")
+    algorithm = build_algorithm(payload["name"], payload["obs_dim"], payload["act_dim"],
+                                payload["action_bound"], **payload["hparams"])
+    policy = algorithm.policy.to(map_location)
+    policy.load_state_dict(payload["state_dict"])
+    return policy.eval()
+
+
+def _map_action(policy: Policy, act_NA: torch.Tensor) -> torch.Tensor:
+    # torch twin of Policy.map_action (which returns numpy): bound, then scale to the box
+    if policy.action_bound_method == "clip":
+        act_NA = act_NA.clamp(-1.0, 1.0)
+    elif policy.action_bound_method == "tanh":
+        act_NA = torch.tanh(act_NA)
+    if policy.action_scaling:
+        low = torch.as_tensor(policy.action_space.low, device=act_NA.device)
+        high = torch.as_tensor(policy.action_space.high, device=act_NA.device)
+        act_NA = low + (high - low) * (act_NA + 1.0) / 2.0
+    return act_NA
+
+
+def act(algorithm_or_policy: Algorithm | Policy, obs_NO: torch.Tensor) -> torch.Tensor:
+    """Deterministic actions (no exploration noise; PPO uses its mean) for a batch.
+
+    Args:
+        algorithm_or_policy: a TD3/PPO algorithm or its policy.
+        obs_NO: N×O observations (any device).
+    Returns:
+        N×A float actions in the env's box, on ``obs_NO``'s device.
+    """
+    policy = algorithm_or_policy.policy if isinstance(algorithm_or_policy, Algorithm) \
+        else algorithm_or_policy
+    device = next(policy.parameters()).device
+    obs = torch.as_tensor(obs_NO, dtype=torch.float32, device=device)
+    was_training = policy.training
+    policy.eval()
+    try:
+        with torch.no_grad():
+            if isinstance(policy, ContinuousDeterministicPolicy):
+                raw = policy.actor(obs)[0]
+            elif isinstance(policy, ProbabilisticActorPolicy):
+                raw = policy.dist_fn(policy.actor(obs)[0]).mode
+            else:
+                raise TypeError(f"act() supports TD3/PPO policies, got {type(policy).__name__}")
+    finally:
+        policy.train(was_training)
+    return _map_action(policy, raw).to(torch.as_tensor(obs_NO).device)
+
+
+def _collectors(
+    algorithm: Algorithm, train_envs: Any, test_envs: Any, buffer_size: int
+) -> tuple[Collector, Collector]:
+    n_train, n_test = len(train_envs), len(test_envs)
+    train_buf = VectorReplayBuffer(max(buffer_size, n_train), n_train)
+    # the test buffer only feeds episode statistics: a few hundred steps per env is plenty
+    test_buf = VectorReplayBuffer(512 * n_test, n_test)
+    train_collector = Collector[CollectStats](algorithm, train_envs, train_buf,
+                                              exploration_noise=True)
+    return train_collector, Collector[CollectStats](algorithm, test_envs, test_buf)
+
+
+def train(
+    algorithm: Algorithm,
+    train_envs: Any,
+    test_envs: Any,
+    run_dir: str | os.PathLike,
+    *,
+    total_steps: int = 100_000,
+    epochs: int = 10,
+    seed: int = 0,
+    batch_size: int = 256,
+    buffer_size: int = 100_000,
+    warmup_steps: int = 1_000,
+    collect_steps: int | None = None,
+    update_per_step: float = 1.0,
+    repeat: int = 10,
+    test_episodes: int | None = None,
+    num_threads: int | None = 1,
+    show_progress: bool = False,
+) -> InfoStats:
+    """Train with Tianshou's Collector + trainer, keeping the best policy in ``run_dir``.
+
+    Args:
+        algorithm: from :func:`build_algorithm` (seed before building for reproducible nets).
+        train_envs, test_envs: Tianshou vector envs (``BatchedVectorEnv`` or the reference
+            ``DummyVectorEnv``); train envs seeded with ``seed``, test envs re-seeded with
+            ``seed + 1_000_003`` before every test step (the same test episodes each time).
+        run_dir: receives TensorBoard events and ``policy.pt`` (best test score, atomic writes).
+        total_steps: env-step budget including off-policy warm-up; split into ``epochs``.
+        batch_size: gradient mini-batch. buffer_size: off-policy replay size.
+        warmup_steps: off-policy random-action steps before training.
+        collect_steps: env steps per collection (default: one batched step off-policy, 2048
+            on-policy). update_per_step: off-policy gradient steps per collected env step.
+        repeat: on-policy passes over each collection. test_episodes: per test (default 4×envs).
+        num_threads: ``torch.set_num_threads`` (1 is 5-10× faster for small nets, SPEC §5).
+    Returns:
+        Tianshou ``InfoStats`` (best reward, steps, timings).
+    """
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(seed)
+    train_envs.seed(seed)
+    off_policy = isinstance(algorithm, OffPolicyAlgorithm)
+    n_envs = len(train_envs)
+    # whole batched steps: the Collector would overshoot a non-multiple anyway (and warn)
+    warmup = math.ceil(warmup_steps / n_envs) * n_envs if off_policy else 0
+    collect = collect_steps or (n_envs if off_policy else 2048)
+    budget = total_steps - warmup
+    if budget < collect or epochs < 1:
+        raise ValueError(f"total_steps={total_steps} leaves {budget} steps after warm-up for "
+                         f"{epochs} epochs: expected at least one collection of {collect} steps")
+    buffer = buffer_size if off_policy else collect + n_envs
+    train_collector, test_collector = _collectors(algorithm, train_envs, test_envs, buffer)
+    train_collector.reset()
+    if warmup > 0:
+        train_collector.collect(n_step=warmup, random=True)
+    writer = SummaryWriter(log_dir=str(run_dir))
+
+    def test_fn(epoch: int, env_step: int | None) -> None:
+        # same test episodes at every test step, so "best" compares policies, not luck
+        test_envs.seed(seed + 1_000_003)
+        test_collector.reset_env()
+
+    common = {
+        "training_collector": train_collector, "test_collector": test_collector,
+        "max_epochs": epochs, "epoch_num_steps": math.ceil(budget / epochs),
+        "collection_step_num_env_steps": collect, "batch_size": batch_size,
+        "test_step_num_episodes": test_episodes or 4 * len(test_envs),
+        "save_best_fn": lambda algo: save_policy(algo, run_dir / POLICY_FILE),
+        "test_fn": test_fn, "logger": TensorboardLogger(writer), "verbose": False,
+        "show_progress": show_progress,
+    }
+    params = (OffPolicyTrainerParams(update_step_num_gradient_steps_per_sample=update_per_step,
+                                     **common) if off_policy
+              else OnPolicyTrainerParams(update_step_num_repetitions=repeat, **common))
+    try:
+        stats = algorithm.run_training(params)
+    finally:
+        writer.close()
+    log.info("trained %s for %d env steps: best test reward %.3f ± %.3f; policy in %s",
+             type(algorithm).__name__, stats.train_step + warmup, stats.best_reward,
+             stats.best_reward_std, run_dir / POLICY_FILE)
+    return stats

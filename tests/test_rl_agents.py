@@ -1,0 +1,120 @@
+"""Tianshou 2.x agents: builders, short TD3 / PPO runs through ``train``, saving and acting."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rl.agents import (
+    DEFAULTS,
+    POLICY_FILE,
+    act,
+    build_algorithm,
+    load_policy,
+    save_policy,
+    seed_everything,
+    train,
+)
+from rl.envs import BatchedVectorEnv, MnistTaskCore, make_dummy_vector_env
+from rl.tasks import TaskSet
+
+torch.set_num_threads(1)
+D, K, BOUND = 8, 3, 3.0
+
+
+def make_core(num_envs: int, seed: int) -> MnistTaskCore:
+    torch.manual_seed(0)
+    decoder = nn.Sequential(nn.Linear(D, 784), nn.Sigmoid(), nn.Unflatten(1, (1, 28, 28)))
+    classifier = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    codes, labels = torch.randn(40, D), torch.arange(40) % 10
+    return MnistTaskCore(codes, labels, nn.Linear(K, D), decoder, classifier, nn.Linear(D, 1),
+                         TaskSet.parse(["+1", "-2", "*3"]), num_envs=num_envs, z_dim=K,
+                         action_bound=BOUND, seed=seed)
+
+
+def test_builders_use_reference_hyperparameters_and_validate():
+    seed_everything(0)
+    td3 = build_algorithm("td3", 20, K, BOUND)
+    assert (td3.tau, td3.gamma, td3.policy_noise, td3.noise_clip, td3.update_actor_freq) == (
+        0.005, 0.99, 0.2, 0.5, 2)
+    assert td3.policy.exploration_noise._sigma == 0.3
+    hidden = [m.out_features for m in td3.policy.actor.modules() if isinstance(m, nn.Linear)]
+    assert hidden == [256, 256, K]
+    assert td3.latentnav_spec["hparams"]["actor_lr"] == 1e-3
+    ppo = build_algorithm("PPO", 20, K, BOUND, hidden_sizes=(32,))
+    assert torch.allclose(ppo.policy.actor.sigma_param, torch.full((K, 1), -1.0))
+    assert ppo.policy.deterministic_eval
+    with pytest.raises(ValueError, match="unknown algorithm 'sac'.*ppo.*td3"):
+        build_algorithm("sac", 20, K, BOUND)
+    with pytest.raises(KeyError, match="unknown td3 hyper-parameter.*'lr'"):
+        build_algorithm("td3", 20, K, BOUND, lr=1e-3)
+    with pytest.raises(ValueError, match="action_bound"):
+        build_algorithm("td3", 20, K, 0.0)
+    assert set(DEFAULTS) == {"td3", "ppo"}
+
+
+def test_act_is_deterministic_bounded_and_noise_free():
+    seed_everything(1)
+    algo = build_algorithm("td3", 20, K, BOUND, hidden_sizes=(16,), exploration_noise=0.5)
+    obs = torch.randn(64, 20) * 10
+    a1, a2 = act(algo, obs), act(algo.policy, obs)
+    assert a1.shape == (64, K) and torch.equal(a1, a2)
+    assert a1.abs().max() <= BOUND
+    raw = algo.policy.actor(obs)[0].detach()  # tanh output in [-1, 1] scaled to the box
+    torch.testing.assert_close(a1, raw * BOUND)
+    ppo = build_algorithm("ppo", 20, K, BOUND, hidden_sizes=(16,))
+    (mean, _), _ = ppo.policy.actor(obs)
+    torch.testing.assert_close(act(ppo, obs), mean.detach().clamp(-1, 1) * BOUND)
+
+
+@pytest.mark.parametrize(
+    ("name", "settings"),
+    [
+        ("td3", {"warmup_steps": 64, "batch_size": 32, "update_per_step": 0.5}),
+        ("ppo", {"collect_steps": 64, "batch_size": 32, "repeat": 2}),
+    ],
+)
+def test_short_training_run_writes_loadable_policy(tmp_path, name, settings):
+    seed_everything(0)
+    core = make_core(num_envs=8, seed=0)
+    algo = build_algorithm(name, core.obs_dim, core.act_dim, core.action_bound,
+                           hidden_sizes=(32, 32))
+    before = [p.detach().clone() for p in algo.policy.parameters()]
+    train_envs = BatchedVectorEnv(core)
+    test_envs = make_dummy_vector_env(core.spawn, 2, seed=100)  # the per-env path trains too
+    stats = train(algo, train_envs, test_envs, tmp_path, total_steps=320, epochs=2, seed=0,
+                  **settings)
+    assert stats.train_step >= 320 - settings.get("warmup_steps", 0)
+    assert stats.test_episode > 0 and np.isfinite(stats.best_reward)
+    assert stats.update_step > 0
+    assert any(not torch.equal(b, p) for b, p in zip(before, algo.policy.parameters()))
+    assert (tmp_path / POLICY_FILE).is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temp left behind
+    assert any(p.name.startswith("events.out.tfevents") for p in tmp_path.iterdir())
+
+    best = load_policy(tmp_path)  # a run folder works as well as the file
+    obs = core.reset()
+    a_best = act(best, obs)
+    assert a_best.shape == (8, K) and a_best.abs().max() <= BOUND and torch.isfinite(a_best).all()
+
+    # round trip of the final weights: the reloaded policy acts exactly like the trained one
+    save_policy(algo, tmp_path / "final.pt")
+    torch.testing.assert_close(act(load_policy(tmp_path / "final.pt"), obs), act(algo, obs))
+    _, reward, *_ = core.step(a_best)
+    assert torch.isfinite(reward).all()
+
+
+def test_train_rejects_budget_smaller_than_warmup(tmp_path):
+    core = make_core(num_envs=2, seed=0)
+    algo = build_algorithm("td3", core.obs_dim, K, BOUND, hidden_sizes=(8,))
+    with pytest.raises(ValueError, match="total_steps=10"):
+        train(algo, BatchedVectorEnv(core), BatchedVectorEnv(core.spawn(1, 9)), tmp_path,
+              total_steps=10, warmup_steps=100)
+
+
+def test_load_policy_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no policy file"):
+        load_policy(tmp_path)
+    torch.save({"weights": torch.zeros(1)}, tmp_path / POLICY_FILE)
+    with pytest.raises(ValueError, match="not a latentnav policy file"):
+        load_policy(tmp_path / POLICY_FILE)

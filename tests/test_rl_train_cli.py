@@ -1,0 +1,65 @@
+"""``python -m rl.train`` and ``benchmarks/run.py --experiment mnist-task`` end to end on tiny runs."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rl.agents import act, load_policy
+from tests.conftest import tiny_agent_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args, timeout=600):
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def test_rl_train_writes_policy_and_config(mnist_stage_runs, tmp_path):
+    proc = run("-m", "rl.train", "mnist_task", *tiny_agent_overrides(mnist_stage_runs), f"out_dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = Path(proc.stdout.strip().splitlines()[-1])
+    assert run_dir.parent == tmp_path / "mnist_task"
+    for name in ("config.yaml", "policy.pt", "train_summary.json"):
+        assert (run_dir / name).is_file(), name
+    summary = json.loads((run_dir / "train_summary.json").read_text())
+    assert summary["env_steps"] >= 512 and np.isfinite(summary["best_reward"])
+    policy = load_policy(run_dir)
+    actions = act(policy, torch.zeros(4, 32 + 13))
+    assert actions.shape == (4, 5) and actions.abs().max() <= 3.0
+
+
+def test_rl_train_rejects_bad_config(tmp_path):
+    proc = run("-m", "rl.train", "mnist_task", "agent.exploration_nois=0.1", f"out_dir={tmp_path}")
+    assert proc.returncode == 2
+    assert "agent.exploration_nois" in proc.stderr and "exploration_noise" in proc.stderr
+    proc = run("-m", "rl.train", "mnist_task", "env.tasks=[pow:2]", f"out_dir={tmp_path}",
+               f"env.ae_checkpoint={tmp_path / 'none'}")
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_mnist_task_benchmark_writes_report(mnist_stage_runs, tmp_path):
+    runs = mnist_stage_runs
+    stages = [f"stages.{k}={runs[k]}" for k in ("autoencoder", "latent_gan", "classifier", "judge")]
+    agent = "[" + ",".join(f"'{o}'" for o in tiny_agent_overrides(runs) if not o.startswith("env.")) + "]"
+    export = tmp_path / "out.npz"
+    proc = run("benchmarks/run.py", "--experiment", "mnist-task", *stages, f"overrides.agent={agent}",
+               f"runs_dir={tmp_path / 'runs'}", f"results_dir={tmp_path / 'results'}", f"eval.test_root={runs['idx']}",
+               "eval.max_digits=12", "eval.task_sets=[add:0-9,'+1']", f"eval.export={export}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = Path(proc.stdout.strip().splitlines()[-1])
+    for name in ("report.md", "summary.json", "table.csv", "config.yaml", "grid_add_0-9_clean.png", "grid_+1_noisy.png"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    clean = summary["task_sets"]["add:0-9"]["clean"]
+    assert clean["n_digits"] == 12 and len(clean["judge_acc_per_task"]) == 10
+    assert 0.0 <= clean["judge_acc"] <= 1.0
+    assert clean["judge_acc"] == np.mean(clean["judge_acc_per_task"])  # equal task counts
+    data = np.load(export)
+    assert data["images"].shape == (120, 28, 28) and data["targets"].shape == (120,)
+    assert data["images"].min() >= 0 and data["images"].max() <= 1
+    assert (data["targets"] == (data["labels"] + data["task_ids"]) % 10).all()
+    assert "Test data: MNIST test split" in (out / "report.md").read_text()
