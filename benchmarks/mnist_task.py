@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from configs import load_config
 from configs.schema import RLConfig
 from datamodules.mnist import MNISTDataModule, read_idx_split
-from evaluation.mnist_task import evaluate_translation, export_npz, translation_grid
+from evaluation.mnist_task import evaluate_translation, export_npz, sample_quality, translation_grid
 from lightning_modules import fit as fit_cli
 from lightning_modules.runs import load_module
 from rl import train as rl_cli
@@ -95,7 +95,8 @@ def evaluate(bench: Dict[str, Any], runs: Dict[str, Path], out_dir: Path) -> Dic
     encoder = load_module(str(runs["autoencoder"]), "autoencoder")
     images, labels, where = test_digits(bench)
     base = get_env_builder("mnist_task")(**{**env_kwargs, "noisy_copies": 0})(1, 0)
-    results = {"test_data": where, "n_digits": len(labels), "task_sets": {}}
+    results = {"test_data": where, "n_digits": len(labels), "task_sets": {},
+               "lgan_sample_quality": sample_quality(base, judge, seed=bench["seed"])}
     for i, spec in enumerate(ev["task_sets"]):
         # the observation encodes (op, operand), not a task index: any subset of the trained set fits
         core = MnistTaskCore(base.codes_ND, base.labels_N, tasks=TaskSet.parse([spec]), z_dim=base.z_dim,

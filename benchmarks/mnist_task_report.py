@@ -47,6 +47,10 @@ def write_mnist_task_report(bench: Dict[str, Any], runs: Dict[str, Path], result
         markdown_table(rows, ["task_set", "input", "judge_acc", "reward_classifier_acc", "gap", "mean_realism_D",
                               "paper_judge_acc"]),
         "",
+        "l-GAN sample quality (the ceiling a policy starts from): {frac_confident:.1%} of {n} random samples "
+        "are judged with p > {threshold}; judged class histogram {hist}.".format(
+            **results["lgan_sample_quality"], hist=[round(h, 3) for h in results["lgan_sample_quality"]["class_hist"]]),
+        "",
         "## Per task",
         "",
         markdown_table(per_task, ["task", "input", "judge_acc", "reward_classifier_acc"]),

@@ -110,3 +110,18 @@ def translation_grid(act_fn, core, encoder: nn.Module, images_N1HW: torch.Tensor
     buf = io.BytesIO()
     save_image(tiles, buf, format="png", nrow=num_tasks + 1, padding=2, pad_value=0.5)
     atomic_write_bytes(Path(path), buf.getvalue())
+
+
+@torch.inference_mode()
+def sample_quality(core, judge: nn.Module, n: int = 5000, seed: int = 0, threshold: float = 0.9) -> Dict[str, object]:
+    """How good the l-GAN's random samples are by the judge: the ceiling any policy starts from.
+
+    Draws z ~ N(0, I) (clipped to the action box), decodes Dec(G(z)) and reports the fraction the
+    judge classifies with probability > ``threshold`` and the judged class histogram.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, core.z_dim, generator=gen).clamp(-core.action_bound, core.action_bound)
+    probs = judge(core.decode_actions(z)).softmax(1)
+    top_p, top_c = probs.max(1)
+    return {"n": n, "threshold": threshold, "frac_confident": float((top_p > threshold).float().mean()),
+            "class_hist": (torch.bincount(top_c, minlength=probs.shape[1]).float() / n).tolist()}

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from rl.agents import act, load_policy
@@ -63,3 +64,4 @@ def test_mnist_task_benchmark_writes_report(mnist_stage_runs, tmp_path):
     assert data["images"].min() >= 0 and data["images"].max() <= 1
     assert (data["targets"] == (data["labels"] + data["task_ids"]) % 10).all()
     assert "Test data: MNIST test split" in (out / "report.md").read_text()
+    assert sum(summary["lgan_sample_quality"]["class_hist"]) == pytest.approx(1.0)
