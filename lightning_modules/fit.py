@@ -7,8 +7,10 @@ NAME is a file in ``configs/`` (default: ``autoencoder``, the offline MNIST auto
 ``checkpoints/{best,last}.ckpt``, ``metrics.csv``, TensorBoard events and ``test_metrics.json``;
 prints that folder. ``resume=<run folder>`` continues a run from its ``last.ckpt``.
 """
+import csv
 import json
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from configs import available_configs, load_config
@@ -34,6 +37,24 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
         atomic_torch_save(checkpoint, Path(path))
+
+
+class _AppendingWriter(ExperimentWriter):
+    def _check_log_dir_exists(self) -> None:
+        # Lightning deletes an existing metrics.csv here; a resumed run appends to it instead.
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as fh:
+                self.metrics_keys = next(csv.reader(fh), [])
+
+
+class RunCSVLogger(CSVLogger):
+    """``metrics.csv`` directly in the run folder, continued (not replaced) when a run resumes."""
+
+    @property
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
 
 
 class TagCheckpoint(Callback):
@@ -78,7 +99,7 @@ def _fit_in(cfg: Dict[str, Any], run_dir: Path, resume_ckpt: Optional[Path]) -> 
                                  save_last=True, save_top_k=1, auto_insert_metric_name=False)
     trainer = pl.Trainer(
         **cfg["trainer"], default_root_dir=run_dir, callbacks=[checkpoint, TagCheckpoint(cfg)],
-        logger=[CSVLogger(run_dir, name="", version=""), TensorBoardLogger(run_dir, name="tensorboard", version="")],
+        logger=[RunCSVLogger(run_dir, name="", version=""), TensorBoardLogger(run_dir, name="tensorboard", version="")],
         plugins=[AtomicCheckpointIO()],
     )
     log.info("run folder: %s", run_dir)

@@ -117,3 +117,18 @@ def test_module_argument_errors():
         AutoencoderModule(code_dim=0)
     with pytest.raises(ValueError, match="must be >= 1"):
         LatentGANModule(z_dim=0)
+
+
+def test_resume_continues_the_same_run_and_its_metrics(idx_dir, tmp_path):
+    run_dir = fit_tiny("autoencoder", idx_dir, tmp_path)
+    rows_before = (run_dir / "metrics.csv").read_text().strip().splitlines()
+    again = fit(load_config("autoencoder", [*FAST_TRAINER, "trainer.max_epochs=2", f"resume={run_dir}",
+                                            "data.source=idx", f"data.root={idx_dir}", "data.batch_size=8"],
+                            sections=SECTIONS))
+    assert again == run_dir
+    rows_after = (run_dir / "metrics.csv").read_text().strip().splitlines()
+    assert rows_after[: len(rows_before)] == rows_before and len(rows_after) > len(rows_before)
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["epoch"] == 1 and ckpt["global_step"] == 4  # 2 epochs of 2 batches
+    with pytest.raises(FileNotFoundError, match="neither a run folder"):
+        fit(load_config("autoencoder", [f"resume={tmp_path}", f"out_dir={tmp_path}"], sections=SECTIONS))
