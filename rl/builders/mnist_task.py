@@ -1,8 +1,4 @@
-"""Environment builders by registry name: frozen modules from checkpoints -> a batched core factory.
-
-A builder returns ``make_core(num_envs, seed) -> core``; ``rl.train`` and the benchmarks call it
-for training envs, test envs and the per-env reference path alike.
-"""
+"""Experiment B's environment builder: AE, l-GAN and reward classifier from checkpoints -> MnistTaskCore."""
 import logging
 from typing import Callable, Dict, List, Literal, Optional
 
@@ -11,21 +7,11 @@ from torch import nn
 
 from datamodules.mnist import MNISTDataModule, add_pixel_noise
 from lightning_modules.runs import load_module
+from rl.builders import MethodModule
 from rl.envs.mnist_task import MnistTaskCore
 from rl.tasks import TaskSet
 
 log = logging.getLogger(__name__)
-
-
-class MethodModule(nn.Module):
-    """Exposes one method of a frozen module as ``forward`` (e.g. the AE's ``decode``)."""
-
-    def __init__(self, owner: nn.Module, method: str):
-        super().__init__()
-        self.owner, self.method = owner, method
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return getattr(self.owner, self.method)(x)
 
 
 def load_mnist_task_models(ae_checkpoint: str, gan_checkpoint: str, classifier_checkpoint: str) -> Dict[str, nn.Module]:
@@ -81,13 +67,3 @@ def mnist_task(
                          nets["discriminator"], task_set, num_envs=1, z_dim=nets["z_dim"],
                          action_bound=action_bound, alpha=alpha, beta=beta, seed=0)
     return base.spawn
-
-
-ENVS = {"mnist_task": mnist_task}
-
-
-def get_env_builder(name: str) -> Callable:
-    """The environment builder registered as ``name``."""
-    if name not in ENVS:
-        raise KeyError(f"unknown environment '{name}'; expected one of {sorted(ENVS)}")
-    return ENVS[name]

@@ -1,0 +1,421 @@
+"""Experiment A environment: the MDP's pure functions, the batched core, its views, a PPO smoke run."""
+
+import dataclasses
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+from torch import nn
+
+from lightning_modules.nets.generators import GeneratorAdapter
+from rl.envs import BatchedVectorEnv, SingleEnv, make_dummy_vector_env
+from rl.envs.face_age import (
+    AgeMDP,
+    FaceAgeCore,
+    age_reward,
+    bucket_hits,
+    bucket_index,
+    default_epsilon,
+    direction_buckets,
+    identity_distance,
+    num_buckets,
+    transition,
+    typical_set,
+)
+
+L = 8
+THRESHOLDS = {"p1": 1.0, "p2": 4.0}
+
+
+class CountingModule(nn.Module):
+    """Wraps a module and counts forward calls (one per batched step is the contract)."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.inner(x)
+
+
+# ---- transparent networks: image = latent, age = 30 + 10·s[0], I_g = ‖s − s_base‖² ----------
+class LatentImage(nn.Module):
+    def forward(self, z):
+        return z[:, None, None, :].expand(-1, 3, 1, -1)
+
+
+class AgeFromFirstPixel(nn.Module):
+    def forward(self, img):
+        return 30.0 + 10.0 * img[:, 0, 0, 0]
+
+
+class FirstChannel(nn.Module):
+    def forward(self, img):
+        return img[:, 0, 0, :]
+
+
+def base_latent() -> torch.Tensor:
+    """‖s‖² = 8 = L: the centre of the typical set; age 30 (bucket [30, 35))."""
+    return torch.tensor([[0.0, 2.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+
+
+def transparent_core(num_envs: int = 1, **mdp) -> FaceAgeCore:
+    settings = {"direction_every": 1, "inertia": 0.5, "bucket_width": 5.0, "age_min": 0.0,
+                "age_max": 80.0, "close_factor": 2.0, "hit_reward": 10.0, "fail_penalty": 20.0,
+                **THRESHOLDS, **mdp}
+    # direction_every=1 and seed 0: row 0 ascends in its first episode, descends in its second
+    return FaceAgeCore(base_latent(), LatentImage(), AgeFromFirstPixel(), FirstChannel(),
+                       torch.eye(L)[0], num_envs=num_envs, seed=0, **settings)
+
+
+def act(w1: float = 0.0, w2: float = 0.0, k_gen=None) -> torch.Tensor:
+    k = torch.zeros(L) if k_gen is None else torch.as_tensor(k_gen, dtype=torch.float32)
+    return torch.cat([k, torch.tensor([w1, w2])])[None, :]
+
+
+# ---- pure functions -------------------------------------------------------------------------
+def test_transition_eq2_hand_computed():
+    s = torch.tensor([[1.0, 2.0]])
+    out = transition(s, torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]]), torch.tensor([2.0]),
+                     torch.tensor([-1.0]), inertia=0.25)
+    # 0.25·[1, 2] + 0.75·([1, 2] + 2·[1, 0] − [0, 1]) = [0.25, 0.5] + [2.25, 0.75]
+    torch.testing.assert_close(out, torch.tensor([[2.5, 1.25]]))
+    torch.testing.assert_close(transition(s, s, s, torch.ones(1), torch.ones(1), 0.0), 3 * s)
+
+
+def test_typical_set_eq5_and_default_epsilon():
+    s = torch.tensor([[1.0, 1.0], [2.0, 2.0], [0.0, 0.0]])  # ½|2 − ‖s‖²| = 0, 3, 1
+    assert typical_set(s, 3.0).tolist() == [True, True, True]
+    assert typical_set(s, 2.9).tolist() == [True, False, True]
+    assert typical_set(s, 0.5).tolist() == [True, False, False]
+    assert default_epsilon(100) == pytest.approx(1.5 * math.sqrt(200))  # 3 std of ½‖z‖²
+    z = torch.randn(20_000, 100, generator=torch.Generator().manual_seed(0))
+    inside = typical_set(z, default_epsilon(100)).float().mean()
+    assert 0.99 < inside < 1.0  # N(0, I) samples are (almost all) typical
+
+
+def test_reward_eq9_every_branch():
+    identity = torch.tensor([0.5, 1.0, 2.0, 4.0, 2.0, 5.0, 0.5, 0.5])
+    hit = torch.tensor([True, True, True, True, False, True, False, True])
+    typical = torch.tensor([True, True, True, True, True, True, True, False])
+    reward, failed = age_reward(identity, hit, typical, p1=1.0, p2=4.0, m=2.0, r=10.0, n=20.0)
+    # m·r (I ≤ P1), m·r (I = P1), r, r (I = P2), −1 (no hit), −n (I > P2), −1, −n (not typical)
+    assert reward.tolist() == [20.0, 20.0, 10.0, 10.0, -1.0, -20.0, -1.0, -20.0]
+    assert failed.tolist() == [False] * 5 + [True, False, True]
+
+
+def test_identity_distance_eq8():
+    feat = torch.tensor([[1.0, 2.0], [0.0, 0.0]])
+    base = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
+    assert identity_distance(feat, base).tolist() == [5.0, 25.0]
+
+
+def test_bucket_bookkeeping_eq7():
+    assert num_buckets(0.0, 80.0, 5.0) == 16 and num_buckets(0.0, 81.0, 5.0) == 17
+    assert bucket_index(torch.tensor([-3.0, 0.0, 4.99, 5.0, 79.0, 200.0]), 0.0, 5.0, 16).tolist() == \
+        [0, 0, 0, 1, 15, 15]  # out-of-range ages fall in the edge buckets
+    visited = torch.zeros(3, 16, dtype=torch.bool)
+    visited[:, 6] = True  # base bucket [30, 35) visited at reset
+    base, asc = torch.full((3,), 31.0), torch.tensor([0, 0, 1])
+    hit, visited = bucket_hits(torch.tensor([36.0, 33.0, 36.0]), base, asc, visited, 0.0, 5.0)
+    # new bucket beyond base → 1; beyond base but in the (visited) base bucket → 0; wrong direction → 0
+    assert hit.tolist() == [True, False, False]
+    assert visited[0, 7] and visited[2, 7]  # marked whatever the direction
+    hit, visited = bucket_hits(torch.tensor([38.0, 26.0, 26.0]), base, asc, visited, 0.0, 5.0)
+    assert hit.tolist() == [False, False, True]  # same bucket again → 0; descending row: new lower bucket → 1
+    assert direction_buckets(torch.tensor([2, 2]), torch.tensor([0, 1]), 5).tolist() == \
+        [[False, False, False, True, True], [True, True, False, False, False]]
+
+
+# ---- the core on transparent networks ----------------------------------------------------------
+def test_core_step_hand_computed_and_bucket_hits():
+    core = transparent_core()
+    obs = core.reset()
+    assert obs.shape == (1, 2 * L + 2) and core.direction_N.tolist() == [0]
+    torch.testing.assert_close(obs[0], torch.cat([base_latent()[0], base_latent()[0], torch.tensor([1.0, 0.0])]))
+    obs, rew, term, trunc, info = core.step(act(w1=1.0))  # s[0] = 0.5·1 → age 35, I = 0.25
+    torch.testing.assert_close(obs[0, :L], torch.tensor([0.5, 2, 2, 0, 0, 0, 0, 0]))
+    torch.testing.assert_close(obs[0, L:], torch.cat([base_latent()[0], torch.tensor([1.0, 0.0])]))
+    assert info["age"].item() == pytest.approx(35.0) and info["age_base"].item() == pytest.approx(30.0)
+    assert info["identity"].item() == pytest.approx(0.25) and info["hit"].item()
+    assert rew.item() == 20.0 and not term.item() and not trunc.item()  # m·r: I ≤ P1
+    _, rew, *_, info = core.step(act())  # same bucket again
+    assert rew.item() == -1.0 and not info["hit"].item()
+    _, rew, *_, info = core.step(act(w1=2.0, w2=1.0, k_gen=[0, 0, 0, 5, 0, 0, 0, 0]))
+    # k_gen rescaled to e3: s = [1.5, 2, 2, 0.5, 0...], age 45, I = 1.5² + 0.5² = 2.5 → r
+    assert info["age"].item() == pytest.approx(45.0) and info["identity"].item() == pytest.approx(2.5)
+    assert rew.item() == 10.0 and info["in_typical_set"].item()
+
+
+def test_descending_episode_moves_against_the_boundary():
+    core = transparent_core(episode_len=1)
+    core.reset()
+    core.step(act())  # first episode ascends; truncated after 1 step
+    core.reset()
+    assert core.direction_N.tolist() == [1]
+    _, rew, term, trunc, info = core.step(act(w1=2.0))  # k_hyp = −boundary: s[0] = −1 → age 20
+    assert info["age"].item() == pytest.approx(20.0) and info["hit"].item() and rew.item() == 20.0
+    assert info["direction"].item() == 1 and trunc.item() and not term.item()
+
+
+def test_episode_ends_when_all_buckets_visited():
+    core = transparent_core(age_min=20.0, age_max=40.0)  # buckets 20/25/30/35: only [35, 40] lies above
+    core.reset()
+    _, rew, term, trunc, _ = core.step(act(w1=2.0))  # age 40 → last bucket, I = 1 = P1 → m·r
+    assert rew.item() == 20.0 and term.item() and not trunc.item()
+    with pytest.raises(RuntimeError, match="before reset"):
+        core.step(act())
+
+
+def test_episode_truncates_after_episode_len():
+    core = transparent_core(episode_len=3)
+    core.reset()
+    flags = [core.step(act())[2:4] for _ in range(3)]
+    assert [(bool(t), bool(tr)) for t, tr in flags] == [(False, False), (False, False), (False, True)]
+
+
+def test_leaving_typical_set_or_identity_ends_with_penalty():
+    core = transparent_core(epsilon=1.0, p2=100.0)  # typical: ‖s‖² in [6, 10]
+    core.reset()
+    _, rew, term, *_ = core.step(act(w1=2.0))  # ‖s‖² = 9
+    assert rew.item() == 20.0 and not term.item()
+    _, rew, term, _, info = core.step(act(w1=2.0))  # ‖s‖² = 12
+    assert rew.item() == -20.0 and term.item() and not info["in_typical_set"].item()
+    core = transparent_core(p1=0.1, p2=0.5)
+    core.reset()
+    _, rew, term, _, info = core.step(act(w1=2.0))  # I = 1 > P2
+    assert rew.item() == -20.0 and term.item() and info["in_typical_set"].item()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"p1": 4.0, "p2": 4.0}, "expected P1 < P2"),
+        ({"inertia": 1.0}, r"inertia=1.0 invalid: expected T in \[0, 1\)"),
+        ({"epsilon": 0.0}, r"epsilon=0.0 invalid: expected ε > 0"),
+        ({"bucket_width": -5.0}, r"bucket_width=-5.0 invalid: expected β > 0"),
+        ({"episode_len": 0}, "episode_len=0 invalid"),
+        ({"age_max": 0.0}, "age_max=0.0 invalid"),
+        ({"hit_reward": float("nan")}, "hit_reward=nan invalid"),
+        ({"p1": None}, "p1 and p2 are required"),
+    ],
+)
+def test_mdp_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        transparent_core(**kwargs)
+
+
+def test_core_input_validation():
+    with pytest.raises(ValueError, match="outside the typical set"):
+        FaceAgeCore(3 * base_latent(), LatentImage(), AgeFromFirstPixel(), FirstChannel(), torch.eye(L)[0],
+                    **THRESHOLDS)
+    with pytest.raises(ValueError, match="boundary_L must be a finite non-zero vector of length 8"):
+        FaceAgeCore(base_latent(), LatentImage(), AgeFromFirstPixel(), FirstChannel(), torch.ones(7), **THRESHOLDS)
+    with pytest.raises(ValueError, match="one age per image"):
+        FaceAgeCore(base_latent(), LatentImage(), FirstChannel(), FirstChannel(), torch.eye(L)[0], **THRESHOLDS)
+    core = transparent_core(num_envs=2)
+    core.reset()
+    for bad, match in ((float("nan"), "NaN"), (float("inf"), "inf")):
+        action = torch.zeros(2, L + 2)
+        action[1, 3] = bad
+        with pytest.raises(ValueError, match=match):
+            core.step(action)
+    with pytest.raises(ValueError, match=r"2×10"):
+        core.step(torch.zeros(2, L))
+    _, _, _, _, info = core.step(torch.full((2, L + 2), 50.0))  # clipped to the box [-2, 2]
+    # w1 = w2 = 2, k_gen = unit (1, …, 1)/√8; T = 0.5; row 1 (seed 1) starts descending
+    along_gen = 0.5 * 2.0 / math.sqrt(8)
+    assert info["age"].tolist() == pytest.approx([30 + 10 * (1 + along_gen), 30 + 10 * (-1 + along_gen)])
+
+
+# ---- random tiny networks: views, seeding, batching, training ----------------------------------
+def random_nets(seed: int = 0) -> dict:
+    torch.manual_seed(seed)
+    gen = GeneratorAdapter(nn.Sequential(nn.Linear(L, 3 * 8 * 8), nn.Tanh(), nn.Unflatten(1, (3, 8, 8))), L)
+    age = nn.Sequential(nn.Flatten(), nn.Linear(192, 1), nn.Flatten(0))
+    with torch.no_grad():
+        age[1].weight.mul_(20.0)  # spread ages over several 2-year buckets
+        age[1].bias.fill_(30.0)
+    feats = nn.Sequential(nn.Flatten(), nn.Linear(192, 16))
+    return {"generator": CountingModule(gen), "age_model": CountingModule(age), "features": CountingModule(feats)}
+
+
+def random_core(num_envs: int = 4, seed: int = 0) -> FaceAgeCore:
+    pool = torch.randn(300, L, generator=torch.Generator().manual_seed(1))
+    pool = pool[typical_set(pool, default_epsilon(L))][:40]
+    return FaceAgeCore(pool, boundary_L=torch.ones(L), num_envs=num_envs, seed=seed, bucket_width=2.0,
+                       p1=0.5, p2=3.0, episode_len=6, **random_nets())
+
+
+def test_each_network_runs_once_per_batched_step_and_reset():
+    core = random_core(num_envs=16)
+    before = {k: m.calls for k, m in core.nets.items()}
+    core.reset()
+    core.step(torch.zeros(16, L + 2))
+    core.step(torch.zeros(5, L + 2), torch.arange(5))
+    assert {k: m.calls - before[k] for k, m in core.nets.items()} == dict.fromkeys(before, 3)
+
+
+def test_single_env_passes_check_env():
+    env = SingleEnv(random_core(num_envs=1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env, skip_render_check=True)
+    expected = ("symmetric and normalized", "is probably too low", "is probably too high")
+    assert [str(w.message) for w in caught if not any(e in str(w.message) for e in expected)] == []
+    obs_a, _ = env.reset(seed=3)
+    obs_b, _ = env.reset(seed=3)
+    np.testing.assert_array_equal(obs_a, obs_b)
+    _, reward, _, _, info = env.step(env.action_space.sample())
+    assert set(info) == {"age", "age_base", "identity", "hit", "in_typical_set", "direction", "t"}
+    assert isinstance(reward, float)
+
+
+def test_batched_equals_per_env_dummy_vector_env():
+    n, seed = 5, 42
+    base = random_core(num_envs=1)
+    batched = BatchedVectorEnv(base.spawn(n, seed))
+    reference = make_dummy_vector_env(base.spawn, n, seed)
+    for venv in (batched, reference):
+        venv.seed(seed)
+    np.testing.assert_array_equal(batched.reset()[0], reference.reset()[0])
+    rng = np.random.default_rng(0)
+    ends = 0
+    for _ in range(12):
+        action = rng.uniform(-3, 3, size=(n, L + 2)).astype(np.float32)
+        (ob, rb, tb, trb, ib), (orf, rr, tr, trr, ir) = batched.step(action), reference.step(action)
+        np.testing.assert_allclose(ob, orf, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(rb, rr, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(tb, tr)
+        np.testing.assert_array_equal(trb, trr)
+        for info_b, info_r in zip(ib, ir):
+            for key in ("hit", "direction", "t", "in_typical_set"):
+                assert info_b[key] == info_r[key]
+            assert info_b["identity"] == pytest.approx(info_r["identity"], rel=1e-4, abs=1e-5)
+        done = np.nonzero(tb | trb)[0]
+        ends += len(done)
+        if len(done):
+            np.testing.assert_allclose(batched.reset(done)[0], reference.reset(done)[0], rtol=1e-6)
+    assert ends > 0  # episodes ended and restarted on both paths
+
+
+def test_spawn_with_another_pool_and_seeded_directions():
+    core = random_core(num_envs=64, seed=3)
+    other = torch.zeros(1, L) + 1.0  # ‖s‖² = 8
+    eval_core = core.spawn(4, 0, pool_PL=other)
+    eval_core.reset()
+    assert torch.equal(eval_core.base_NL, other.expand(4, -1))
+    core.reset()
+    frac = core.direction_N.float().mean().item()
+    assert 0.2 < frac < 0.8  # sampled per episode: both directions occur
+    alt = FaceAgeCore(core.pool_PL, boundary_L=torch.ones(L), num_envs=4, seed=0, direction_every=2,
+                      **THRESHOLDS, **{k: v.inner for k, v in core.nets.items()})
+    dirs = []
+    for _ in range(4):
+        alt.reset()
+        dirs.append(alt.direction_N.tolist())
+    assert dirs == [[0, 1, 0, 1], [0, 1, 0, 1], [1, 0, 1, 0], [1, 0, 1, 0]]
+
+
+def test_start_runs_chosen_bases_and_directions():
+    core = random_core(num_envs=4)
+    core.reset()
+    counters = core._counters.clone()
+    obs = core.start(torch.tensor([1, 3]), torch.tensor([7, 7]), torch.tensor([0, 1]))
+    torch.testing.assert_close(obs[[1, 3], :L], core.pool_PL[[7, 7]])
+    assert obs[1, -2:].tolist() == [1.0, 0.0] and obs[3, -2:].tolist() == [0.0, 1.0]
+    assert core.t_N[[1, 3]].tolist() == [0, 0] and torch.equal(core._counters, counters)
+    assert core.age_base_N[1].item() == pytest.approx(core.age_base_N[3].item(), abs=1e-4)  # same face
+    with pytest.raises(ValueError, match="equal-length"):
+        core.start(torch.tensor([0, 1]), torch.tensor([0]), torch.tensor([0, 0]))
+
+
+def test_short_ppo_run_writes_policy(tmp_path):
+    from rl.agents import POLICY_FILE, act, build_algorithm, load_policy, seed_everything, train
+
+    seed_everything(0)
+    core = random_core(num_envs=8, seed=0)
+    algo = build_algorithm("ppo", core.obs_dim, core.act_dim, core.action_bound, hidden_sizes=(32, 32))
+    stats = train(algo, BatchedVectorEnv(core), BatchedVectorEnv(core.spawn(2, 100)), tmp_path,
+                  total_steps=256, epochs=2, seed=0, collect_steps=64, batch_size=32, repeat=2)
+    assert stats.train_step >= 256 and stats.update_step > 0 and np.isfinite(stats.best_reward)
+    assert (tmp_path / POLICY_FILE).is_file()
+    obs = core.reset()
+    actions = act(load_policy(tmp_path), obs)
+    assert actions.shape == (8, L + 2) and actions.abs().max() <= core.action_bound
+    assert torch.isfinite(core.step(actions)[1]).all()
+
+
+def test_mdp_defaults_are_valid_and_documented_in_config():
+    from configs import load_config
+    from configs.schema import RLConfig
+    from rl.train import SECTIONS
+
+    cfg = load_config("age_ppo", [], schema=RLConfig, sections=SECTIONS)
+    env = cfg["env"]
+    mdp = {f.name: env[f.name] for f in dataclasses.fields(AgeMDP) if f.name not in ("p1", "p2")}
+    assert AgeMDP(**mdp).episode_len == env["episode_len"]
+    assert env["p1"] == "auto" and env["p2"] == "auto" and cfg["agent"]["name"] == "ppo"
+    assert env["fail_penalty"] > env["episode_len"]  # failing never beats running out the clock
+
+
+# ---- the registry builder on the shipped DCGAN and a tiny age-regressor checkpoint --------------
+@pytest.fixture(scope="module")
+def tiny_age_checkpoint(tmp_path_factory):
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader
+
+    from lightning_modules.face_attributes import AgeRegressorModule
+
+    folder = tmp_path_factory.mktemp("age_ckpt")
+    pl.seed_everything(0)
+    module = AgeRegressorModule(backbone="small", input_size=32)
+    batches = [{"image": torch.rand(3, 32, 32) * 2 - 1, "age": torch.tensor(20.0 + 5 * i)} for i in range(8)]
+    trainer = pl.Trainer(default_root_dir=str(folder), accelerator="cpu", logger=False, max_steps=1,
+                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                         limit_val_batches=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no val loader, few workers: expected for one step
+        trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=4))
+    trainer.save_checkpoint(folder / "age.ckpt")
+    return folder / "age.ckpt"
+
+
+def test_face_age_builder_end_to_end(tiny_age_checkpoint, tmp_path):
+    import importlib.util
+
+    from rl.builders import get_env_builder
+    from rl.builders.face_age import FaceAgeFactory
+
+    if importlib.util.find_spec("gan_face_generate") is None:
+        pytest.skip("gan-face-generate (the offline DCGAN weights) is not installed")
+    small = {"age_checkpoint": str(tiny_age_checkpoint), "boundary_samples": 200, "boundary_ratio": 0.05,
+             "train_pool": 40, "eval_pool": 8, "calibration_samples": 16}
+    factory = get_env_builder("face_age")(**small)
+    assert isinstance(factory, FaceAgeFactory)
+    assert factory.boundary_stats["n_pos"] == 10 and factory.boundary_L.norm().item() == pytest.approx(1.0)
+    assert 0 <= factory.calibration["p1"] < factory.calibration["p2"]
+    core, eval_core = factory(3, 0), factory.eval_core(2, 0)
+    assert (core.obs_dim, core.act_dim, len(core.pool_PL), len(eval_core.pool_PL)) == (202, 102, 40, 8)
+    train_rows = {tuple(r) for r in core.pool_PL.tolist()}
+    assert not train_rows & {tuple(r) for r in eval_core.pool_PL.tolist()}  # disjoint pools
+    assert core.mdp.p1 == factory.calibration["p1"]
+    core.reset()
+    obs, rew, *_ = core.step(torch.zeros(3, 102))
+    assert obs.shape == (3, 202) and torch.isfinite(rew).all()
+    # a stored boundary and explicit thresholds: nothing is trained or calibrated
+    path = tmp_path / "age_boundary.npy"
+    np.save(path, factory.boundary_L.numpy()[None, :])
+    again = get_env_builder("face_age")(**{**small, "boundary_path": str(path), "p1": 1.0, "p2": 2.0})
+    assert torch.equal(again.boundary_L, factory.boundary_L) and again.calibration == {}
+    assert torch.equal(again.eval_pool_PL, factory.eval_pool_PL)  # seeded pools
+    with pytest.raises(ValueError, match="p1='sometimes' invalid"):
+        get_env_builder("face_age")(**{**small, "boundary_path": str(path), "p1": "sometimes"})
+    with pytest.raises(FileNotFoundError, match="boundary_path"):
+        get_env_builder("face_age")(**{**small, "boundary_path": str(tmp_path / "none.npy")})
+    with pytest.raises(ValueError, match="inertia"):
+        get_env_builder("face_age")(**{**small, "inertia": 1.5})
