@@ -1,0 +1,114 @@
+"""Experiment A rollouts: the RL policy and linear traversals along k_hyp on the same base faces.
+
+    python -m evaluation.face_age RUN_FOLDER [--steps N] [--extents 3,5]
+
+Every base latent of the *evaluation* pool (unseen in training) is run in both directions for
+``episode_len`` steps. Scores come from the env's own models (the reward age regressor and the
+identity features F): this checks that the agent learned its MDP; the independent judges of the
+InterfaceGAN comparison live in ``benchmarks/``. Writes ``rollouts.json`` into the run folder.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+from lightning_modules.runs import atomic_write_text
+
+
+@torch.inference_mode()
+def rollout(core, act_fn: Callable[[torch.Tensor], torch.Tensor], base_idx_N: torch.Tensor,
+            direction_N: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """Run episodes from chosen bases/directions until each ends; N rows of the core, one per episode.
+
+    Returns N-tensors: ``buckets`` (new age buckets reached in the commanded direction),
+    ``age_change`` (last age − base age, signed so that + is the commanded direction),
+    ``identity_mean`` / ``identity_max`` (I_g over the steps taken), ``steps``, ``left_typical``.
+    """
+    n = len(base_idx_N)
+    ids = torch.arange(n)
+    obs = core.start(ids, base_idx_N, direction_N)
+    alive = torch.ones(n, dtype=torch.bool)
+    out = {k: torch.zeros(n) for k in ("buckets", "age_change", "identity_sum", "identity_max", "steps")}
+    out["left_typical"] = torch.zeros(n, dtype=torch.bool)
+    sign = 1.0 - 2.0 * direction_N.float()
+    while alive.any():
+        rows = ids[alive]
+        next_obs, _, terminated, truncated, info = core.step(act_fn(obs[rows]), rows)
+        obs = obs.clone()
+        obs[rows] = next_obs
+        out["buckets"][rows] += info["hit"].float()
+        out["age_change"][rows] = sign[rows] * (info["age"] - info["age_base"])
+        out["identity_sum"][rows] += info["identity"]
+        out["identity_max"][rows] = torch.maximum(out["identity_max"][rows], info["identity"])
+        out["steps"][rows] += 1
+        out["left_typical"][rows] |= ~info["in_typical_set"]
+        alive[rows] = ~(terminated | truncated)
+    out["identity_mean"] = out.pop("identity_sum") / out["steps"]
+    return out
+
+
+def linear_policy(core, extent: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """InterfaceGAN's traversal as actions: only w1, sized to move ``extent`` units along ±k_hyp in E_len steps."""
+    w1 = extent / (core.mdp.episode_len * (1.0 - core.mdp.inertia))
+    if w1 > core.action_bound:
+        raise ValueError(f"extent {extent:g} needs w1={w1:.2f} per step, above the action bound {core.action_bound}")
+
+    def act(obs: torch.Tensor) -> torch.Tensor:
+        action = torch.zeros(len(obs), core.act_dim)
+        action[:, core.latent_dim] = w1
+        return action
+    return act
+
+
+def summarize(out: Dict[str, torch.Tensor]) -> Dict[str, float]:
+    """Means over episodes (and the share of episodes that left the typical set)."""
+    return {"buckets": out["buckets"].mean().item(), "age_change": out["age_change"].mean().item(),
+            "identity_mean": out["identity_mean"].mean().item(), "identity_max": out["identity_max"].mean().item(),
+            "steps": out["steps"].mean().item(), "left_typical_rate": out["left_typical"].float().mean().item()}
+
+
+def compare(factory, policy_act: Callable, extents: List[float], max_bases: Optional[int] = None) -> Dict[str, Dict]:
+    """RL vs linear traversals on every evaluation base, both directions, same cores and steps."""
+    n_bases = len(factory.eval_pool_PL) if max_bases is None else min(max_bases, len(factory.eval_pool_PL))
+    base_idx = torch.arange(n_bases).repeat(2)
+    direction = torch.arange(2).repeat_interleave(n_bases)
+    core = factory.eval_core(len(base_idx), seed=0)
+    results = {"rl": summarize(rollout(core, policy_act, base_idx, direction))}
+    for extent in extents:
+        results[f"linear_{extent:g}"] = summarize(rollout(core, linear_policy(core, extent), base_idx, direction))
+    results["episodes"] = {"bases": n_bases, "directions": 2, "episode_len": core.mdp.episode_len}
+    return results
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from configs import load_config
+    from configs.schema import RLConfig
+    from lightning_modules.runs import run_cli
+    from rl.agents import act, load_policy
+    from rl.builders import get_env_builder
+    from rl.train import SECTIONS
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir")
+    parser.add_argument("--extents", default="3,5", help="linear traversal lengths in boundary units")
+    parser.add_argument("--max-bases", type=int, default=None)
+    args = parser.parse_args(argv)
+
+    def job() -> Path:
+        torch.set_num_threads(1)
+        cfg = load_config(args.run_dir, [], schema=RLConfig, sections=SECTIONS)
+        factory = get_env_builder(cfg["env"]["name"])(**{k: v for k, v in cfg["env"].items() if k != "name"})
+        policy = load_policy(args.run_dir)
+        results = compare(factory, lambda obs: act(policy, obs), [float(e) for e in args.extents.split(",")],
+                          args.max_bases)
+        path = Path(args.run_dir) / "rollouts.json"
+        atomic_write_text(path, json.dumps(results, indent=2))
+        return path
+    return run_cli(job)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Experiment A rollouts: linear traversal and policy episodes on the transparent toy world."""
+import pytest
+import torch
+
+from evaluation.face_age import linear_policy, rollout, summarize
+from tests.test_face_age_env import transparent_core
+
+WIDE = {"p1": 100.0, "p2": 200.0, "episode_len": 10}  # identity never ends these episodes
+
+
+def test_linear_traversal_hand_computed():
+    # age = 30 + 10·s[0], boundary = e0, 3 units in 10 steps: 3 years a step from age 30
+    core = transparent_core(num_envs=2, **WIDE)
+    out = rollout(core, linear_policy(core, 3.0), torch.tensor([0, 0]), torch.tensor([0, 1]))
+    # ascending: ages 33..60 -> new buckets 35, 40, 45, 50, 55, 60
+    # descending: ages 27..3 -> buckets 25..0; all six below the base are visited at step 9: episode ends
+    assert out["buckets"].tolist() == [6.0, 6.0]
+    assert out["steps"].tolist() == [10.0, 9.0]
+    torch.testing.assert_close(out["age_change"], torch.tensor([30.0, 27.0]))
+    torch.testing.assert_close(out["identity_max"], torch.tensor([3.0 ** 2, 2.7 ** 2]), rtol=1e-5, atol=1e-5)
+    ks = torch.arange(1, 11, dtype=torch.float32)
+    assert out["identity_mean"][0].item() == pytest.approx(((0.3 * ks) ** 2).mean().item(), rel=1e-5)
+    assert not out["left_typical"].any()
+
+
+def test_standing_still_reaches_nothing_and_summary_means():
+    core = transparent_core(num_envs=2, **WIDE)
+    still = rollout(core, lambda obs: torch.zeros(len(obs), core.act_dim), torch.tensor([0, 0]), torch.tensor([0, 1]))
+    summary = summarize(still)
+    assert summary["buckets"] == 0.0 and summary["age_change"] == 0.0 and summary["steps"] == 10.0
+    assert summary["left_typical_rate"] == 0.0
+
+
+def test_linear_step_beyond_the_action_box_is_refused():
+    core = transparent_core(**WIDE)
+    with pytest.raises(ValueError, match=r"extent 50 needs w1=10.00 per step, above the action bound"):
+        linear_policy(core, 50.0)
