@@ -35,3 +35,15 @@ def test_linear_step_beyond_the_action_box_is_refused():
     core = transparent_core(**WIDE)
     with pytest.raises(ValueError, match=r"extent 50 needs w1=10.00 per step, above the action bound"):
         linear_policy(core, 50.0)
+
+
+def test_speed_measurement_times_every_network_of_the_core():
+    from benchmarks.speed import measure_env
+    from tests.test_face_age_env import random_core
+
+    base = random_core(num_envs=1)
+    result = measure_env(base.spawn, num_envs=4, steps=3, dummy_steps=2)
+    assert result["num_envs"] == 4 and result["batched_steps_per_s"] > 0 and result["dummy_steps_per_s"] > 0
+    assert set(result["share_per_network"]) == {"generator", "age_model", "features"}
+    assert 0 < sum(result["share_per_network"].values()) <= 1.0
+    assert result["overhead_ratio"] >= 1.0
