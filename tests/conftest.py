@@ -6,6 +6,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
+
+class CountingModule(nn.Module):
+    """Wraps a module and counts forward calls (one per batched step is the contract)."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.inner(x)
+
 
 FAST_TRAINER = [
     "trainer.limit_train_batches=2", "trainer.max_epochs=1", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",

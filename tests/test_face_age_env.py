@@ -11,6 +11,7 @@ from gymnasium.utils.env_checker import check_env
 from torch import nn
 
 from lightning_modules.nets.generators import GeneratorAdapter
+from tests.conftest import CountingModule
 from rl.envs import BatchedVectorEnv, SingleEnv, make_dummy_vector_env
 from rl.envs.face_age import (
     AgeMDP,
@@ -28,18 +29,6 @@ from rl.envs.face_age import (
 
 L = 8
 THRESHOLDS = {"p1": 1.0, "p2": 4.0}
-
-
-class CountingModule(nn.Module):
-    """Wraps a module and counts forward calls (one per batched step is the contract)."""
-
-    def __init__(self, inner: nn.Module):
-        super().__init__()
-        self.inner, self.calls = inner, 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        return self.inner(x)
 
 
 # ---- transparent networks: image = latent, age = 30 + 10·s[0], I_g = ‖s − s_base‖² ----------

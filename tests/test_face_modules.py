@@ -13,14 +13,6 @@ from lightning_modules.nets.faces import FaceNet
 
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small nets on a busy 2-core machine run several times faster on one thread (SPEC §5)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 @pytest.fixture
 def utk_dir(tmp_path):
     """16 UTKFace-named random faces (ages 5..80, alternating gender)."""

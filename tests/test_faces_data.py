@@ -14,15 +14,6 @@ from datamodules.faces import (FEMALE, MALE, UNKNOWN_GENDER, ImdbWikiDataModule,
 MALFORMED = ["61_1_20170109142408075.jpg.chip.jpg", "14_0_0_2017011022340900.jpg.chip.jpg"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small nets on a busy 2-core machine run several times faster on one thread (SPEC §5)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def write_jpeg(path, rgb=None, size=24, seed=0):
     if rgb is None:
         arr = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)

@@ -12,15 +12,6 @@ from lightning_modules.nets.generators import DCGANGenerator, GeneratorAdapter, 
 HAS_DCGAN_WHEEL = importlib.util.find_spec("gan_face_generate") is not None
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small nets on a busy 2-core machine run several times faster on one thread (SPEC §5)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_net(latent_dim: int = 8, res: int = 16, channels: int = 3, gain: float = 1.0) -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(latent_dim, channels * res * res), nn.BatchNorm1d(channels * res * res),

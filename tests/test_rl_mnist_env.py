@@ -10,6 +10,7 @@ from gymnasium.utils.env_checker import check_env
 from tianshou.data import Batch, Collector, VectorReplayBuffer
 from torch import nn
 
+from tests.conftest import CountingModule
 from rl.envs import (
     BatchedVectorEnv,
     MnistTaskCore,
@@ -22,18 +23,6 @@ from rl.tasks import ENCODING_DIM, TaskSet
 
 torch.set_num_threads(1)
 D, K, POOL = 8, 3, 50
-
-
-class CountingModule(nn.Module):
-    """Wraps a module and counts forward calls (one per batched step is the contract)."""
-
-    def __init__(self, inner: nn.Module):
-        super().__init__()
-        self.inner, self.calls = inner, 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        return self.inner(x)
 
 
 def random_nets(seed: int = 0) -> dict[str, nn.Module]:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rl.envs.views import row_randint, seeds_for
+from rl.envs.views import check_action, mask_rows, row_randint, seeds_for
 
 log = logging.getLogger(__name__)
 
@@ -344,21 +344,8 @@ class FaceAgeCore:
 
     # ---- private ---------------------------------------------------------------------------
     def _rows(self, mask_N: torch.Tensor | None) -> torch.Tensor:
-        if mask_N is None:
-            return torch.arange(self.num_envs, device=self.device)
-        mask = torch.as_tensor(mask_N, device=self.device)
-        if mask.dtype != torch.bool or mask.shape != (self.num_envs,):
-            raise ValueError(f"mask must be a bool tensor of shape ({self.num_envs},), got "
-                             f"{mask.dtype} {tuple(mask.shape)}")
-        return mask.nonzero()[:, 0]
+        return mask_rows(mask_N, self.num_envs, self.device)
 
     def _check_action(self, action: torch.Tensor, n: int) -> torch.Tensor:
-        action = torch.as_tensor(action, dtype=torch.float32, device=self.device)
-        if action.shape != (n, self.act_dim):
-            raise ValueError(f"action must be {n}×{self.act_dim} (rows × [k_gen (L={self.latent_dim}), "
-                             f"w1, w2]), got {tuple(action.shape)}")
-        if not torch.isfinite(action).all():
-            kind = "NaN" if torch.isnan(action).any() else "inf"
-            raise ValueError(f"action contains {kind}: expected finite values (clipped to "
-                             f"[-{self.action_bound}, {self.action_bound}])")
-        return action.clamp(-self.action_bound, self.action_bound)
+        return check_action(action, n, self.act_dim, self.action_bound, self.device,
+                            f"[k_gen (L={self.latent_dim}), w1, w2]")

@@ -234,3 +234,28 @@ def make_dummy_vector_env(
         seed: env ``i`` gets ``seed + i``, matching ``BatchedVectorEnv(core_fn(num_envs, seed))``.
     """
     return DummyVectorEnv([lambda s=s: SingleEnv(core_fn(1, s)) for s in seeds_for(seed, num_envs)])
+
+
+def mask_rows(mask_N: torch.Tensor | None, num_envs: int, device: torch.device) -> torch.Tensor:
+    """Row indices selected by a bool mask of shape (num_envs,) (all rows when None)."""
+    if mask_N is None:
+        return torch.arange(num_envs, device=device)
+    mask = torch.as_tensor(mask_N, device=device)
+    if mask.dtype != torch.bool or mask.shape != (num_envs,):
+        raise ValueError(f"mask must be a bool tensor of shape ({num_envs},), got {mask.dtype} {tuple(mask.shape)}")
+    return mask.nonzero()[:, 0]
+
+
+def check_action(action: torch.Tensor, n: int, act_dim: int, bound: float, device: torch.device,
+                 layout: str) -> torch.Tensor:
+    """An n×act_dim float action on ``device``, clipped to [-bound, bound]; NaN/inf or a wrong
+    shape raise ValueError (``layout`` names the columns in the message)."""
+    action = torch.as_tensor(action, dtype=torch.float32, device=device)
+    if action.shape != (n, act_dim):
+        raise ValueError(f"action must be {n}×{act_dim} (rows × {layout}), got {tuple(action.shape)}")
+    if not torch.isfinite(action).all():
+        kind = "NaN" if torch.isnan(action).any() else "inf"
+        raise ValueError(f"action contains {kind}: expected finite values (clipped to [-{bound}, {bound}]); "
+                         "the policy diverged or was fed bad observations")
+    return action.clamp(-bound, bound)
+
