@@ -6,6 +6,7 @@ store in checkpoints (torch >= 2.6 loads them with ``weights_only=True``).
 """
 import dataclasses
 import inspect
+import logging
 import typing
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
@@ -13,6 +14,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
+log = logging.getLogger(__name__)
 CONFIG_DIR = Path(__file__).resolve().parent
 RUN_CONFIG = "config.yaml"
 
@@ -63,11 +65,25 @@ def load_config(
     base = OmegaConf.structured(schema)
     with _readable_errors(base):
         yaml_cfg = OmegaConf.load(config_path(name_or_path))
-        cfg = OmegaConf.merge(base, yaml_cfg, OmegaConf.from_dotlist(list(overrides)))
+        dotlist = OmegaConf.from_dotlist(list(overrides))
+        _drop_replaced_sections(yaml_cfg, dotlist, sections or {})
+        cfg = OmegaConf.merge(base, yaml_cfg, dotlist)
         container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     for key, lookup in (sections or {}).items():
         container[key] = validate_section(key, container.get(key) or {}, lookup)
     return container
+
+
+def _drop_replaced_sections(yaml_cfg: DictConfig, overrides: DictConfig, sections: Mapping[str, Any]) -> None:
+    # `agent.name=ppo` on a TD3 YAML: the YAML's other agent keys belong to TD3, so they go.
+    for key in sections:
+        new = OmegaConf.select(overrides, f"{key}.name")
+        old = OmegaConf.select(yaml_cfg, f"{key}.name")
+        if new is not None and old is not None and new != old:
+            dropped = sorted(k for k in yaml_cfg[key] if k != "name")
+            log.warning("%s.name changed from '%s' to '%s': the experiment's %s settings %s are not used",
+                        key, old, new, key, dropped)
+            yaml_cfg[key] = {"name": new}
 
 
 def validate_section(key: str, section: Dict[str, Any], lookup: Callable[[str], type]) -> Dict[str, Any]:

@@ -81,3 +81,13 @@ def test_run_folder_repeats_its_config(tmp_path):
     save_run_config(cfg, tmp_path)
     again = load(str(tmp_path))
     assert again == cfg
+
+
+def test_switching_a_sections_class_drops_the_yaml_settings_of_the_old_one(caplog):
+    from configs.schema import RLConfig
+    from rl.agents import DEFAULTS
+    from rl.train import SECTIONS as RL_SECTIONS
+
+    cfg = load_config("mnist_task", ["agent.name=ppo", "agent.lr=0.001"], schema=RLConfig, sections=RL_SECTIONS)
+    assert cfg["agent"] == {**DEFAULTS["ppo"], "hidden_sizes": [256, 256], "name": "ppo", "lr": 0.001}
+    assert "agent.name changed from 'td3' to 'ppo'" in caplog.text and "exploration_noise" in caplog.text
