@@ -8,17 +8,22 @@ are in those normalised units (sigma 0.3 is 0.9 in z units for a bound of 3).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import random
+import types
+import unittest.mock
 import warnings
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import tianshou.trainer
 import torch
+import tqdm
 from tianshou.algorithm import PPO, TD3, Algorithm
 from tianshou.algorithm.algorithm_base import OffPolicyAlgorithm, Policy
 from tianshou.algorithm.modelfree.ddpg import ContinuousDeterministicPolicy
@@ -239,6 +244,18 @@ def _collectors(
     return train_collector, Collector[CollectStats](algorithm, test_envs, test_buf)
 
 
+@contextlib.contextmanager
+def _quiet_tqdm(quiet: bool):
+    # Tianshou 2.0.1's off-policy update bar passes its own `disable=` and ignores show_progress,
+    # flooding logs; swap the trainer module's tqdm for one that stays silent.
+    if not quiet:
+        yield
+        return
+    shim = types.SimpleNamespace(tqdm=lambda *args, **kwargs: tqdm.tqdm(*args, **{**kwargs, "disable": True}))
+    with unittest.mock.patch.object(tianshou.trainer, "tqdm", shim):
+        yield
+
+
 def train(
     algorithm: Algorithm,
     train_envs: Any,
@@ -316,7 +333,8 @@ def train(
                                      **common) if off_policy
               else OnPolicyTrainerParams(update_step_num_repetitions=repeat, **common))
     try:
-        stats = algorithm.run_training(params)
+        with _quiet_tqdm(not show_progress):
+            stats = algorithm.run_training(params)
     finally:
         writer.close()
     log.info("trained %s for %d env steps: best test reward %.3f ± %.3f; policy in %s",
