@@ -206,8 +206,10 @@ def test_observe_builds_code_and_task_encoding():
     core = make_core()
     codes = torch.randn(3, D)
     obs = core.observe(codes, torch.tensor([0, 4, 9]))
-    assert torch.equal(obs[:, :D], codes)
+    torch.testing.assert_close(obs[:, :D], (codes - core.codes_ND.mean(0)) / core.codes_ND.std(0))
     assert torch.equal(obs[:, D:], core.tasks.encode(torch.tensor([0, 4, 9])))
+    pool_obs = core.observe(core.codes_ND, torch.zeros(len(core.codes_ND), dtype=torch.long))[:, :D]
+    torch.testing.assert_close(pool_obs.mean(0), torch.zeros(D), atol=1e-5, rtol=0)  # standardised pool
 
 
 # ---- views ---------------------------------------------------------------------------------

@@ -107,6 +107,11 @@ class MnistTaskCore:
             if int(value) != value or value < 1:
                 raise ValueError(f"{name}={value} invalid: expected an int >= 1")
         self.codes_ND, self.labels_N = codes_ND.float(), labels_N.long().to(codes_ND.device)
+        # Observations carry standardised codes: raw AE codes have a scale of ~10 per unit, which
+        # saturates the agents' first layers (they learned nothing at chance level without this).
+        self.code_mean_D = self.codes_ND.mean(0)
+        self.code_std_D = self.codes_ND.std(0).nan_to_num(1.0).clamp_min(1e-6) if len(codes_ND) > 1 \
+            else torch.ones_like(self.code_mean_D)
         self.nets = {"generator": generator, "decoder": decoder,
                      "reward_classifier": reward_classifier, "discriminator": discriminator}
         for net in self.nets.values():
@@ -178,7 +183,10 @@ class MnistTaskCore:
 
     # ---- core protocol ---------------------------------------------------------------------
     def observe(self, codes_MD: torch.Tensor, task_ids_M: torch.Tensor) -> torch.Tensor:
-        """Observations ``[code, task one-hot]`` for any codes (e.g. of noisy test digits).
+        """Observations ``[standardised code, task one-hot]`` for any codes (e.g. of noisy test digits).
+
+        Codes are standardised with the mean/std of the core's own code pool, so evaluation
+        codes get exactly the transform the agent was trained with.
 
         Args:
             codes_MD: M×D float codes. task_ids_M: M int task ids.
@@ -187,7 +195,8 @@ class MnistTaskCore:
         """
         if codes_MD.dim() != 2 or codes_MD.shape[1] != self.code_dim:
             raise ValueError(f"codes must be M×{self.code_dim}, got {tuple(codes_MD.shape)}")
-        return torch.cat([codes_MD.float(), self.tasks.encode(task_ids_M)], dim=1)
+        codes = (codes_MD.float() - self.code_mean_D) / self.code_std_D
+        return torch.cat([codes, self.tasks.encode(task_ids_M)], dim=1)
 
     def reseed(self, seeds: Sequence[int], mask_N: torch.Tensor | None = None) -> None:
         """Restart the random streams of the masked rows (all when None) with ``seeds`` (one
