@@ -150,3 +150,19 @@ class BenchMnistTaskConfig:
     stages: MnistTaskStages = field(default_factory=MnistTaskStages)
     overrides: MnistTaskOverrides = field(default_factory=MnistTaskOverrides)
     eval: MnistTaskEval = field(default_factory=MnistTaskEval)
+
+
+@dataclass
+class BenchSpeedConfig:
+    """``benchmarks/run.py --suite speed``."""
+
+    name: str = "speed"
+    seed: int = 0
+    results_dir: str = "benchmarks/results"
+    envs: List[str] = field(default_factory=lambda: ["mnist_task", "face_age"])
+    env_overrides: Dict[str, List[str]] = field(default_factory=dict)
+    """Per env, ``key=value`` overrides of its RL config (e.g. checkpoints)."""
+    num_envs: int = 64
+    steps: int = 20
+    dummy_steps: int = 5
+    num_threads: int = 1

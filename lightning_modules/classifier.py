@@ -36,10 +36,13 @@ class DigitClassifierModule(SharedStepModule):
         weight_decay: float = 1e-4,
         augment: bool = True,
         label_smoothing: float = 0.0,
+        width: int = 32,
     ):
         super().__init__()
+        if width < 1:
+            raise ValueError(f"module.width must be >= 1, got {width}")
         self.save_hyperparameters()
-        self.net = CLASSIFIER_NETS[arch]()
+        self.net = CLASSIFIER_NETS[arch](width=width)
         # ModuleDict keys may not shadow nn.Module attributes ("train"), hence the suffix.
         self.acc = nn.ModuleDict({f"{s}_acc": MulticlassAccuracy(num_classes=10, average="micro") for s in ("train", "val", "test")})
 

@@ -65,3 +65,20 @@ def test_mnist_task_benchmark_writes_report(mnist_stage_runs, tmp_path):
     assert (data["targets"] == (data["labels"] + data["task_ids"]) % 10).all()
     assert "Test data: MNIST test split" in (out / "report.md").read_text()
     assert sum(summary["lgan_sample_quality"]["class_hist"]) == pytest.approx(1.0)
+
+
+def test_speed_suite_reports_batched_vs_dummy(mnist_stage_runs, tmp_path):
+    env = [o for o in tiny_agent_overrides(mnist_stage_runs) if o.startswith("env.")]
+    overrides = "[" + ",".join(f"'{o}'" for o in [*env, "env.noisy_copies=0"]) + "]"
+    proc = run("benchmarks/run.py", "--suite", "speed", "envs=[mnist_task]", f"env_overrides.mnist_task={overrides}",
+               "num_envs=4", "steps=2", "dummy_steps=1", f"results_dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = Path(proc.stdout.strip().splitlines()[-1])
+    row = json.loads((out / "summary.json").read_text())["rows"][0]
+    assert row["env"] == "mnist_task" and row["num_envs"] == 4
+    assert row["batched_steps_per_s"] > 0 and row["dummy_steps_per_s"] > 0 and row["overhead_ratio"] >= 1.0
+    assert {"share_generator", "share_decoder", "share_reward_classifier", "share_discriminator"} <= set(row)
+    assert "overhead_ratio" in (out / "report.md").read_text()
+    bad = run("benchmarks/run.py", "--suite", "speed", "envs=[atari]", f"results_dir={tmp_path / 'bad'}")
+    assert bad.returncode == 2 and "unknown env 'atari'" in bad.stderr
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())

@@ -72,12 +72,12 @@ class LatentDiscriminator(nn.Module):
 class SmallCNN(nn.Module):
     """The reward classifier: two conv blocks + MLP (LeNet-like), logits N×10."""
 
-    def __init__(self, num_classes: int = 10, dropout: float = 0.25):
+    def __init__(self, num_classes: int = 10, dropout: float = 0.25, width: int = 32):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Dropout(dropout), nn.Linear(64 * 7 * 7, 128), nn.ReLU(),
+            nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Dropout(dropout), nn.Linear(2 * width * 7 * 7, 128), nn.ReLU(),
             nn.Dropout(dropout), nn.Linear(128, num_classes),
         )
 
@@ -88,7 +88,7 @@ class SmallCNN(nn.Module):
 class JudgeCNN(nn.Module):
     """The independent judge: a deeper VGG-style net with batch norm, logits N×10."""
 
-    def __init__(self, num_classes: int = 10, dropout: float = 0.3):
+    def __init__(self, num_classes: int = 10, dropout: float = 0.3, width: int = 32):
         super().__init__()
 
         def block(c_in, c_out):
@@ -97,8 +97,8 @@ class JudgeCNN(nn.Module):
                     nn.MaxPool2d(2)]
 
         self.net = nn.Sequential(
-            *block(1, 32), *block(32, 64), *block(64, 128),  # 28 -> 14 -> 7 -> 3
-            nn.Flatten(), nn.Dropout(dropout), nn.Linear(128 * 3 * 3, 256), nn.ReLU(),
+            *block(1, width), *block(width, 2 * width), *block(2 * width, 4 * width),  # 28 -> 14 -> 7 -> 3
+            nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * width * 3 * 3, 256), nn.ReLU(),
             nn.Dropout(dropout), nn.Linear(256, num_classes),
         )
 

@@ -1,0 +1,43 @@
+"""``benchmarks/run.py --suite speed``: throughput of every latent environment (SPEC §5)."""
+from pathlib import Path
+from typing import Any, Dict, List
+
+import torch
+
+from benchmarks.report import markdown_table, write_summary, write_table
+from benchmarks.speed import measure_env
+from configs import load_config
+from configs.schema import RLConfig
+from lightning_modules.runs import atomic_write_text
+from rl.builders import get_env_builder
+from rl.train import SECTIONS
+
+ENV_CONFIGS = {"mnist_task": "mnist_task", "face_age": "age_ppo"}
+
+
+def run_speed(bench: Dict[str, Any], out_dir: Path) -> Dict[str, Any]:
+    """Measure each env of ``bench['envs']`` (built from its RL config) and write the report files."""
+    torch.set_num_threads(bench["num_threads"])
+    rows: List[Dict[str, Any]] = []
+    for env in bench["envs"]:
+        if env not in ENV_CONFIGS:
+            raise ValueError(f"unknown env '{env}' in envs; expected some of {sorted(ENV_CONFIGS)}")
+        cfg = load_config(ENV_CONFIGS[env], bench["env_overrides"].get(env, []), schema=RLConfig, sections=SECTIONS)
+        factory = get_env_builder(env)(**{k: v for k, v in cfg["env"].items() if k != "name"})
+        result = measure_env(factory, bench["num_envs"], bench["steps"], bench["dummy_steps"], bench["seed"])
+        shares = result.pop("share_per_network")
+        rows.append({"env": env, **result, **{f"share_{k}": v for k, v in shares.items()}})
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
+    summary = {"suite": "speed", "device": device, "rows": rows}
+    write_table(rows, out_dir / "table.csv")
+    write_summary(summary, out_dir / "summary.json")
+    columns = ["env", "num_envs", "batched_steps_per_s", "dummy_steps_per_s", "speedup", "step_ms", "forward_ms",
+               "overhead_ratio"]
+    share_cols = sorted({k for r in rows for k in r if k.startswith("share_")})
+    atomic_write_text(out_dir / "report.md", "\n".join([
+        "# Speed suite", "", f"Device: {device}. Random actions, {bench['num_envs']} environments.", "",
+        "speedup = batched steps/s ÷ DummyVectorEnv steps/s (same networks); overhead_ratio = batched step time ÷ "
+        "the time spent inside the networks it calls (target ≤ 1.25).", "",
+        markdown_table(rows, columns), "", "Share of the batched step spent in each network:", "",
+        markdown_table(rows, ["env", *share_cols]), ""]))
+    return summary
