@@ -143,10 +143,14 @@ def run_cli(job: Callable[[], Path]) -> int:
     On success the run/result folder is printed (the CLI's only stdout) and 0 returned. Only
     input errors are caught: a bug still shows its traceback.
     """
+    import signal
     import sys
 
     from configs import ConfigError
 
+    # SIGTERM (e.g. `kill`, a job scheduler) becomes SystemExit, so the cleanup of half-written
+    # run/result folders in the entry points runs; SIGKILL cannot be caught (atomic writes cover it).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         out = job()
