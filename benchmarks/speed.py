@@ -28,11 +28,15 @@ class Timed(nn.Module):
         return out
 
 
-def _drive(venv, steps: int, seed: int) -> float:
-    """Random-action steps through a Tianshou vector env (resetting ended envs, as the Collector does); seconds."""
+def _drive(venv, steps: int, seed: int, on_start: Callable[[], None] = lambda: None) -> float:
+    """Random-action steps through a Tianshou vector env (resetting ended envs, as the Collector does); seconds.
+
+    ``on_start`` runs after the initial reset, right before the clock starts.
+    """
     rng = np.random.default_rng(seed)
     space = venv.get_env_attr("action_space", 0)[0]
     venv.reset()
+    on_start()
     start = time.perf_counter()
     for _ in range(steps):
         actions = rng.uniform(space.low, space.high, size=(venv.env_num, space.shape[0])).astype(np.float32)
@@ -51,9 +55,11 @@ def measure_env(make_core: Callable[[int, int], Any], num_envs: int = 64, steps:
     core.nets.update(timers)
     batched = BatchedVectorEnv(core)
     _drive(batched, 2, seed)  # warm-up: first calls allocate
-    for t in timers.values():
-        t.seconds, t.calls = 0.0, 0
-    batched_s = _drive(batched, steps, seed)
+
+    def zero_timers() -> None:
+        for t in timers.values():
+            t.seconds, t.calls = 0.0, 0
+    batched_s = _drive(batched, steps, seed, zero_timers)
     net_s = {name: t.seconds for name, t in timers.items()}
     dummy_s = _drive(make_dummy_vector_env(make_core, num_envs, seed), dummy_steps, seed)
     batched_sps = steps * num_envs / batched_s
