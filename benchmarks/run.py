@@ -8,10 +8,11 @@ Writes ``benchmarks/results/<stamp>/`` (report.md, summary.json, table.csv, PNG 
 prints that folder. Overrides use the config's keys, e.g. ``eval.test_root=../shared/data/mnist``.
 """
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 
@@ -19,40 +20,27 @@ from configs import load_config  # noqa: E402
 from lightning_modules.runs import new_run_dir, run_cli, save_run_config  # noqa: E402
 
 
-def run_mnist_task(overrides: List[str]) -> Path:
-    from benchmarks.mnist_task import evaluate, train_stages
-    from benchmarks.mnist_task_report import write_mnist_task_report
-    from configs.schema import BenchMnistTaskConfig
-
-    bench = load_config("bench_mnist_task", overrides, schema=BenchMnistTaskConfig)
+def in_result_folder(config: str, schema: type, overrides: List[str], job: Callable[[dict, Path], None]) -> Path:
+    """Load ``config``, run ``job(bench, out_dir)`` in a fresh result folder; remove the folder if it fails."""
+    bench = load_config(config, overrides, schema=schema)
     out_dir = new_run_dir(bench["results_dir"], "")
     save_run_config(bench, out_dir)
-    start = time.time()
     try:
-        runs = train_stages(bench)
-        results = evaluate(bench, runs, out_dir)
+        job(bench, out_dir)
     except BaseException:
-        import shutil
         shutil.rmtree(out_dir, ignore_errors=True)  # no half-written result folder
         raise
+    return out_dir
+
+
+def run_mnist_task(bench: dict, out_dir: Path) -> None:
+    from benchmarks.mnist_task import evaluate, train_stages
+    from benchmarks.mnist_task_report import write_mnist_task_report
+
+    start = time.time()
+    runs = train_stages(bench)
+    results = evaluate(bench, runs, out_dir)
     write_mnist_task_report(bench, runs, results, out_dir, wall_s=time.time() - start)
-    return out_dir
-
-
-def run_speed_suite(overrides: List[str]) -> Path:
-    from benchmarks.speed_suite import run_speed
-    from configs.schema import BenchSpeedConfig
-
-    bench = load_config("bench_speed", overrides, schema=BenchSpeedConfig)
-    out_dir = new_run_dir(bench["results_dir"], "")
-    save_run_config(bench, out_dir)
-    try:
-        run_speed(bench, out_dir)
-    except BaseException:
-        import shutil
-        shutil.rmtree(out_dir, ignore_errors=True)
-        raise
-    return out_dir
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -64,12 +52,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_args(argv)
     if args.suite == "speed":
-        return run_cli(lambda: run_speed_suite(args.overrides))
+        from benchmarks.speed_suite import run_speed
+        from configs.schema import BenchSpeedConfig
+        return run_cli(lambda: in_result_folder("bench_speed", BenchSpeedConfig, args.overrides, run_speed))
     if args.experiment != "mnist-task":
         print("error: --compare interfacegan is not built yet (experiment A's comparison is an open issue)",
               file=sys.stderr)
         return 2
-    return run_cli(lambda: run_mnist_task(args.overrides))
+    from configs.schema import BenchMnistTaskConfig
+    return run_cli(lambda: in_result_folder("bench_mnist_task", BenchMnistTaskConfig, args.overrides, run_mnist_task))
 
 
 if __name__ == "__main__":
