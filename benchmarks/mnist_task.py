@@ -4,6 +4,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import torch
 from omegaconf import OmegaConf
 
 from configs import load_config
@@ -11,6 +12,7 @@ from configs.schema import RLConfig
 from datamodules.mnist import MNISTDataModule, read_idx_split
 from evaluation.mnist_task import evaluate_translation, export_npz, sample_quality, translation_grid
 from lightning_modules import fit as fit_cli
+from lightning_modules.inference import freeze_for_inference
 from lightning_modules.runs import load_module
 from rl import train as rl_cli
 from rl.agents import act, load_policy
@@ -91,7 +93,7 @@ def evaluate(bench: Dict[str, Any], runs: Dict[str, Path], out_dir: Path) -> Dic
     agent_cfg = load_config(str(runs["agent"]), schema=RLConfig, sections=rl_cli.SECTIONS)
     env_kwargs = {k: v for k, v in agent_cfg["env"].items() if k != "name"}
     policy = load_policy(runs["agent"])
-    judge = load_module(str(runs["judge"]), "classifier")
+    judge = freeze_for_inference(load_module(str(runs["judge"]), "classifier").net, torch.rand(8, 1, 28, 28))
     encoder = load_module(str(runs["autoencoder"]), "autoencoder")
     images, labels, where = test_digits(bench)
     base = get_env_builder("mnist_task")(**{**env_kwargs, "noisy_copies": 0})(1, 0)

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from datamodules.mnist import MNISTDataModule, add_pixel_noise
+from lightning_modules.inference import freeze_for_inference
 from lightning_modules.runs import load_module
 from rl.builders import MethodModule
 from rl.envs.mnist_task import MnistTaskCore
@@ -19,9 +20,14 @@ def load_mnist_task_models(ae_checkpoint: str, gan_checkpoint: str, classifier_c
     ae = load_module(ae_checkpoint, "autoencoder")
     gan = load_module(gan_checkpoint, "latent_gan")
     classifier = load_module(classifier_checkpoint, "classifier")
-    return {"encoder": MethodModule(ae, "encode"), "decoder": MethodModule(ae, "decode"),
+    code_dim = gan.hparams.code_dim
+    # The decoder and the classifier are most of an env step and of the evaluation: frozen copies
+    # of their plain nets (AutoencoderModule.decode = sigmoid(decoder(code))).
+    return {"encoder": MethodModule(ae, "encode"),
+            "decoder": freeze_for_inference(nn.Sequential(ae.decoder, nn.Sigmoid()), torch.randn(8, code_dim)),
             "generator": MethodModule(gan, "generate"), "discriminator": MethodModule(gan, "realism"),
-            "reward_classifier": classifier, "z_dim": gan.hparams.z_dim}
+            "reward_classifier": freeze_for_inference(classifier.net, torch.rand(8, 1, 28, 28)),
+            "z_dim": gan.hparams.z_dim}
 
 
 @torch.inference_mode()
