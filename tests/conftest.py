@@ -21,6 +21,19 @@ class CountingModule(nn.Module):
         return self.inner(x)
 
 
+def paired_vector_envs(base_core, n: int, seed: int):
+    """The batched env and its per-env DummyVectorEnv reference over ``n`` copies of a 1-env core,
+    both seeded with ``seed`` and reset; asserts their first observations are identical."""
+    from rl.envs import BatchedVectorEnv, make_dummy_vector_env
+
+    batched = BatchedVectorEnv(base_core.spawn(n, seed))
+    reference = make_dummy_vector_env(base_core.spawn, n, seed)
+    for venv in (batched, reference):
+        venv.seed(seed)
+    np.testing.assert_array_equal(batched.reset()[0], reference.reset()[0])
+    return batched, reference
+
+
 FAST_TRAINER = [
     "trainer.limit_train_batches=2", "trainer.max_epochs=1", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
     "trainer.enable_progress_bar=false", "trainer.accelerator=cpu", "trainer.log_every_n_steps=1",

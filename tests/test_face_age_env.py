@@ -11,8 +11,8 @@ from gymnasium.utils.env_checker import check_env
 from torch import nn
 
 from lightning_modules.nets.generators import GeneratorAdapter
-from tests.conftest import CountingModule
-from rl.envs import BatchedVectorEnv, SingleEnv, make_dummy_vector_env
+from tests.conftest import CountingModule, paired_vector_envs
+from rl.envs import BatchedVectorEnv, SingleEnv
 from rl.envs.face_age import (
     AgeMDP,
     FaceAgeCore,
@@ -265,13 +265,8 @@ def test_single_env_passes_check_env():
 
 
 def test_batched_equals_per_env_dummy_vector_env():
-    n, seed = 5, 42
-    base = random_core(num_envs=1)
-    batched = BatchedVectorEnv(base.spawn(n, seed))
-    reference = make_dummy_vector_env(base.spawn, n, seed)
-    for venv in (batched, reference):
-        venv.seed(seed)
-    np.testing.assert_array_equal(batched.reset()[0], reference.reset()[0])
+    n = 5
+    batched, reference = paired_vector_envs(random_core(num_envs=1), n, seed=42)
     rng = np.random.default_rng(0)
     ends = 0
     for _ in range(12):

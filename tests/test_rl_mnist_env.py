@@ -10,7 +10,7 @@ from gymnasium.utils.env_checker import check_env
 from tianshou.data import Batch, Collector, VectorReplayBuffer
 from torch import nn
 
-from tests.conftest import CountingModule
+from tests.conftest import CountingModule, paired_vector_envs
 from rl.envs import (
     BatchedVectorEnv,
     MnistTaskCore,
@@ -230,15 +230,8 @@ def test_single_env_passes_check_env():
 
 
 def test_batched_equals_per_env_dummy_vector_env():
-    n, seed = 5, 42
-    base = make_core(num_envs=1)
-    batched = BatchedVectorEnv(base.spawn(n, seed))
-    reference = make_dummy_vector_env(base.spawn, n, seed)
-    for venv in (batched, reference):
-        venv.seed(seed)
-    obs_b, _ = batched.reset()
-    obs_r, _ = reference.reset()
-    np.testing.assert_array_equal(obs_b, obs_r)
+    n = 5
+    batched, reference = paired_vector_envs(make_core(num_envs=1), n, seed=42)
     rng = np.random.default_rng(0)
     for ids in (np.arange(n), np.arange(n), np.array([1, 3]), np.array([4, 0, 2])):
         action = rng.uniform(-4, 4, size=(len(ids), K)).astype(np.float32)
