@@ -28,7 +28,8 @@ def _matching_run(runs_dir: Path, name: str, cfg: Dict[str, Any]) -> Optional[Pa
     want = {k: v for k, v in cfg.items() if k not in VOLATILE}
     for run in sorted((runs_dir / name).glob("*"), reverse=True):
         path = run / "config.yaml"
-        done = (run / "checkpoints" / "best.ckpt").is_file() or (run / "policy.pt").is_file()
+        # finished runs only: an interrupted one (kill, crash) lacks its closing summary file
+        done = (run / "test_metrics.json").is_file() or (run / "train_summary.json").is_file()
         if path.is_file() and done:
             have = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
             if {k: v for k, v in have.items() if k not in VOLATILE} == want:

@@ -140,6 +140,9 @@ def _omegaconf_type(hint: Any) -> Any:
         return type(typing.get_args(hint)[0])
     if typing.get_origin(hint) in (tuple, typing.Tuple):
         return Any
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is typing.Union and float in args and int not in args:
+        return typing.Union[(int, *args)]  # OmegaConf's unions are strict: `p1=5` must fit Union[float, str]
     return hint
 
 

@@ -100,6 +100,8 @@ class RLConfig:
     train: RLLoopConfig = field(default_factory=RLLoopConfig)
     num_threads: int = 1
     """torch threads: 1 is 5-10x faster than 2 for these small nets on 2 cores (SPEC §5)."""
+    resume: Optional[str] = None
+    """Run folder to continue from its ``train_state.pt`` (same config), e.g. after a kill."""
 
 
 @dataclass

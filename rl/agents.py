@@ -29,7 +29,7 @@ from tianshou.algorithm.algorithm_base import OffPolicyAlgorithm, Policy
 from tianshou.algorithm.modelfree.ddpg import ContinuousDeterministicPolicy
 from tianshou.algorithm.modelfree.reinforce import ProbabilisticActorPolicy
 from tianshou.algorithm.optim import AdamOptimizerFactory
-from tianshou.data import Collector, CollectStats, InfoStats, VectorReplayBuffer
+from tianshou.data import Collector, CollectStats, VectorReplayBuffer
 from tianshou.exploration import GaussianNoise
 from tianshou.trainer import OffPolicyTrainerParams, OnPolicyTrainerParams
 from tianshou.utils import TensorboardLogger
@@ -48,7 +48,9 @@ from lightning_modules.runs import atomic_torch_save
 log = logging.getLogger(__name__)
 
 POLICY_FILE = "policy.pt"
+TRAIN_STATE_FILE = "train_state.pt"
 _FORMAT = "latentnav-policy/1"
+_STATE_FORMAT = "latentnav-train-state/1"
 DEFAULTS: dict[str, dict[str, Any]] = {
     # reference TD3 of experiment B (SPEC §1); exploration_noise 0.3 beat 0.1 in the prototype
     "td3": {"hidden_sizes": (256, 256), "actor_lr": 1e-3, "critic_lr": 1e-3, "gamma": 0.99,
@@ -256,6 +258,53 @@ def _quiet_tqdm(quiet: bool):
         yield
 
 
+class _ResumableLogger(TensorboardLogger):
+    """Tianshou's TensorBoard logger that saves a training state every epoch and, on resume,
+    restores the trainer's counters from that state (not from the event files, which a kill
+    may leave one epoch ahead or behind)."""
+
+    def __init__(self, writer: SummaryWriter, counters: tuple[int, int, int] | None = None):
+        super().__init__(writer, save_interval=1)
+        self._counters = counters
+
+    def restore_data(self) -> tuple[int, int, int]:
+        if self._counters is None:
+            return super().restore_data()
+        epoch, env_step, gradient_step = self._counters
+        self.last_save_step = self.last_log_test_step = epoch
+        self.last_log_update_step, self.last_log_train_step = gradient_step, env_step
+        return self._counters
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def load_train_state(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The training state ``train`` writes each epoch (``TRAIN_STATE_FILE`` in ``run_dir``).
+
+    Raises FileNotFoundError when there is none and ValueError when the file is not one.
+    """
+    path = Path(run_dir) / TRAIN_STATE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"cannot resume: '{path}' does not exist (the run stopped before its first epoch "
+                                "ended; start it again instead)")
+    try:
+        # our own file: it holds the pickled replay buffer and RNG states, hence weights_only=False
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a corrupt file
+        raise ValueError(f"cannot resume: '{path}' is not a readable training state ({type(err).__name__}: {err})")
+    if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
+        raise ValueError(f"cannot resume: '{path}' is not a latentnav training state (format {_STATE_FORMAT})")
+    return state
+
+
 def train(
     algorithm: Algorithm,
     train_envs: Any,
@@ -274,7 +323,8 @@ def train(
     test_episodes: int | None = None,
     num_threads: int | None = 1,
     show_progress: bool = False,
-) -> InfoStats:
+    resume: bool = False,
+) -> dict[str, Any]:
     """Train with Tianshou's Collector + trainer, keeping the best policy in ``run_dir``.
 
     Args:
@@ -282,7 +332,8 @@ def train(
         train_envs, test_envs: Tianshou vector envs (``BatchedVectorEnv`` or the reference
             ``DummyVectorEnv``); train envs seeded with ``seed``, test envs re-seeded with
             ``seed + 1_000_003`` before every test step (the same test episodes each time).
-        run_dir: receives TensorBoard events and ``policy.pt`` (best test score, atomic writes).
+        run_dir: receives TensorBoard events, ``policy.pt`` (best test score, atomic writes)
+            and ``train_state.pt`` after every epoch.
         total_steps: env-step budget including off-policy warm-up; split into ``epochs``.
         batch_size: gradient mini-batch. buffer_size: off-policy replay size.
         warmup_steps: off-policy random-action steps before training.
@@ -290,13 +341,21 @@ def train(
             on-policy). update_per_step: off-policy gradient steps per collected env step.
         repeat: on-policy passes over each collection. test_episodes: per test (default 4×envs).
         num_threads: ``torch.set_num_threads`` (1 is 5-10× faster for small nets, SPEC §5).
+        resume: continue from ``run_dir/train_state.pt`` (e.g. after a kill -9). It restores
+            the networks, optimizers, replay buffer, RNG states, the trainer's epoch/step
+            counters and the best test score. Episodes that were running are not restored:
+            the train envs restart with seed ``seed + 7919 * epoch``, so a run resumed from
+            the same state is reproducible, though not bit-equal to an uninterrupted one.
     Returns:
-        Tianshou ``InfoStats`` (best reward, steps, timings).
+        ``best_reward``, ``best_reward_std``, ``env_steps`` (including warm-up),
+        ``gradient_steps``, ``test_episodes``, ``epochs`` and ``resumed_from_epoch`` (None
+        for a fresh run).
     """
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    state = load_train_state(run_dir) if resume else None
     seed_everything(seed)
     train_envs.seed(seed)
     off_policy = isinstance(algorithm, OffPolicyAlgorithm)
@@ -310,9 +369,22 @@ def train(
                          f"{epochs} epochs: expected at least one collection of {collect} steps")
     buffer = buffer_size if off_policy else collect + n_envs
     train_collector, test_collector = _collectors(algorithm, train_envs, test_envs, buffer)
-    train_collector.reset()
-    if warmup > 0:
-        train_collector.collect(n_step=warmup, random=True)
+    best = {"score": -math.inf, "std": 0.0}
+    done = dict(zip(("epoch", "env_step"), (0, 0) if state is None else state["counters"][:2]))
+    last_test = {"score": -math.inf, "std": 0.0}
+    if state is None:
+        train_collector.reset()
+        if warmup > 0:
+            train_collector.collect(n_step=warmup, random=True)
+    else:
+        algorithm.load_state_dict(state["algorithm"])
+        train_collector.buffer = state["buffer"]
+        best.update(state["best"])
+        train_envs.seed(seed + 7919 * state["counters"][0])
+        train_collector.reset(reset_buffer=False)
+        _set_rng_state(state["rng"])
+        log.warning("resuming %s at epoch %d / %d (%d env steps after warm-up, best test reward %.3f)",
+                    run_dir, state["counters"][0], epochs, state["counters"][1], best["score"])
     writer = SummaryWriter(log_dir=str(run_dir))
 
     def test_fn(epoch: int, env_step: int | None) -> None:
@@ -320,14 +392,32 @@ def train(
         test_envs.seed(seed + 1_000_003)
         test_collector.reset_env()
 
+    def score_fn(stats: CollectStats) -> float:
+        last_test.update(score=float(stats.returns_stat.mean), std=float(stats.returns_stat.std))
+        return last_test["score"]
+
+    def save_best_fn(algo: Algorithm) -> None:
+        # the trainer forgets its best score on resume; we keep it in the training state
+        if last_test["score"] > best["score"]:
+            best.update(last_test)
+            save_policy(algo, run_dir / POLICY_FILE)
+
+    def save_state_fn(epoch: int, env_step: int, gradient_step: int) -> str:
+        path, done["epoch"], done["env_step"] = run_dir / TRAIN_STATE_FILE, epoch, env_step
+        atomic_torch_save({"format": _STATE_FORMAT, "algorithm": algorithm.state_dict(),
+                           "buffer": train_collector.buffer, "best": dict(best), "rng": _rng_state(),
+                           "counters": (epoch, env_step, gradient_step), "warmup": warmup}, path)
+        return str(path)
+
     common = {
         "training_collector": train_collector, "test_collector": test_collector,
         "max_epochs": epochs, "epoch_num_steps": math.ceil(budget / epochs),
         "collection_step_num_env_steps": collect, "batch_size": batch_size,
         "test_step_num_episodes": test_episodes or 4 * len(test_envs),
-        "save_best_fn": lambda algo: save_policy(algo, run_dir / POLICY_FILE),
-        "test_fn": test_fn, "logger": TensorboardLogger(writer), "verbose": False,
-        "show_progress": show_progress,
+        "save_best_fn": save_best_fn, "compute_score_fn": score_fn,
+        "save_checkpoint_fn": save_state_fn, "resume_from_log": state is not None,
+        "test_fn": test_fn, "verbose": False, "show_progress": show_progress,
+        "logger": _ResumableLogger(writer, None if state is None else tuple(state["counters"])),
     }
     params = (OffPolicyTrainerParams(update_step_num_gradient_steps_per_sample=update_per_step,
                                      **common) if off_policy
@@ -337,7 +427,9 @@ def train(
             stats = algorithm.run_training(params)
     finally:
         writer.close()
+    env_steps = done["env_step"] + (state["warmup"] if state is not None else warmup)
     log.info("trained %s for %d env steps: best test reward %.3f ± %.3f; policy in %s",
-             type(algorithm).__name__, stats.train_step + warmup, stats.best_reward,
-             stats.best_reward_std, run_dir / POLICY_FILE)
-    return stats
+             type(algorithm).__name__, env_steps, best["score"], best["std"], run_dir / POLICY_FILE)
+    return {"best_reward": best["score"], "best_reward_std": best["std"], "env_steps": env_steps,
+            "gradient_steps": int(stats.update_step), "test_episodes": int(stats.test_episode),
+            "epochs": done["epoch"], "resumed_from_epoch": None if state is None else state["counters"][0]}

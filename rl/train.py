@@ -4,21 +4,29 @@
 
 NAME is a file in ``configs/`` (default: ``mnist_task``), a .yaml path or an earlier run folder.
 Writes ``runs/<name>/<stamp>/`` with ``config.yaml``, ``policy.pt`` (best test score),
-TensorBoard events and ``train_summary.json``; prints that folder.
+``train_state.pt`` (after every epoch), TensorBoard events and ``train_summary.json``; prints
+that folder.
+
+    python -m rl.train resume=runs/mnist_task/<stamp>
+
+continues an interrupted run (even after kill -9) in its own folder from its last
+``train_state.pt``, with the run's saved config (overrides must not change it).
 """
 import json
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
+from omegaconf import OmegaConf
 
 from configs import load_config
 from configs.schema import RLConfig
-from lightning_modules.runs import atomic_write_text, new_run_dir, run_cli, save_run_config
-from rl.agents import DEFAULTS, build_algorithm, seed_everything, train
+from lightning_modules.runs import atomic_write_text, latest_run, new_run_dir, run_cli, save_run_config
+from rl.agents import DEFAULTS, TRAIN_STATE_FILE, build_algorithm, load_train_state, seed_everything, train
 from rl.builders import get_env_builder
 from rl.envs.views import BatchedVectorEnv, make_dummy_vector_env
 
@@ -44,8 +52,23 @@ def make_envs(make_core, loop: Dict[str, Any], seed: int):
     raise ValueError(f"train.vector='{loop['vector']}' is not allowed; expected 'batched' or 'dummy'")
 
 
+def _resume_folder(cfg: Dict[str, Any]) -> Path:
+    run_dir = latest_run(Path(cfg["resume"]))
+    if (run_dir / "train_summary.json").is_file():
+        raise ValueError(f"cannot resume '{run_dir}': it finished (train_summary.json exists)")
+    load_train_state(run_dir)  # missing or corrupt state: fail before building anything
+    saved = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=True)
+    drop = ("resume", "out_dir")
+    changed = sorted(k for k in set(saved) | set(cfg) if k not in drop and saved.get(k) != cfg.get(k))
+    if changed:
+        raise ValueError(f"cannot resume '{run_dir}' with a different config (sections {changed} differ): "
+                         f"run `python -m rl.train resume={run_dir}` without overrides")
+    return run_dir
+
+
 def train_agent(cfg: Dict[str, Any]) -> Path:
     """Train from a resolved :class:`configs.schema.RLConfig` dict; return the run folder."""
+    run_dir = _resume_folder(cfg) if cfg["resume"] else None
     torch.set_num_threads(cfg["num_threads"])
     seed_everything(cfg["seed"])
     env_kwargs = {k: v for k, v in cfg["env"].items() if k != "name"}
@@ -56,15 +79,22 @@ def train_agent(cfg: Dict[str, Any]) -> Path:
     seed_everything(cfg["seed"])  # the nets' initial weights depend on the seed alone
     agent = {k: v for k, v in cfg["agent"].items() if k != "name"}
     algorithm = build_algorithm(cfg["agent"]["name"], probe.obs_dim, probe.act_dim, probe.action_bound, **agent)
-    run_dir = new_run_dir(cfg["out_dir"], cfg["name"])
-    save_run_config(cfg, run_dir)
+    resume = run_dir is not None
+    if not resume:
+        run_dir = new_run_dir(cfg["out_dir"], cfg["name"])
+        save_run_config(cfg, run_dir)
     log.info("run folder: %s", run_dir)
     start = time.time()
     vector = loop.pop("vector")
     del loop["num_envs"], loop["test_envs"]  # consumed by make_envs
-    stats = train(algorithm, train_envs, test_envs, run_dir, seed=cfg["seed"], num_threads=cfg["num_threads"], **loop)
-    summary = {"best_reward": float(stats.best_reward), "best_reward_std": float(stats.best_reward_std),
-               "env_steps": int(stats.train_step), "wall_s": round(time.time() - start, 1), "vector": vector}
+    try:
+        stats = train(algorithm, train_envs, test_envs, run_dir, seed=cfg["seed"], num_threads=cfg["num_threads"],
+                      resume=resume, **loop)
+    except BaseException:
+        if not resume and not (run_dir / TRAIN_STATE_FILE).is_file():
+            shutil.rmtree(run_dir, ignore_errors=True)  # no epoch finished: nothing worth keeping
+        raise
+    summary = {**stats, "wall_s": round(time.time() - start, 1), "vector": vector}
     atomic_write_text(run_dir / "train_summary.json", json.dumps(summary, indent=2))
     return run_dir
 
@@ -74,7 +104,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if any(a in ("-h", "--help") for a in args):
         print(__doc__ + "\nexamples:\n  python -m rl.train mnist_task train.total_steps=20000 agent.name=ppo\n")
         return 0
-    name = args.pop(0) if args and "=" not in args[0] else "mnist_task"
+    if args and "=" not in args[0]:
+        name = args.pop(0)
+    else:  # `resume=RUN` alone continues that run with its own saved config
+        resume = [a.split("=", 1)[1] for a in args if a.startswith("resume=")]
+        name = str(latest_run(Path(resume[-1]))) if resume and Path(resume[-1]).exists() else "mnist_task"
     return run_cli(lambda: train_agent(load_config(name, args, schema=RLConfig, sections=SECTIONS)))
 
 

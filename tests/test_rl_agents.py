@@ -1,16 +1,22 @@
 """Tianshou 2.x agents: builders, short TD3 / PPO runs through ``train``, saving and acting."""
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+import rl.agents
 from rl.agents import (
     DEFAULTS,
     POLICY_FILE,
+    TRAIN_STATE_FILE,
     act,
     build_algorithm,
     load_policy,
+    load_train_state,
     save_policy,
     seed_everything,
     train,
@@ -84,9 +90,9 @@ def test_short_training_run_writes_loadable_policy(tmp_path, name, settings):
     test_envs = make_dummy_vector_env(core.spawn, 2, seed=100)  # the per-env path trains too
     stats = train(algo, train_envs, test_envs, tmp_path, total_steps=320, epochs=2, seed=0,
                   **settings)
-    assert stats.train_step >= 320 - settings.get("warmup_steps", 0)
-    assert stats.test_episode > 0 and np.isfinite(stats.best_reward)
-    assert stats.update_step > 0
+    assert stats["env_steps"] >= 320
+    assert stats["test_episodes"] > 0 and np.isfinite(stats["best_reward"])
+    assert stats["gradient_steps"] > 0
     assert any(not torch.equal(b, p) for b, p in zip(before, algo.policy.parameters()))
     assert (tmp_path / POLICY_FILE).is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temp left behind
@@ -118,3 +124,58 @@ def test_load_policy_errors(tmp_path):
     torch.save({"weights": torch.zeros(1)}, tmp_path / POLICY_FILE)
     with pytest.raises(ValueError, match="not a latentnav policy file"):
         load_policy(tmp_path / POLICY_FILE)
+
+
+class Killed(Exception):
+    pass
+
+
+def _train_short(name, run_dir, seed_nets, resume=False, **extra):
+    seed_everything(seed_nets)
+    core = make_core(num_envs=8, seed=0)
+    algo = build_algorithm(name, core.obs_dim, core.act_dim, core.action_bound, hidden_sizes=(32, 32))
+    settings = ({"warmup_steps": 64, "batch_size": 32, "update_per_step": 0.5} if name == "td3"
+                else {"collect_steps": 64, "batch_size": 32, "repeat": 2})
+    stats = train(algo, BatchedVectorEnv(core), BatchedVectorEnv(core.spawn(2, 100)), run_dir,
+                  total_steps=576, epochs=4, seed=0, resume=resume, **settings, **extra)
+    return algo, stats
+
+
+@pytest.mark.parametrize("name", ["td3", "ppo"])
+def test_training_resumes_from_its_last_epoch_state(tmp_path, monkeypatch, name):
+    real_save, calls = rl.agents.atomic_torch_save, []
+
+    def dies_at_second_state(obj, path):
+        if Path(path).name == TRAIN_STATE_FILE:
+            calls.append(path)
+            if len(calls) == 2:
+                raise Killed("the process dies while writing epoch 2's state")
+        real_save(obj, path)
+
+    monkeypatch.setattr(rl.agents, "atomic_torch_save", dies_at_second_state)
+    with pytest.raises(Killed):
+        _train_short(name, tmp_path / "run", seed_nets=0)
+    monkeypatch.setattr(rl.agents, "atomic_torch_save", real_save)
+    state = load_train_state(tmp_path / "run")
+    assert state["counters"][0] == 1 and not list((tmp_path / "run").glob("*.tmp"))
+    if name == "td3":
+        assert len(state["buffer"]) >= 64  # warm-up plus the first epoch's transitions
+
+    shutil.copytree(tmp_path / "run", tmp_path / "copy")
+    algo, stats = _train_short(name, tmp_path / "run", seed_nets=123, resume=True)
+    assert stats["resumed_from_epoch"] == 1 and stats["epochs"] == 4
+    assert stats["env_steps"] >= 576 and np.isfinite(stats["best_reward"])
+    assert stats["best_reward"] >= state["best"]["score"]  # the best score survived the restart
+    assert load_train_state(tmp_path / "run")["counters"][0] == 4
+    # resuming the same state again (other initial weights, all overwritten) gives the same policy
+    again, _ = _train_short(name, tmp_path / "copy", seed_nets=7, resume=True)
+    for a, b in zip(algo.policy.parameters(), again.policy.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_resume_without_or_with_corrupt_state_fails_clearly(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train_state.pt' does not exist"):
+        _train_short("td3", tmp_path, seed_nets=0, resume=True)
+    (tmp_path / TRAIN_STATE_FILE).write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="not a readable training state"):
+        load_train_state(tmp_path)

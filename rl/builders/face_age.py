@@ -143,7 +143,8 @@ def face_age(
     """
     args = dict(locals())
     mdp = {f.name: args[f.name] for f in dataclasses.fields(AgeMDP) if f.name not in ("p1", "p2")}
-    AgeMDP(**mdp)  # validate the plain values before any heavy work
+    given = {k: v for k, v in (("p1", p1), ("p2", p2)) if not isinstance(v, str)}
+    AgeMDP(**mdp, **given)  # validate the plain values (P1 < P2 when both are given) before any heavy work
     gen_net = build_generator(generator)
     age_model = load_module(age_checkpoint, "age_regressor")
     method = {"age_mid": "features", "age_embed": "embed"}[identity_features]

@@ -1,0 +1,78 @@
+"""kill -9 in the middle of ``lightning_modules.fit`` and ``rl.train``, then resume from the run folder."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from tests.conftest import FAST_TRAINER, tiny_agent_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start(*args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def kill_when(proc: subprocess.Popen, pattern: str, root: Path, timeout: float = 300.0) -> Path:
+    """SIGKILL ``proc`` as soon as a file matching ``pattern`` appears under ``root``; return that file."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = sorted(root.glob(pattern))
+        if found:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return found[0]
+        assert proc.poll() is None, f"finished before it could be killed:\n{proc.stderr.read()[-3000:]}"
+        time.sleep(0.02)
+    proc.kill()
+    raise AssertionError(f"no {pattern} under {root} after {timeout} s")
+
+
+def finish(*args) -> Path:
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def test_rl_train_resumes_after_kill_9(mnist_stage_runs, tmp_path):
+    overrides = [*tiny_agent_overrides(mnist_stage_runs), f"out_dir={tmp_path}", "train.total_steps=3200",
+                 "train.epochs=10"]
+    state = kill_when(start("-m", "rl.train", "mnist_task", *overrides), "mnist_task/*/train_state.pt", tmp_path)
+    run_dir = state.parent
+    assert not (run_dir / "train_summary.json").exists()
+    killed_at = torch.load(state, weights_only=False)["counters"][0]
+    assert killed_at < 10
+
+    changed = subprocess.run([sys.executable, "-m", "rl.train", f"resume={run_dir}", "agent.hidden_sizes=[8]"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert changed.returncode == 2 and "different config" in changed.stderr and "agent" in changed.stderr
+
+    assert finish("-m", "rl.train", f"resume={run_dir}") == run_dir  # same folder, saved config
+    summary = json.loads((run_dir / "train_summary.json").read_text())
+    assert summary["resumed_from_epoch"] >= killed_at and summary["epochs"] == 10
+    assert summary["env_steps"] >= 3200
+    assert not list(run_dir.glob(".*.tmp"))
+    again = subprocess.run([sys.executable, "-m", "rl.train", f"resume={run_dir}"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 2 and "it finished" in again.stderr
+
+
+def test_fit_resumes_after_kill_9(mnist_stage_runs, tmp_path):
+    data = ["data.source=idx", f"data.root={mnist_stage_runs['idx']}", "data.batch_size=16"]
+    args = [*FAST_TRAINER, "trainer.max_epochs=40", f"out_dir={tmp_path}", *data]
+    last = kill_when(start("-m", "lightning_modules.fit", "autoencoder", *args),
+                     "autoencoder/*/checkpoints/last.ckpt", tmp_path)
+    run_dir = last.parents[1]
+    assert not (run_dir / "test_metrics.json").exists()
+    epoch_killed = torch.load(last, weights_only=True)["epoch"]
+    assert epoch_killed < 39
+    assert finish("-m", "lightning_modules.fit", "autoencoder", *args, f"resume={run_dir}") == run_dir
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["epoch"] == 39 and ckpt["global_step"] == 80  # 40 epochs of 2 batches, none lost or repeated
+    assert json.loads((run_dir / "test_metrics.json").read_text())["metrics"]
