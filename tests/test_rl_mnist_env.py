@@ -118,6 +118,13 @@ def test_task_reward_hand_computed():
     reward = task_reward(logits, torch.tensor([3, 5]), torch.tensor([0.25, 2.0]), 30.0, 3.0)
     # 30*0.5 - 3*(1-0.25) = 12.75 ; 30/18 - 3*relu(1-2) = 1.6667
     torch.testing.assert_close(reward, torch.tensor([12.75, 30.0 / 18.0]))
+    # log_prob shape: q = 1 + max(log p, -10)/10 -> p = 0.5: 1 - ln2/10 ; p = 1/18: 1 - ln18/10
+    shaped = task_reward(logits, torch.tensor([3, 5]), torch.tensor([0.25, 2.0]), 30.0, 3.0, "log_prob")
+    torch.testing.assert_close(shaped, torch.tensor([30 * (1 - math.log(2) / 10) - 2.25, 30 * (1 - math.log(18) / 10)]))
+    tiny = torch.tensor([[0.0] + [30.0] * 9])  # p(0) = e^-30/9-ish: below the floor, quality 0
+    assert task_reward(tiny, torch.tensor([0]), torch.tensor([1.0]), 30.0, 3.0, "log_prob").item() == 0.0
+    with pytest.raises(ValueError, match="reward shape 'logit' invalid"):
+        task_reward(logits, torch.tensor([3, 5]), torch.tensor([0.25, 2.0]), shape="logit")
 
 
 def test_core_step_reward_matches_hand_computation():

@@ -47,6 +47,7 @@ def mnist_task(
     noise_max: float = 0.5,
     alpha: float = 30.0,
     beta: float = 3.0,
+    reward_shape: Literal["prob", "log_prob"] = "prob",
     action_bound: float = 3.0,
 ) -> Callable[[int, int], MnistTaskCore]:
     """Experiment B's env over the *training* split of the MNIST source (never its test split).
@@ -71,5 +72,5 @@ def mnist_task(
                 len(codes), len(labels), noisy_copies, task_set.names)
     base = MnistTaskCore(codes, torch.cat(pool_labels), nets["generator"], nets["decoder"], nets["reward_classifier"],
                          nets["discriminator"], task_set, num_envs=1, z_dim=nets["z_dim"],
-                         action_bound=action_bound, alpha=alpha, beta=beta, seed=0)
+                         action_bound=action_bound, alpha=alpha, beta=beta, seed=0, reward_shape=reward_shape)
     return base.spawn

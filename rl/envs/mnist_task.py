@@ -30,25 +30,41 @@ def target_probability(logits_NC: torch.Tensor, targets_N: torch.Tensor) -> torc
     return torch.softmax(logits_NC.float(), dim=1).gather(1, targets_N.long()[:, None])[:, 0]
 
 
+REWARD_SHAPES = ("prob", "log_prob")
+LOG_FLOOR = 10.0  # log_prob shape: log p below -10 (p < 4.5e-5) all score 0
+
+
 def task_reward(
     logits_NC: torch.Tensor,
     targets_N: torch.Tensor,
     d_score_N: torch.Tensor,
     alpha: float = 30.0,
     beta: float = 3.0,
+    shape: str = "prob",
 ) -> torch.Tensor:
-    """Reward ``alpha * p_cls(target | image) - beta * relu(1 - D(G(z)))`` (hinge realism).
+    """Reward ``alpha * q(target | image) - beta * relu(1 - D(G(z)))`` (hinge realism).
 
     Args:
         logits_NC: reward-classifier logits of the generated images.
         targets_N: int target digits.
         d_score_N: latent-discriminator scores of ``G(z)`` (N or N×1).
         alpha, beta: weights (reference 30 and 3).
+        shape: ``"prob"``: q = p_cls(target) (the reference); ``"log_prob"`` (not from the
+            paper): q = 1 + max(log p_cls(target), -10) / 10, also in [0, 1] and 1 at p = 1, but
+            it still rises where p is tiny, so the critic sees a slope far from the target's
+            region of z (with ``prob`` most of z space is a flat 0).
     Returns:
         N float32 rewards. Evaluation calls this same function.
     """
     hinge = torch.relu(1.0 - d_score_N.float().reshape(-1))
-    return alpha * target_probability(logits_NC, targets_N) - beta * hinge
+    if shape == "prob":
+        quality = target_probability(logits_NC, targets_N)
+    elif shape == "log_prob":
+        log_p = torch.log_softmax(logits_NC.float(), dim=1).gather(1, targets_N.long()[:, None])[:, 0]
+        quality = 1.0 + log_p.clamp_min(-LOG_FLOOR) / LOG_FLOOR
+    else:
+        raise ValueError(f"reward shape {shape!r} invalid: expected one of {list(REWARD_SHAPES)}")
+    return alpha * quality - beta * hinge
 
 
 def _check_number(name: str, value: float, minimum: float, strict: bool) -> float:
@@ -72,7 +88,8 @@ class MnistTaskCore:
         discriminator: frozen ``code_ND -> score N`` (or N×1), used for the realism hinge.
         tasks: the task set (part of the observation).
         num_envs: N. z_dim: K. action_bound: actions are clipped to ``[-b, b]^K``.
-        alpha, beta: reward weights. seed: int (row i gets ``seed + i``) or one seed per row.
+        alpha, beta, reward_shape: reward weights and shape (:func:`task_reward`).
+        seed: int (row i gets ``seed + i``) or one seed per row.
     The networks are put in eval mode and only ever run under ``torch.inference_mode``.
     """
 
@@ -91,6 +108,7 @@ class MnistTaskCore:
         alpha: float = 30.0,
         beta: float = 3.0,
         seed: int | Sequence[int] = 0,
+        reward_shape: str = "prob",
     ):
         if not isinstance(tasks, TaskSet):
             raise ValueError(f"tasks must be a TaskSet, got {type(tasks).__name__}")
@@ -120,6 +138,9 @@ class MnistTaskCore:
         self.action_bound = _check_number("action_bound", action_bound, 0.0, strict=True)
         self.alpha = _check_number("alpha", alpha, 0.0, strict=False)
         self.beta = _check_number("beta", beta, 0.0, strict=False)
+        if reward_shape not in REWARD_SHAPES:
+            raise ValueError(f"reward_shape={reward_shape!r} invalid: expected one of {list(REWARD_SHAPES)}")
+        self.reward_shape = reward_shape
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_dim,), np.float32)
         self.action_space = gym.spaces.Box(-self.action_bound, self.action_bound, (self.z_dim,),
                                            np.float32)
@@ -152,7 +173,7 @@ class MnistTaskCore:
         """A new core over the same data, networks and reward settings (e.g. test envs)."""
         return MnistTaskCore(self.codes_ND, self.labels_N, tasks=self.tasks, num_envs=num_envs,
                              z_dim=self.z_dim, action_bound=self.action_bound, alpha=self.alpha,
-                             beta=self.beta, seed=seed, **self.nets)
+                             beta=self.beta, seed=seed, reward_shape=self.reward_shape, **self.nets)
 
     # ---- properties ------------------------------------------------------------------------
     @property
@@ -240,7 +261,7 @@ class MnistTaskCore:
             d_score = self.nets["discriminator"](code)
         # reward math outside inference mode so callers get ordinary (mutable) tensors
         d_score = d_score.float().reshape(-1).clone()
-        reward = task_reward(logits, targets, d_score, self.alpha, self.beta)
+        reward = task_reward(logits, targets, d_score, self.alpha, self.beta, self.reward_shape)
         prob = target_probability(logits, targets)
         self._needs_reset[ids] = True
         obs = self.observe(self.codes_ND[self.digit_idx_N[ids]], task_ids)
