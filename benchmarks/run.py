@@ -1,7 +1,8 @@
 """Benchmarks of latentnav.
 
     python benchmarks/run.py --experiment mnist-task [key=value ...]   # experiment B end to end
-    python benchmarks/run.py --compare interfacegan [key=value ...]    # experiment A (not built yet)
+    python benchmarks/run.py --compare interfacegan [key=value ...]    # experiment A: RL vs InterfaceGAN
+    python benchmarks/run.py --compare interfacegan --quick            # its ~2-minute smoke version
     python benchmarks/run.py --suite speed [key=value ...]             # env throughput (configs/bench_speed.yaml)
 
 Writes ``benchmarks/results/<stamp>/`` (report.md, summary.json, table.csv, PNG grids) and
@@ -43,22 +44,36 @@ def run_mnist_task(bench: dict, out_dir: Path) -> None:
     write_mnist_task_report(bench, runs, results, out_dir, wall_s=time.time() - start)
 
 
+def run_compare_interfacegan(bench: dict, out_dir: Path) -> None:
+    from benchmarks.interfacegan import compare
+    from benchmarks.interfacegan_report import write_compare_report
+
+    start = time.time()
+    results = compare(bench)
+    write_compare_report(bench, results, out_dir, wall_s=time.time() - start)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--experiment", choices=["mnist-task"])
     group.add_argument("--compare", choices=["interfacegan"])
     group.add_argument("--suite", choices=["speed"])
+    parser.add_argument("--quick", action="store_true", help="~2-minute smoke version (--compare interfacegan)")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_args(argv)
+    if args.quick and args.compare != "interfacegan":
+        parser.error("--quick is implemented for --compare interfacegan only")
+    if args.compare == "interfacegan":
+        from benchmarks.interfacegan import QUICK
+        from configs.schema import BenchInterfaceGANConfig
+        overrides = [*QUICK, *args.overrides] if args.quick else args.overrides
+        return run_cli(lambda: in_result_folder("bench_interfacegan", BenchInterfaceGANConfig, overrides,
+                                                run_compare_interfacegan))
     if args.suite == "speed":
         from benchmarks.speed_suite import run_speed
         from configs.schema import BenchSpeedConfig
         return run_cli(lambda: in_result_folder("bench_speed", BenchSpeedConfig, args.overrides, run_speed))
-    if args.experiment != "mnist-task":
-        print("error: --compare interfacegan is not built yet (experiment A's comparison is an open issue)",
-              file=sys.stderr)
-        return 2
     from configs.schema import BenchMnistTaskConfig
     return run_cli(lambda: in_result_folder("bench_mnist_task", BenchMnistTaskConfig, args.overrides, run_mnist_task))
 

