@@ -167,7 +167,8 @@ class BenchSpeedConfig:
     num_envs: int = 64
     steps: int = 20
     dummy_steps: int = 5
-    num_threads: int = 1
+    num_threads: List[int] = field(default_factory=lambda: [1, 2])
+    """One row per env and torch thread count (batch-64 forwards use a second core, batch-1 ones barely)."""
 
 
 @dataclass

@@ -71,11 +71,14 @@ def test_speed_suite_reports_batched_vs_dummy(mnist_stage_runs, tmp_path):
     env = [o for o in tiny_agent_overrides(mnist_stage_runs) if o.startswith("env.")]
     overrides = "[" + ",".join(f"'{o}'" for o in [*env, "env.noisy_copies=0"]) + "]"
     proc = run("benchmarks/run.py", "--suite", "speed", "envs=[mnist_task]", f"env_overrides.mnist_task={overrides}",
-               "num_envs=4", "steps=2", "dummy_steps=1", f"results_dir={tmp_path}")
+               "num_envs=4", "steps=2", "dummy_steps=1", f"results_dir={tmp_path}", "num_threads=[1,2]")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = Path(proc.stdout.strip().splitlines()[-1])
-    row = json.loads((out / "summary.json").read_text())["rows"][0]
-    assert row["env"] == "mnist_task" and row["num_envs"] == 4
+    rows = json.loads((out / "summary.json").read_text())["rows"]
+    assert [(r["env"], r["threads"]) for r in rows] == [("mnist_task", 1), ("mnist_task", 2)]
+    row = rows[0]
+    assert row["num_envs"] == 4
+    assert row["batched_us_per_env_step"] == pytest.approx(1e6 / row["batched_steps_per_s"])
     assert row["batched_steps_per_s"] > 0 and row["dummy_steps_per_s"] > 0 and row["overhead_ratio"] >= 1.0
     assert {"share_generator", "share_decoder", "share_reward_classifier", "share_discriminator"} <= set(row)
     assert "overhead_ratio" in (out / "report.md").read_text()
