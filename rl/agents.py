@@ -348,8 +348,8 @@ def train(
             the same state is reproducible, though not bit-equal to an uninterrupted one.
     Returns:
         ``best_reward``, ``best_reward_std``, ``env_steps`` (including warm-up),
-        ``gradient_steps``, ``test_episodes``, ``epochs`` and ``resumed_from_epoch`` (None
-        for a fresh run).
+        ``update_rounds`` (collect-then-update rounds), ``test_episodes``, ``epochs`` and
+        ``resumed_from_epoch`` (None for a fresh run).
     """
     if num_threads is not None:
         torch.set_num_threads(num_threads)
@@ -431,5 +431,5 @@ def train(
     log.info("trained %s for %d env steps: best test reward %.3f ± %.3f; policy in %s",
              type(algorithm).__name__, env_steps, best["score"], best["std"], run_dir / POLICY_FILE)
     return {"best_reward": best["score"], "best_reward_std": best["std"], "env_steps": env_steps,
-            "gradient_steps": int(stats.update_step), "test_episodes": int(stats.test_episode),
+            "update_rounds": int(stats.update_step), "test_episodes": int(stats.test_episode),
             "epochs": done["epoch"], "resumed_from_epoch": None if state is None else state["counters"][0]}

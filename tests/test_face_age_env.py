@@ -326,7 +326,7 @@ def test_short_ppo_run_writes_policy(tmp_path):
     algo = build_algorithm("ppo", core.obs_dim, core.act_dim, core.action_bound, hidden_sizes=(32, 32))
     stats = train(algo, BatchedVectorEnv(core), BatchedVectorEnv(core.spawn(2, 100)), tmp_path,
                   total_steps=256, epochs=2, seed=0, collect_steps=64, batch_size=32, repeat=2)
-    assert stats["env_steps"] >= 256 and stats["gradient_steps"] > 0 and np.isfinite(stats["best_reward"])
+    assert stats["env_steps"] >= 256 and stats["update_rounds"] > 0 and np.isfinite(stats["best_reward"])
     assert (tmp_path / POLICY_FILE).is_file()
     obs = core.reset()
     actions = act(load_policy(tmp_path), obs)

@@ -92,7 +92,7 @@ def test_short_training_run_writes_loadable_policy(tmp_path, name, settings):
                   **settings)
     assert stats["env_steps"] >= 320
     assert stats["test_episodes"] > 0 and np.isfinite(stats["best_reward"])
-    assert stats["gradient_steps"] > 0
+    assert stats["update_rounds"] > 0
     assert any(not torch.equal(b, p) for b, p in zip(before, algo.policy.parameters()))
     assert (tmp_path / POLICY_FILE).is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temp left behind
