@@ -7,6 +7,7 @@ method starts from the same base latents, runs the env's number of steps in each
 direction, and every image is scored by judges that sit in no reward. Report:
 ``benchmarks/interfacegan_report.py``.
 """
+import hashlib
 import json
 import logging
 import time
@@ -23,7 +24,7 @@ from evaluation.face_metrics import (age_change, buckets_covered, cosine_summary
                                      identity_cosines)
 from evaluation.interfacegan import linear_interpolate, project_boundary, train_boundary
 from evaluation.judges import build_judge, facenet_weights_candidates
-from lightning_modules.runs import latest_run, load_module, resolve_checkpoint, run_info
+from lightning_modules.runs import atomic_torch_save, latest_run, load_module, resolve_checkpoint, run_info
 from rl import train as rl_cli
 from rl.agents import act, load_policy
 from rl.builders import get_env_builder
@@ -199,6 +200,23 @@ def judge_trajectories(generator, fns: Dict[str, Callable], z_NTL: torch.Tensor,
     return out
 
 
+def cached(cache_dir, tag: str, z_NTL: torch.Tensor, valid_NT: torch.Tensor, compute: Callable[[], Dict]) -> Dict:
+    """``compute()``, stored under ``cache_dir`` by a hash of ``tag`` (the judges) and the trajectories,
+    so a rerun (e.g. with more agent seeds) judges only new trajectories. ``cache_dir=None``: no cache."""
+    if cache_dir is None:
+        return compute()
+    digest = hashlib.sha256(tag.encode())
+    for t in (z_NTL, valid_NT):
+        digest.update(str(tuple(t.shape)).encode() + t.contiguous().numpy().tobytes())
+    path = Path(cache_dir) / f"{digest.hexdigest()[:40]}.pt"
+    if path.is_file():
+        log.warning("judged scores from the cache %s", path)
+        return torch.load(path, weights_only=True)
+    out = compute()
+    atomic_torch_save(out, path)
+    return out
+
+
 def method_metrics(base: Dict[str, torch.Tensor], traj: Dict[str, torch.Tensor], valid_NT: torch.Tensor,
                    outside_NT: torch.Tensor, direction_N: torch.Tensor, mdp: Dict[str, float],
                    threshold: float) -> Dict[str, float]:
@@ -300,10 +318,13 @@ def compare(bench: Dict[str, Any]) -> Dict[str, Any]:
     trajectories = _trajectories(envs, boundaries, base_z, base_idx, direction, extents, steps)
     base = {k: v[base_idx] for k, v in score_images(generator, fns, base_z, ev["batch_size"]).items()}
     env_info = {"bucket_width": ref.mdp.bucket_width, "age_min": ref.mdp.age_min, "age_max": ref.mdp.age_max}
+    cache_dir = Path(bench["runs_dir"]) / "judge_cache" if ev["cache"] else None
+    tag = json.dumps({"judges": roles, "scores": sorted(fns), "env": envs[0]["cfg"]["env"]}, sort_keys=True)
     methods = {}
     for name, (z, valid) in trajectories.items():
         start = time.time()
-        traj = judge_trajectories(generator, fns, z, valid, ev["batch_size"])
+        traj = cached(cache_dir, tag, z, valid,
+                      lambda: judge_trajectories(generator, fns, z, valid, ev["batch_size"]))  # noqa: B023
         outside = ~typical_set(z.reshape(-1, z.shape[2]), ref.epsilon).reshape(valid.shape)
         methods[name] = _per_direction(base, traj, valid, outside, direction, env_info, ev["flip_threshold"])
         log.warning("%s judged in %.0f s: %s", name, time.time() - start, methods[name]["all"])

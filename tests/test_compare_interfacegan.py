@@ -13,6 +13,7 @@ import torch
 from benchmarks.interfacegan import (
     DIRECTIONS,
     build_judges,
+    cached,
     check_settings,
     interfacegan_boundaries,
     interfacegan_trajectories,
@@ -118,6 +119,23 @@ def test_judging_scores_valid_steps_once_and_repeats_the_last():
     assert out["emb_x"].shape == (2, 3, 2) and torch.equal(out["emb_x"][1, 2], z[1, 0] * 2)
     flat = score_images(LatentWorld(), {"s": lambda im: im.sum(1)}, z[:, 0], batch_size=1)
     torch.testing.assert_close(flat["s"], z[:, 0].sum(1))
+
+
+def test_judged_scores_are_cached_by_judges_and_trajectories(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"age": torch.full((2, 3), float(len(calls)))}
+
+    z, valid = torch.zeros(2, 3, 4), torch.ones(2, 3, dtype=torch.bool)
+    first = cached(tmp_path, "judges A", z, valid, compute)
+    assert torch.equal(cached(tmp_path, "judges A", z.clone(), valid, compute)["age"], first["age"])
+    assert len(calls) == 1 and len(list(tmp_path.glob("*.pt"))) == 1
+    cached(tmp_path, "judges B", z, valid, compute)  # other judges: judged again
+    cached(tmp_path, "judges A", z + 1, valid, compute)  # other trajectories: judged again
+    cached(None, "judges A", z, valid, compute)  # no cache
+    assert len(calls) == 4 and len(list(tmp_path.glob("*.pt"))) == 3
 
 
 def test_method_metrics_match_numpy_over_the_steps_taken():
@@ -242,6 +260,7 @@ def test_quick_comparison_writes_every_file_and_reuses_the_agent(tmp_path, capsy
     assert abs(summary["boundary_stats"]["cos_conditional_gender"]) < 1e-5
     assert summary["roles"]["age_judge_independent"] and summary["roles"]["gender_boundary_scorer"] == str(gender)
     assert "agent_seed0" in summary["stage_wall_s"] and 0 <= summary["noise_floor"]["rate"] <= 1
+    assert len(list((tmp_path / "runs" / "judge_cache").glob("*.pt"))) == 3  # one per method
     report = (out / "report.md").read_text()
     assert "paper: RL (PGAN, VGG-Face) | 0.919" in report and "## Verdict" in report
     # the same settings again: the agent run is found, not retrained
