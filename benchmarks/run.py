@@ -1,6 +1,7 @@
 """Benchmarks of latentnav.
 
     python benchmarks/run.py --experiment mnist-task [key=value ...]   # experiment B end to end
+    python benchmarks/run.py --experiment transformations [key=value ...]  # experiment C: RL π+T vs BPTT RNN
     python benchmarks/run.py --compare interfacegan [key=value ...]    # experiment A: RL vs InterfaceGAN
     python benchmarks/run.py --compare interfacegan --quick            # its ~2-minute smoke version
     python benchmarks/run.py --suite speed [key=value ...]             # env throughput (configs/bench_speed.yaml)
@@ -53,10 +54,21 @@ def run_compare_interfacegan(bench: dict, out_dir: Path) -> None:
     write_compare_report(bench, results, out_dir, wall_s=time.time() - start)
 
 
+def run_transformations(bench: dict, out_dir: Path) -> None:
+    from benchmarks.transformations import check_bench, evaluate, train_stages
+    from benchmarks.transformations_report import write_transformations_report
+
+    start = time.time()
+    check_bench(bench)
+    runs = train_stages(bench)
+    results = evaluate(bench, runs, out_dir)
+    write_transformations_report(bench, runs, results, out_dir, wall_s=time.time() - start)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--experiment", choices=["mnist-task"])
+    group.add_argument("--experiment", choices=["mnist-task", "transformations"])
     group.add_argument("--compare", choices=["interfacegan"])
     group.add_argument("--suite", choices=["speed"])
     parser.add_argument("--quick", action="store_true", help="~2-minute smoke version (--compare interfacegan)")
@@ -74,6 +86,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         from benchmarks.speed_suite import run_speed
         from configs.schema import BenchSpeedConfig
         return run_cli(lambda: in_result_folder("bench_speed", BenchSpeedConfig, args.overrides, run_speed))
+    if args.experiment == "transformations":
+        from configs.schema import BenchTransformationsConfig
+        return run_cli(lambda: in_result_folder("bench_transformations", BenchTransformationsConfig, args.overrides,
+                                                run_transformations))
     from configs.schema import BenchMnistTaskConfig
     return run_cli(lambda: in_result_folder("bench_mnist_task", BenchMnistTaskConfig, args.overrides, run_mnist_task))
 

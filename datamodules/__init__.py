@@ -4,6 +4,7 @@ from typing import List
 
 _DATAMODULES = {
     "mnist": "datamodules.mnist:MNISTDataModule",
+    "mnist_pairs": "datamodules.mnist_pairs:MNISTPairsDataModule",
     "latent_codes": "datamodules.latent_codes:LatentCodesDataModule",
     "utkface": "datamodules.faces:UTKFaceDataModule",
     "imdb_wiki": "datamodules.faces:ImdbWikiDataModule",

@@ -11,6 +11,8 @@ _MODULES = {
     "classifier": "lightning_modules.classifier:DigitClassifierModule",
     "age_regressor": "lightning_modules.face_attributes:AgeRegressorModule",
     "gender_classifier": "lightning_modules.face_attributes:GenderClassifierModule",
+    "realism_discriminator": "lightning_modules.realism:RealismDiscriminatorModule",
+    "transform_rnn": "lightning_modules.transform_rnn:TransformRNNModule",
 }
 
 

@@ -1,4 +1,5 @@
-"""Train a Tianshou agent in one of the latent environments.
+"""Train a Tianshou agent in one of the latent environments (``agent.name=transform_pg``: experiment C's
+own REINFORCE loop, :mod:`rl.transform_pg`).
 
     python -m rl.train [NAME_OR_YAML] [key=value ...]
 
@@ -17,6 +18,7 @@ import logging
 import shutil
 import sys
 import time
+from importlib import import_module
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -33,9 +35,16 @@ from rl.envs.views import BatchedVectorEnv, make_dummy_vector_env
 log = logging.getLogger("rl.train")
 
 
-def _agent_defaults(name: str) -> Dict[str, Any]:
+# Agents with a training loop of their own instead of a Tianshou algorithm: name -> module exposing
+# ``Agent`` (its signature is the agent section) and ``train_run(cfg) -> run folder``.
+OWN_LOOP = {"transform_pg": "rl.transform_pg"}
+
+
+def _agent_defaults(name: str) -> Any:
+    if name in OWN_LOOP:
+        return import_module(OWN_LOOP[name]).Agent
     if name not in DEFAULTS:
-        raise KeyError(f"unknown agent '{name}'; expected one of {sorted(DEFAULTS)}")
+        raise KeyError(f"unknown agent '{name}'; expected one of {sorted([*DEFAULTS, *OWN_LOOP])}")
     return DEFAULTS[name]
 
 
@@ -68,6 +77,8 @@ def _resume_folder(cfg: Dict[str, Any]) -> Path:
 
 def train_agent(cfg: Dict[str, Any]) -> Path:
     """Train from a resolved :class:`configs.schema.RLConfig` dict; return the run folder."""
+    if cfg["agent"]["name"] in OWN_LOOP:
+        return import_module(OWN_LOOP[cfg["agent"]["name"]]).train_run(cfg)
     run_dir = _resume_folder(cfg) if cfg["resume"] else None
     torch.set_num_threads(cfg["num_threads"])
     seed_everything(cfg["seed"])

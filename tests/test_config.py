@@ -15,11 +15,13 @@ def load(name="autoencoder", *overrides):
 
 def test_shipped_configs_all_load():
     from configs.schema import BenchInterfaceGANConfig, BenchMnistTaskConfig, BenchSpeedConfig, RLConfig
+    from configs.schema import BenchTransformationsConfig
     from rl.train import SECTIONS as RL_SECTIONS
 
     other = {"mnist_task": (RLConfig, RL_SECTIONS), "bench_mnist_task": (BenchMnistTaskConfig, None),
              "age_ppo": (RLConfig, RL_SECTIONS), "bench_speed": (BenchSpeedConfig, None),
-             "bench_interfacegan": (BenchInterfaceGANConfig, None)}
+             "bench_interfacegan": (BenchInterfaceGANConfig, None),
+             "transform_pg": (RLConfig, RL_SECTIONS), "bench_transformations": (BenchTransformationsConfig, None)}
     names = available_configs()
     assert {"autoencoder", "latent_gan", "classifier", "judge", "mnist_task", "bench_mnist_task"} <= set(names)
     for name in names:

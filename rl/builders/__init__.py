@@ -12,6 +12,7 @@ from torch import nn
 ENVS = {
     "mnist_task": "rl.builders.mnist_task:mnist_task",
     "face_age": "rl.builders.face_age:face_age",
+    "transform": "rl.builders.transform:transform",
 }
 
 

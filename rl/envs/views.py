@@ -236,6 +236,26 @@ def make_dummy_vector_env(
     return DummyVectorEnv([lambda s=s: SingleEnv(core_fn(1, s)) for s in seeds_for(seed, num_envs)])
 
 
+class RowStreams:
+    """The per-row episode streams of a batched core (``_seeds``, ``_counters``, ``_needs_reset``)
+    and its ``reseed``; a core calls ``_init_streams(seed)`` once ``num_envs`` and ``device`` exist."""
+
+    def _init_streams(self, seed: int | Sequence[int]) -> None:
+        n, dev = self.num_envs, self.device
+        self._seeds = torch.zeros(n, dtype=torch.int64, device=dev)
+        self._counters = torch.zeros(n, dtype=torch.int64, device=dev)
+        self._needs_reset = torch.ones(n, dtype=torch.bool, device=dev)
+        self.reseed(seeds_for(seed, n), None)
+
+    def reseed(self, seeds: Sequence[int], mask_N: torch.Tensor | None = None) -> None:
+        """Restart the streams of the masked rows (all when None), one seed per row; reset them next."""
+        rows = mask_rows(mask_N, self.num_envs, self.device)
+        seeds_t = torch.as_tensor([int(s) for s in seeds], dtype=torch.int64, device=self.device)
+        if seeds_t.shape != rows.shape or (seeds_t < 0).any():
+            raise ValueError(f"need {len(rows)} non-negative seeds (one per reseeded row), got {seeds_t.tolist()}")
+        self._seeds[rows], self._counters[rows], self._needs_reset[rows] = seeds_t, 0, True
+
+
 def mask_rows(mask_N: torch.Tensor | None, num_envs: int, device: torch.device) -> torch.Tensor:
     """Row indices selected by a bool mask of shape (num_envs,) (all rows when None)."""
     if mask_N is None:

@@ -1,0 +1,114 @@
+"""Experiment C's baseline: a recurrent net trained end to end by backpropagation through time.
+
+Its recurrent state is the image: ``x_{t+1} = T(x_t, π(x_t, x_g, t/T))`` with the *same* π and T
+architectures as the RL agents (:mod:`lightning_modules.nets.transform`), deterministic, for T
+steps from x_s. The loss is minus the return of the shared rewards
+(:class:`evaluation.transform.TransformObjective`: realism from the frozen discriminator at every
+step, distance to the goal at the last), so both methods optimise the same objective and only
+the training signal differs: here gradients flow through D, through every T and back across all
+steps; the RL agents (:mod:`rl.transform_pg`) see only sampled rewards.
+
+The frozen discriminator (and AE encoder, for ``distance='ae'``) are loaded from their
+checkpoints in ``setup`` and kept out of this module's checkpoint: a loaded module generates
+trajectories without them. π and T start from the autoencoder ``init_autoencoder`` (as the RL agents).
+"""
+from typing import Literal, Optional
+
+import torch
+
+from evaluation.transform import TransformObjective, build_objective, check_objective
+from lightning_modules.base import SharedStepModule
+from lightning_modules.nets.transform import PolicyNet, TransformNet, init_from_autoencoder, unroll
+from lightning_modules.runs import load_module
+
+
+class TransformRNNModule(SharedStepModule):
+    """(x_s, x_g) -> T intermediate images, trained by BPTT on −return (batches of ``mnist_pairs``)."""
+
+    monitor = ("val/return", "max")
+
+    def __init__(
+        self,
+        discriminator_checkpoint: str = "runs/realism_discriminator",
+        ae_checkpoint: Optional[str] = None,
+        steps: int = 5,
+        realism_weight: float = 1.0,
+        realism_score: Literal["log_prob", "prob"] = "log_prob",
+        distance: Literal["l2", "ae"] = "l2",
+        distance_weight: float = 2.0,
+        step_penalty: float = 0.0,
+        max_step_penalty: float = 0.0,
+        goal_tolerance: Optional[float] = None,
+        init_autoencoder: Optional[str] = None,
+        code_dim: int = 32,
+        action_bound: float = 2.0,
+        code_scale: float = 10.0,
+        hidden: int = 128,
+        lr: float = 3e-4,
+    ):
+        super().__init__()
+        check_objective(realism_weight, realism_score, distance, distance_weight, step_penalty, max_step_penalty,
+                        goal_tolerance, steps)
+        if distance == "ae" and ae_checkpoint is None:
+            raise ValueError("module.distance='ae' needs module.ae_checkpoint")
+        if not lr > 0:
+            raise ValueError(f"module.lr={lr} invalid: expected a number > 0")
+        self.save_hyperparameters()
+        self.policy = PolicyNet(code_dim, hidden, action_bound, code_scale)
+        self.transformer = TransformNet(code_dim, code_scale)
+        self._frozen = {}  # {"objective": TransformObjective}: a dict, so it is no submodule and not saved
+
+    def forward(self, source_N1HW: torch.Tensor, goal_N1HW: torch.Tensor) -> torch.Tensor:
+        """Trajectories T×N×1×28×28 (x_1 .. x_T) in (0, 1); differentiable."""
+        return unroll(self.policy, self.transformer, source_N1HW, goal_N1HW, self.hparams.steps)
+
+    def generate(self, source_N1HW: torch.Tensor, goal_N1HW: torch.Tensor, steps: int) -> torch.Tensor:
+        """Evaluation twin of :meth:`rl.transform_pg.TransformAgents.generate` (no grad)."""
+        if steps != self.hparams.steps:
+            raise ValueError(f"this RNN was trained for {self.hparams.steps} steps, asked for {steps}")
+        with torch.no_grad():
+            return self(source_N1HW, goal_N1HW)
+
+    def predict_step(self, batch, batch_idx):
+        return self(batch["source"], batch["goal"])
+
+    def configure_optimizers(self):
+        params = [*self.policy.parameters(), *self.transformer.parameters()]
+        return torch.optim.Adam(params, lr=self.hparams.lr)
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        hp = self.hparams
+        if stage == "fit" and hp.init_autoencoder and self.global_step == 0:
+            # a resumed run's weights are restored after setup, over these
+            init_from_autoencoder(self.policy, self.transformer, load_module(hp.init_autoencoder, "autoencoder"))
+        if "objective" in self._frozen:
+            return
+        ae = hp.ae_checkpoint if hp.distance == "ae" else None
+        reference = None
+        if ae is not None:  # AE distances are standardised with the training digits' codes, as in the env
+            reference = self.trainer.datamodule.splits["train"].images.float().div(255).unsqueeze(1)
+        self._frozen["objective"] = build_objective(
+            hp.discriminator_checkpoint, ae, reference, steps=hp.steps, realism_weight=hp.realism_weight,
+            realism_score=hp.realism_score, distance=hp.distance, distance_weight=hp.distance_weight,
+            step_penalty=hp.step_penalty, max_step_penalty=hp.max_step_penalty, goal_tolerance=hp.goal_tolerance)
+
+    @property
+    def objective(self) -> TransformObjective:
+        """The frozen reward model, on this module's device."""
+        objective = self._frozen["objective"]
+        if self._frozen.get("device") != self.device:
+            self._frozen["device"] = self.device
+            objective.to(self.device)
+        return objective
+
+    def _shared_step(self, batch, stage: str) -> torch.Tensor:
+        source, goal = batch["source"], batch["goal"]
+        images = self(source, goal)
+        rewards = self.objective.trajectory_rewards(images, goal)
+        ret = rewards["reward"].sum(0)
+        loss = -ret.mean()
+        self.log_dict({f"{stage}/loss": loss, f"{stage}/return": ret.mean(),
+                       f"{stage}/final_l2": self.objective.distance(images[-1].detach(), goal, "l2").mean(),
+                       f"{stage}/realism": torch.sigmoid(rewards["logit"].detach()).mean()},
+                      prog_bar=stage != "test", batch_size=len(source))
+        return loss
