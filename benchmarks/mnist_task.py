@@ -37,8 +37,10 @@ def _matching_run(runs_dir: Path, name: str, cfg: Dict[str, Any]) -> Optional[Pa
     return None
 
 
-def _stage(bench: Dict[str, Any], stage: str, config: str, overrides: List[str], rl: bool = False) -> Path:
-    """A run folder for ``stage``: the configured one, a matching earlier run, or a fresh training."""
+def _stage(bench: Dict[str, Any], stage: str, config: str, overrides: List[str], rl: bool = False,
+           label: Optional[str] = None) -> Path:
+    """A run folder for ``stage``: the configured one, a matching earlier run, or a fresh training
+    (its wall time recorded under ``label``, default the stage name)."""
     given = bench["stages"][stage]
     if given != "auto":
         return Path(given)
@@ -55,7 +57,7 @@ def _stage(bench: Dict[str, Any], stage: str, config: str, overrides: List[str],
     log.warning("stage %s: training (%s)", stage, config)
     start = time.time()
     run = rl_cli.train_agent(cfg) if rl else fit_cli.fit(cfg)
-    bench.setdefault("_wall", {})[stage] = round(time.time() - start, 1)
+    bench.setdefault("_wall", {})[label or stage] = round(time.time() - start, 1)
     return run
 
 
@@ -65,11 +67,25 @@ def train_stages(bench: Dict[str, Any]) -> Dict[str, Path]:
     runs["latent_gan"] = _stage(bench, "latent_gan", "latent_gan", [f"ae_checkpoint={runs['autoencoder']}"])
     runs["classifier"] = _stage(bench, "classifier", "classifier", [])
     runs["judge"] = _stage(bench, "judge", "judge", [])
-    union = list(dict.fromkeys(n for spec in bench["eval"]["task_sets"] for n in TaskSet.parse([spec]).names))
     env = [f"env.ae_checkpoint={runs['autoencoder']}", f"env.gan_checkpoint={runs['latent_gan']}",
-           f"env.classifier_checkpoint={runs['classifier']}", f"env.tasks=[{','.join(repr(t) for t in union)}]"]
-    runs["agent"] = _stage(bench, "agent", "mnist_task", env, rl=True)
+           f"env.classifier_checkpoint={runs['classifier']}"]
+    task_sets = bench["eval"]["task_sets"]
+    if bench["agents"] == "per_task_set":  # the paper trains its agent on the + set alone
+        for spec in task_sets:
+            runs[agent_key(spec)] = _stage(bench, "agent", "mnist_task", [*env, f"env.tasks=[{spec!r}]"], rl=True,
+                                           label=agent_key(spec))
+    elif bench["agents"] == "union":
+        union = list(dict.fromkeys(n for spec in task_sets for n in TaskSet.parse([spec]).names))
+        runs["agent"] = _stage(bench, "agent", "mnist_task", [*env, f"env.tasks=[{','.join(repr(t) for t in union)}]"],
+                               rl=True)
+    else:
+        raise ValueError(f"agents={bench['agents']!r} invalid: expected 'per_task_set' or 'union'")
     return runs
+
+
+def agent_key(spec: str) -> str:
+    """The ``runs`` key of the agent trained on task set ``spec`` alone."""
+    return f"agent[{spec}]"
 
 
 def test_digits(bench: Dict[str, Any]):
@@ -91,9 +107,10 @@ def test_digits(bench: Dict[str, Any]):
 def evaluate(bench: Dict[str, Any], runs: Dict[str, Path], out_dir: Path) -> Dict[str, Any]:
     """Judge accuracy per task set, clean and noisy; grids; optional .npz export."""
     ev = bench["eval"]
-    agent_cfg = load_config(str(runs["agent"]), schema=RLConfig, sections=rl_cli.SECTIONS)
+    agent_run = {spec: runs.get(agent_key(spec), runs.get("agent")) for spec in ev["task_sets"]}
+    first = agent_run[ev["task_sets"][0]]
+    agent_cfg = load_config(str(first), schema=RLConfig, sections=rl_cli.SECTIONS)
     env_kwargs = {k: v for k, v in agent_cfg["env"].items() if k != "name"}
-    policy = load_policy(runs["agent"])
     judge = freeze_for_inference(load_module(str(runs["judge"]), "classifier").net, torch.rand(8, 1, 28, 28))
     encoder = load_module(str(runs["autoencoder"]), "autoencoder")
     images, labels, where = test_digits(bench)
@@ -104,6 +121,7 @@ def evaluate(bench: Dict[str, Any], runs: Dict[str, Path], out_dir: Path) -> Dic
         # the observation encodes (op, operand), not a task index: any subset of the trained set fits
         core = MnistTaskCore(base.codes_ND, base.labels_N, tasks=TaskSet.parse([spec]), z_dim=base.z_dim,
                              action_bound=base.action_bound, **base.nets)
+        policy = load_policy(agent_run[spec])
         act_fn = lambda obs: act(policy, obs)  # noqa: E731
         per_set = {}
         for label, sigma in (("clean", 0.0), ("noisy", ev["noise_std"])):

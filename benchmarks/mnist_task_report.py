@@ -37,6 +37,8 @@ def write_mnist_task_report(bench: Dict[str, Any], runs: Dict[str, Path], result
         "",
         f"Test data: {results['test_data']} ({results['n_digits']} digits × every task of each set).",
         f"Input noise for the 'noisy' rows: N(0, {bench['eval']['noise_std']}²) on [0, 1] pixels, clipped.",
+        "Agents: " + ("one per task set, trained on that set alone (as the paper trains on + alone)."
+                      if bench["agents"] == "per_task_set" else "one agent trained on the union of the task sets."),
         f"Whole benchmark wall time: {wall_s / 60:.1f} min (stages trained here: {bench.get('_wall', {}) or 'none'}).",
         "",
         "Accuracy = the independent judge says Dec(G(π(obs))) shows op(label, operand) mod 10. The reward",

@@ -149,6 +149,9 @@ class BenchMnistTaskConfig:
     seed: int = 0
     runs_dir: str = "runs"
     results_dir: str = "benchmarks/results"
+    agents: str = "per_task_set"
+    """'per_task_set': one agent per task set of eval.task_sets (the paper trains on its + set alone);
+    'union': one agent for every task of every set."""
     stages: MnistTaskStages = field(default_factory=MnistTaskStages)
     overrides: MnistTaskOverrides = field(default_factory=MnistTaskOverrides)
     eval: MnistTaskEval = field(default_factory=MnistTaskEval)

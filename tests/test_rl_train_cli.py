@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from rl.agents import act, load_policy
 from tests.conftest import tiny_agent_overrides
@@ -64,6 +65,11 @@ def test_mnist_task_benchmark_writes_report(mnist_stage_runs, tmp_path):
     assert data["images"].min() >= 0 and data["images"].max() <= 1
     assert (data["targets"] == (data["labels"] + data["task_ids"]) % 10).all()
     assert "Test data: MNIST test split" in (out / "report.md").read_text()
+    # one agent per task set by default, each trained on its own tasks only
+    agents = {k: v for k, v in summary["runs"].items() if k.startswith("agent")}
+    assert sorted(agents) == ["agent[+1]", "agent[add:0-9]"] and len(set(agents.values())) == 2
+    tasks = {k: yaml.safe_load((Path(v) / "config.yaml").read_text())["env"]["tasks"] for k, v in agents.items()}
+    assert tasks == {"agent[+1]": ["+1"], "agent[add:0-9]": ["add:0-9"]}
     assert sum(summary["lgan_sample_quality"]["class_hist"]) == pytest.approx(1.0)
 
 
