@@ -9,23 +9,33 @@ from typing import Any, Callable, Dict
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from rl.envs.views import BatchedVectorEnv, make_dummy_vector_env
 
 
 class Timed(nn.Module):
-    """Forwards to ``inner`` and adds the wall seconds of each call to ``seconds``."""
+    """Forwards to ``inner`` and adds the wall seconds of each call to ``seconds`` (keeps the last input)."""
 
     def __init__(self, inner: nn.Module):
         super().__init__()
-        self.inner, self.seconds, self.calls = inner, 0.0, 0
+        self.inner, self.seconds, self.calls, self.last_input = inner, 0.0, 0, None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         start = time.perf_counter()
         out = self.inner(x)
         self.seconds += time.perf_counter() - start
         self.calls += 1
+        self.last_input = x
         return out
+
+
+def count_flops(net: nn.Module, x: torch.Tensor) -> int:
+    """FLOPs of one forward of ``net`` on ``x`` (the eager original of a frozen copy: fused ops are not counted)."""
+    net = getattr(net, "original", net)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(x.clone())
+    return int(counter.get_total_flops())
 
 
 def _drive(venv, steps: int, seed: int, on_start: Callable[[], None] = lambda: None) -> float:
@@ -61,11 +71,14 @@ def measure_env(make_core: Callable[[int, int], Any], num_envs: int = 64, steps:
             t.seconds, t.calls = 0.0, 0
     batched_s = _drive(batched, steps, seed, zero_timers)
     net_s = {name: t.seconds for name, t in timers.items()}
+    # FLOPs of the networks' forwards per batched step: the work a batched step cannot avoid
+    flops = sum(count_flops(t.inner, t.last_input) * t.calls / steps for t in timers.values() if t.calls)
     dummy_s = _drive(make_dummy_vector_env(make_core, num_envs, seed), dummy_steps, seed)
     batched_sps = steps * num_envs / batched_s
     dummy_sps = dummy_steps * num_envs / dummy_s
     forward_s = sum(net_s.values())
-    return {"num_envs": num_envs, "batched_steps_per_s": batched_sps, "dummy_steps_per_s": dummy_sps,
+    return {"mflop_per_env_step": flops / num_envs / 1e6, "gflop_per_s_in_networks": flops * steps / forward_s / 1e9,
+            "num_envs": num_envs, "batched_steps_per_s": batched_sps, "dummy_steps_per_s": dummy_sps,
             "speedup": batched_sps / dummy_sps, "step_ms": 1000 * batched_s / steps,
             "forward_ms": 1000 * forward_s / steps, "overhead_ratio": batched_s / forward_s,
             "share_per_network": {k: v / batched_s for k, v in net_s.items()},

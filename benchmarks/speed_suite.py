@@ -49,7 +49,11 @@ def run_speed(bench: Dict[str, Any], out_dir: Path) -> Dict[str, Any]:
         "the time spent inside the networks it calls (target ≤ 1.25). Per env step: the batched step's time "
         "÷ num_envs, against one DummyVectorEnv env step (batch-1 forwards plus per-env Python).", "",
         markdown_table(rows, columns), "",
-        markdown_table(rows, ["env", "threads", "batched_us_per_env_step", "dummy_us_per_env_step"]), "",
+        markdown_table(rows, ["env", "threads", "batched_us_per_env_step", "dummy_us_per_env_step", "mflop_per_env_step",
+                              "gflop_per_s_in_networks"]), "",
+        "mflop_per_env_step: FLOPs of the network forwards per env step (torch.utils.flop_counter on the eager "
+        "networks); gflop_per_s_in_networks: the rate the batched step sustains inside them. When that rate is near "
+        "the CPU's peak, the step is compute-bound and only cheaper networks or more cores make it faster.", "",
         "Share of the batched step spent in each network:", "",
         markdown_table(rows, ["env", "threads", *share_cols]), ""]))
     return summary

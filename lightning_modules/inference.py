@@ -12,7 +12,20 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 
-def freeze_for_inference(module: nn.Module, example: torch.Tensor, atol: float = 1e-4) -> nn.Module:
+class FrozenCopy(nn.Module):
+    """Runs the frozen copy; ``original`` (not a registered submodule) keeps the eager module for
+    what a fused graph hides, e.g. counting FLOPs (``torch.utils.flop_counter`` misses fused ops)."""
+
+    def __init__(self, frozen: nn.Module, original: nn.Module):
+        super().__init__()
+        self.frozen = frozen
+        self.__dict__["original"] = original
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.frozen(x)
+
+
+def freeze_for_inference(module: nn.Module, example: torch.Tensor, atol: float = 1e-4) -> FrozenCopy:
     """A traced, frozen and optimised copy of ``module`` (eval mode, no grad) for inputs like ``example``.
 
     Raises ``ValueError`` when the copy's outputs differ from the original's by more than ``atol``
@@ -27,4 +40,4 @@ def freeze_for_inference(module: nn.Module, example: torch.Tensor, atol: float =
                 raise ValueError(f"frozen copy of {type(module).__name__} differs by {diff:.2e} (> {atol}) on a "
                                  f"batch of {len(batch)}: use the module as it is")
     log.info("using a frozen, optimised copy of %s for inference", type(module).__name__)
-    return frozen
+    return FrozenCopy(frozen, module)

@@ -85,6 +85,8 @@ def test_speed_suite_reports_batched_vs_dummy(mnist_stage_runs, tmp_path):
     row = rows[0]
     assert row["num_envs"] == 4
     assert row["batched_us_per_env_step"] == pytest.approx(1e6 / row["batched_steps_per_s"])
+    # FLOPs per env step of the real (tiny-trained) nets: generator, decoder, SmallCNN, discriminator
+    assert 8.0 < row["mflop_per_env_step"] < 10.0 and row["gflop_per_s_in_networks"] > 0
     assert row["batched_steps_per_s"] > 0 and row["dummy_steps_per_s"] > 0 and row["overhead_ratio"] >= 1.0
     assert {"share_generator", "share_decoder", "share_reward_classifier", "share_discriminator"} <= set(row)
     assert "overhead_ratio" in (out / "report.md").read_text()
