@@ -101,14 +101,18 @@ class TransformRNNModule(SharedStepModule):
             objective.to(self.device)
         return objective
 
+    def returns(self, source_N1HW: torch.Tensor, goal_N1HW: torch.Tensor) -> dict:
+        """Trajectories and their rewards: ``images`` T×N×1×28×28, ``return`` N (differentiable), ``logit`` T×N."""
+        images = self(source_N1HW, goal_N1HW)
+        rewards = self.objective.trajectory_rewards(images, goal_N1HW)
+        return {"images": images, "return": rewards["reward"].sum(0), "logit": rewards["logit"]}
+
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
         source, goal = batch["source"], batch["goal"]
-        images = self(source, goal)
-        rewards = self.objective.trajectory_rewards(images, goal)
-        ret = rewards["reward"].sum(0)
-        loss = -ret.mean()
-        self.log_dict({f"{stage}/loss": loss, f"{stage}/return": ret.mean(),
-                       f"{stage}/final_l2": self.objective.distance(images[-1].detach(), goal, "l2").mean(),
-                       f"{stage}/realism": torch.sigmoid(rewards["logit"].detach()).mean()},
+        out = self.returns(source, goal)
+        loss = -out["return"].mean()
+        self.log_dict({f"{stage}/loss": loss, f"{stage}/return": out["return"].mean(),
+                       f"{stage}/final_l2": self.objective.distance(out["images"][-1].detach(), goal, "l2").mean(),
+                       f"{stage}/realism": torch.sigmoid(out["logit"].detach()).mean()},
                       prog_bar=stage != "test", batch_size=len(source))
         return loss
