@@ -55,6 +55,7 @@ def mnist_task(
     ``noisy_copies`` adds that many copies of every training digit with pixel noise of a sigma
     drawn in [0, noise_max] to the episode pool, so the policy also sees codes of noisy inputs.
     """
+    task_set = TaskSet.parse(list(tasks))  # bad task specs fail before any model is loaded
     nets = load_mnist_task_models(ae_checkpoint, gan_checkpoint, classifier_checkpoint)
     data = MNISTDataModule(source=source, root=root, seed=0)
     data.setup()
@@ -67,7 +68,6 @@ def mnist_task(
         pool.append(add_pixel_noise(images, sigma, gen))
         pool_labels.append(labels)
     codes = encode_digits(nets["encoder"], torch.cat(pool))
-    task_set = TaskSet.parse(list(tasks))
     log.warning("mnist_task env: %d episodes' worth of source codes (%d digits + %d noisy copies), tasks %s",
                 len(codes), len(labels), noisy_copies, task_set.names)
     base = MnistTaskCore(codes, torch.cat(pool_labels), nets["generator"], nets["decoder"], nets["reward_classifier"],
