@@ -37,7 +37,7 @@ def test_rl_train_rejects_bad_config(tmp_path):
     proc = run("-m", "rl.train", "mnist_task", "agent.exploration_nois=0.1", f"out_dir={tmp_path}")
     assert proc.returncode == 2
     assert "agent.exploration_nois" in proc.stderr and "exploration_noise" in proc.stderr
-    proc = run("-m", "rl.train", "mnist_task", "env.tasks=[pow:2]", f"out_dir={tmp_path}",
+    proc = run("-m", "rl.train", "mnist_task", f"out_dir={tmp_path}",
                f"env.ae_checkpoint={tmp_path / 'none'}")
     assert proc.returncode == 2 and "does not exist" in proc.stderr
     assert not any(tmp_path.iterdir())
