@@ -84,6 +84,9 @@ class RLLoopConfig:
     vector: str = "batched"
     """'batched' (one core, every network once per step) or 'dummy' (Tianshou DummyVectorEnv over single envs)."""
     show_progress: bool = True
+    strip_every: int = 2
+    """Every this many epochs, a PNG of trajectories from the evaluation pool in ``strips/`` (envs
+    with an evaluation pool, i.e. face_age; 0 = never)."""
 
 
 @dataclass

@@ -8,6 +8,7 @@ identity features F): this checks that the agent learned its MDP; the independen
 InterfaceGAN comparison live in ``benchmarks/``. Writes ``rollouts.json`` into the run folder.
 """
 import argparse
+import io
 import json
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-from lightning_modules.runs import atomic_write_text
+from lightning_modules.runs import atomic_write_bytes, atomic_write_text
 
 
 @torch.inference_mode()
@@ -60,6 +61,26 @@ def rollout(core, act_fn: Callable[[torch.Tensor], torch.Tensor], base_idx_N: to
     if record:
         out["z_NTL"], out["valid_NT"] = z_NTL, valid_NT
     return out
+
+
+@torch.inference_mode()
+def trajectory_strip(core, act_fn: Callable[[torch.Tensor], torch.Tensor], base_idx_N: torch.Tensor,
+                     direction_N: torch.Tensor, path: Path) -> Path:
+    """PNG: one row per episode, the base face then the face after each of the ``episode_len`` steps.
+
+    ``core`` must have at least N rows (e.g. ``factory.eval_core(N, seed)``); after an episode ends
+    (all buckets visited or failure) its last face is repeated. Written atomically.
+    """
+    from torchvision.utils import save_image
+
+    out = rollout(core, act_fn, base_idx_N, direction_N, record=True)
+    base = core.pool_PL[torch.as_tensor(base_idx_N).long()].cpu()
+    latents = torch.cat([base[:, None], out["z_NTL"]], dim=1)  # N×(T+1)×L
+    images = core.nets["generator"](latents.flatten(0, 1).to(core.device)).cpu()
+    buf = io.BytesIO()
+    save_image((images + 1) / 2, buf, format="png", nrow=latents.shape[1], padding=1, pad_value=1.0)
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return Path(path)
 
 
 def linear_policy(core, extent: float) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -17,6 +17,7 @@ import types
 import unittest.mock
 import warnings
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -324,6 +325,7 @@ def train(
     num_threads: int | None = 1,
     show_progress: bool = False,
     resume: bool = False,
+    epoch_hook: Callable[[Algorithm, int], None] | None = None,
 ) -> dict[str, Any]:
     """Train with Tianshou's Collector + trainer, keeping the best policy in ``run_dir``.
 
@@ -346,6 +348,7 @@ def train(
             counters and the best test score. Episodes that were running are not restored:
             the train envs restart with seed ``seed + 7919 * epoch``, so a run resumed from
             the same state is reproducible, though not bit-equal to an uninterrupted one.
+        epoch_hook: called as ``epoch_hook(algorithm, epoch)`` after every epoch (e.g. figures).
     Returns:
         ``best_reward``, ``best_reward_std``, ``env_steps`` (including warm-up),
         ``update_rounds`` (collect-then-update rounds), ``test_episodes``, ``epochs`` and
@@ -404,6 +407,8 @@ def train(
 
     def save_state_fn(epoch: int, env_step: int, gradient_step: int) -> str:
         path, done["epoch"], done["env_step"] = run_dir / TRAIN_STATE_FILE, epoch, env_step
+        if epoch_hook is not None:
+            epoch_hook(algorithm, epoch)
         atomic_torch_save({"format": _STATE_FORMAT, "algorithm": algorithm.state_dict(),
                            "buffer": train_collector.buffer, "best": dict(best), "rng": _rng_state(),
                            "counters": (epoch, env_step, gradient_step), "warmup": warmup}, path)

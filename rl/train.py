@@ -28,7 +28,7 @@ from omegaconf import OmegaConf
 from configs import load_config
 from configs.schema import RLConfig
 from lightning_modules.runs import atomic_write_text, latest_run, new_run_dir, run_cli, save_run_config
-from rl.agents import DEFAULTS, TRAIN_STATE_FILE, build_algorithm, load_train_state, seed_everything, train
+from rl.agents import DEFAULTS, TRAIN_STATE_FILE, act, build_algorithm, load_train_state, seed_everything, train
 from rl.builders import get_env_builder
 from rl.envs.views import BatchedVectorEnv, make_dummy_vector_env
 
@@ -75,6 +75,30 @@ def _resume_folder(cfg: Dict[str, Any]) -> Path:
     return run_dir
 
 
+STRIP_BASES = 4  # evaluation faces per strip, each run in both directions
+
+
+def _strip_hook(make_core, run_dir: Path, every: int):
+    """An epoch hook writing ``strips/epoch_NNN.png`` (trajectories of the first evaluation faces,
+    both directions, current policy) every ``every`` epochs; None for envs without an evaluation pool."""
+    if every < 0:
+        raise ValueError(f"train.strip_every={every} invalid: expected an int >= 0 (0 = no strips)")
+    if every == 0 or not hasattr(make_core, "eval_core"):
+        return None
+    from evaluation.face_age import trajectory_strip
+
+    n = min(STRIP_BASES, len(make_core.eval_pool_PL))
+    base_idx, direction = torch.arange(n).repeat(2), torch.arange(2).repeat_interleave(n)
+    core = make_core.eval_core(len(base_idx), seed=0)
+
+    def hook(algorithm, epoch: int) -> None:
+        if epoch % every == 0:
+            path = trajectory_strip(core, lambda obs: act(algorithm, obs), base_idx, direction,
+                                    run_dir / "strips" / f"epoch_{epoch:03d}.png")
+            log.info("trajectory strip: %s (rows: %d ascending, then %d descending)", path, n, n)
+    return hook
+
+
 def train_agent(cfg: Dict[str, Any]) -> Path:
     """Train from a resolved :class:`configs.schema.RLConfig` dict; return the run folder."""
     if cfg["agent"]["name"] in OWN_LOOP:
@@ -98,9 +122,10 @@ def train_agent(cfg: Dict[str, Any]) -> Path:
     start = time.time()
     vector = loop.pop("vector")
     del loop["num_envs"], loop["test_envs"]  # consumed by make_envs
+    hook = _strip_hook(make_core, run_dir, loop.pop("strip_every"))
     try:
         stats = train(algorithm, train_envs, test_envs, run_dir, seed=cfg["seed"], num_threads=cfg["num_threads"],
-                      resume=resume, **loop)
+                      resume=resume, epoch_hook=hook, **loop)
     except BaseException:
         if not resume and not (run_dir / TRAIN_STATE_FILE).is_file():
             shutil.rmtree(run_dir, ignore_errors=True)  # no epoch finished: nothing worth keeping

@@ -47,3 +47,42 @@ def test_speed_measurement_times_every_network_of_the_core():
     assert set(result["share_per_network"]) == {"generator", "age_model", "features"}
     assert 0 < sum(result["share_per_network"].values()) <= 1.0
     assert result["overhead_ratio"] >= 1.0
+
+
+def test_trajectory_strip_shows_base_then_each_step(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from evaluation.face_age import trajectory_strip
+
+    core = transparent_core(num_envs=2, **WIDE)
+    path = trajectory_strip(core, linear_policy(core, 3.0), torch.tensor([0, 0]), torch.tensor([0, 1]),
+                            tmp_path / "strips" / "epoch_002.png")
+    img = np.asarray(Image.open(path).convert("RGB"))
+    # tiles are 1×8 pixels (the toy generator), padding 1: 11 columns (base + 10 steps), 2 rows
+    assert img.shape == (2 * 2 + 1, 11 * 9 + 1, 3)
+    first_pixel = lambda row, col: int(img[1 + 2 * row, 1 + 9 * col, 0])  # noqa: E731 - s[0] mapped to [0, 1]
+    # ascending row: s[0] = 0.3·t after t steps, shown as (s + 1) / 2
+    for t in (0, 1, 3):
+        assert abs(first_pixel(0, t) - 255 * (0.3 * t + 1) / 2) <= 1.0
+    # descending row: ended after 9 steps (all buckets below visited), the last face is repeated
+    assert first_pixel(1, 1) < first_pixel(1, 0) and first_pixel(1, 10) == first_pixel(1, 9)
+
+
+def test_strip_hook_writes_every_n_epochs_and_only_for_face_envs(tmp_path):
+    from types import SimpleNamespace
+
+    from rl.agents import build_algorithm
+    from rl.train import _strip_hook
+
+    core = transparent_core(num_envs=1, **WIDE)
+    factory = SimpleNamespace(eval_pool_PL=core.pool_PL, eval_core=lambda n, seed: core.spawn(n, seed))
+    algo = build_algorithm("ppo", core.obs_dim, core.act_dim, core.action_bound, hidden_sizes=(8,))
+    hook = _strip_hook(factory, tmp_path, every=2)
+    for epoch in (1, 2, 3, 4):
+        hook(algo, epoch)
+    assert sorted(p.name for p in (tmp_path / "strips").iterdir()) == ["epoch_002.png", "epoch_004.png"]
+    assert _strip_hook(factory, tmp_path, every=0) is None
+    assert _strip_hook(lambda n, seed: core, tmp_path, every=2) is None  # no evaluation pool: no strips
+    with pytest.raises(ValueError, match=r"strip_every=-1 invalid"):
+        _strip_hook(factory, tmp_path, every=-1)
