@@ -9,8 +9,9 @@ from omegaconf import OmegaConf
 
 from configs import load_config
 from configs.schema import RLConfig
-from datamodules.mnist import MNISTDataModule, read_idx_split
-from evaluation.mnist_task import evaluate_translation, export_npz, sample_quality, translation_grid
+from datamodules.mnist import MNISTDataModule, add_pixel_noise, read_idx_split
+from evaluation.mnist_task import (evaluate_translation, export_npz, recognition_ceiling, sample_quality,
+                                     translation_grid)
 from lightning_modules import fit as fit_cli
 from lightning_modules.inference import freeze_for_inference
 from lightning_modules.runs import load_module
@@ -104,6 +105,24 @@ def test_digits(bench: Dict[str, Any]):
     return images.float().div(255).unsqueeze(1), labels, where
 
 
+@torch.inference_mode()
+def _test_codes(encoder, images, sigma: float, batch_size: int, seed: int) -> torch.Tensor:
+    # the same noise draws as evaluate_translation (one generator, the same chunks)
+    gen = torch.Generator().manual_seed(seed)
+    return torch.cat([encoder(add_pixel_noise(chunk, sigma, gen)) for chunk in images.split(batch_size)])
+
+
+def _recognition_ceiling(bench, pool: MnistTaskCore, encoder, images, labels) -> Dict[str, float]:
+    """How well a supervised MLP tells the input digit from the agent's observation (see recognition_ceiling)."""
+    ev = bench["eval"]
+    codes = {name: _test_codes(encoder.encode, images, sigma, ev["batch_size"], bench["seed"])
+             for name, sigma in (("clean", 0.0), ("noisy", ev["noise_std"]))}
+    start = time.time()
+    out = recognition_ceiling(pool, codes, labels, seed=bench["seed"])
+    log.warning("recognition ceiling (supervised MLP on the agent's codes): %s in %.0f s", out, time.time() - start)
+    return out
+
+
 def evaluate(bench: Dict[str, Any], runs: Dict[str, Path], out_dir: Path) -> Dict[str, Any]:
     """Judge accuracy per task set, clean and noisy; grids; optional .npz export."""
     ev = bench["eval"]
@@ -114,9 +133,11 @@ def evaluate(bench: Dict[str, Any], runs: Dict[str, Path], out_dir: Path) -> Dic
     judge = freeze_for_inference(load_module(str(runs["judge"]), "classifier").net, torch.rand(8, 1, 28, 28))
     encoder = load_module(str(runs["autoencoder"]), "autoencoder")
     images, labels, where = test_digits(bench)
-    base = get_env_builder("mnist_task")(**{**env_kwargs, "noisy_copies": 0})(1, 0)
+    # the first agent's own episode pool: evaluation codes get that pool's standardisation
+    base = get_env_builder("mnist_task")(**env_kwargs)(1, 0)
     results = {"test_data": where, "n_digits": len(labels), "task_sets": {},
-               "lgan_sample_quality": sample_quality(base, judge, seed=bench["seed"])}
+               "lgan_sample_quality": sample_quality(base, judge, seed=bench["seed"]),
+               "recognition_ceiling": _recognition_ceiling(bench, base, encoder, images, labels)}
     for i, spec in enumerate(ev["task_sets"]):
         # the observation encodes (op, operand), not a task index: any subset of the trained set fits
         core = MnistTaskCore(base.codes_ND, base.labels_N, tasks=TaskSet.parse([spec]), z_dim=base.z_dim,

@@ -102,6 +102,26 @@ def add_pixel_noise(images: torch.Tensor, sigma: float, generator: Optional[torc
     return (images + sigma * noise).clamp_(0.0, 1.0)
 
 
+def random_affine(images: torch.Tensor, generator: torch.Generator, degrees: float = 12.0, translate: float = 0.1,
+                  scale: Tuple[float, float] = (0.9, 1.1)) -> torch.Tensor:
+    """One random rotation/scale/shift per image of N×1×H×W, drawn from ``generator`` (reproducible).
+
+    Rotation uniform in ±``degrees``, scale uniform in ``scale``, shift uniform in ±``translate``
+    of the image size; bilinear resampling with zero (black) fill, the MNIST background.
+    """
+    if images.dim() != 4:
+        raise ValueError(f"images must be N×C×H×W, got {tuple(images.shape)}")
+    n = len(images)
+    uniform = lambda lo, hi: lo + (hi - lo) * torch.rand(n, generator=generator)  # noqa: E731
+    angle = torch.deg2rad(uniform(-degrees, degrees))
+    factor = uniform(*scale)
+    shift = 2.0 * translate * (2.0 * torch.rand(n, 2, generator=generator) - 1.0)  # grid units span 2
+    cos, sin = torch.cos(angle) / factor, torch.sin(angle) / factor
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = torch.nn.functional.affine_grid(theta.to(images), list(images.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 class DigitDataset(Dataset):
     """uint8 digits -> dict samples; noise is fixed per index when ``noise_seed`` is set."""
 

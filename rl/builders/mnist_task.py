@@ -5,7 +5,7 @@ from typing import Callable, Dict, List, Literal, Optional
 import torch
 from torch import nn
 
-from datamodules.mnist import MNISTDataModule, add_pixel_noise
+from datamodules.mnist import MNISTDataModule, add_pixel_noise, random_affine
 from lightning_modules.inference import freeze_for_inference
 from lightning_modules.runs import load_module
 from rl.builders import MethodModule
@@ -45,6 +45,7 @@ def mnist_task(
     root: Optional[str] = None,
     noisy_copies: int = 1,
     noise_max: float = 0.5,
+    augment_copies: int = 0,
     alpha: float = 30.0,
     beta: float = 3.0,
     reward_shape: Literal["prob", "log_prob"] = "prob",
@@ -52,15 +53,24 @@ def mnist_task(
 ) -> Callable[[int, int], MnistTaskCore]:
     """Experiment B's env over the *training* split of the MNIST source (never its test split).
 
-    ``noisy_copies`` adds that many copies of every training digit with pixel noise of a sigma
-    drawn in [0, noise_max] to the episode pool, so the policy also sees codes of noisy inputs.
+    ``augment_copies`` (not from the paper) adds that many randomly rotated/scaled/shifted copies
+    of every training digit (:func:`datamodules.mnist.random_affine`): the offline source has
+    4,000 training digits where the paper had 60,000. ``noisy_copies`` then adds that many copies
+    of the whole pool with pixel noise of a sigma drawn in [0, noise_max], so the policy also sees
+    codes of noisy inputs.
     """
     task_set = TaskSet.parse(list(tasks))  # bad task specs fail before any model is loaded
+    for key, value in (("noisy_copies", noisy_copies), ("augment_copies", augment_copies)):
+        if int(value) != value or value < 0:
+            raise ValueError(f"{key}={value} invalid: expected an int >= 0")
     nets = load_mnist_task_models(ae_checkpoint, gan_checkpoint, classifier_checkpoint)
     data = MNISTDataModule(source=source, root=root, seed=0)
     data.setup()
     train = data.splits["train"]
     images, labels = train.images.float().div(255).unsqueeze(1), train.labels
+    aug_gen = torch.Generator().manual_seed(4321)
+    images = torch.cat([images] + [random_affine(images, aug_gen) for _ in range(int(augment_copies))])
+    labels = labels.repeat(int(augment_copies) + 1)
     gen = torch.Generator().manual_seed(1234)
     pool, pool_labels = [images], [labels]
     for _ in range(noisy_copies):
@@ -68,8 +78,8 @@ def mnist_task(
         pool.append(add_pixel_noise(images, sigma, gen))
         pool_labels.append(labels)
     codes = encode_digits(nets["encoder"], torch.cat(pool))
-    log.warning("mnist_task env: %d episodes' worth of source codes (%d digits + %d noisy copies), tasks %s",
-                len(codes), len(labels), noisy_copies, task_set.names)
+    log.warning("mnist_task env: %d episodes' worth of source codes (%d digits incl. %d affine copies, "
+                "+ %d noisy copies), tasks %s", len(codes), len(labels), augment_copies, noisy_copies, task_set.names)
     base = MnistTaskCore(codes, torch.cat(pool_labels), nets["generator"], nets["decoder"], nets["reward_classifier"],
                          nets["discriminator"], task_set, num_envs=1, z_dim=nets["z_dim"],
                          action_bound=action_bound, alpha=alpha, beta=beta, seed=0, reward_shape=reward_shape)
