@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 
-from benchmarks.mnist_task import _matching_run
+from benchmarks.stages import matching_run
 from configs import load_config
 from configs.schema import RLConfig
 from evaluation.face_age import rollout
@@ -81,7 +81,7 @@ def agent_runs(bench: Dict[str, Any]) -> List[Path]:
     for seed in bench["agent_seeds"]:
         overrides = [f"out_dir={runs_dir}", f"seed={seed}", *env, *bench["agent_overrides"]]
         cfg = load_config(bench["agent_config"], overrides, schema=RLConfig, sections=rl_cli.SECTIONS)
-        found = _matching_run(Path(runs_dir), cfg["name"], cfg)
+        found = matching_run(Path(runs_dir), cfg["name"], cfg)
         if found is None:
             log.warning("agent seed %d: no matching run in %s, training one", seed, runs_dir)
             start = time.time()

@@ -5,8 +5,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
-from omegaconf import OmegaConf
 
+from benchmarks.stages import matching_run
 from configs import load_config
 from configs.schema import RLConfig
 from datamodules.mnist import MNISTDataModule, add_pixel_noise, read_idx_split
@@ -22,20 +22,6 @@ from rl.envs.mnist_task import MnistTaskCore
 from rl.tasks import TaskSet
 
 log = logging.getLogger(__name__)
-VOLATILE = ("out_dir", "resume")  # keys that do not change what a run computes
-
-
-def _matching_run(runs_dir: Path, name: str, cfg: Dict[str, Any]) -> Optional[Path]:
-    want = {k: v for k, v in cfg.items() if k not in VOLATILE}
-    for run in sorted((runs_dir / name).glob("*"), reverse=True):
-        path = run / "config.yaml"
-        # finished runs only: an interrupted one (kill, crash) lacks its closing summary file
-        done = (run / "test_metrics.json").is_file() or (run / "train_summary.json").is_file()
-        if path.is_file() and done:
-            have = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-            if {k: v for k, v in have.items() if k not in VOLATILE} == want:
-                return run
-    return None
 
 
 def _stage(bench: Dict[str, Any], stage: str, config: str, overrides: List[str], rl: bool = False,
@@ -51,7 +37,7 @@ def _stage(bench: Dict[str, Any], stage: str, config: str, overrides: List[str],
         cfg = load_config(config, overrides, schema=RLConfig, sections=rl_cli.SECTIONS)
     else:
         cfg = load_config(config, overrides, sections=fit_cli.SECTIONS)
-    found = _matching_run(runs_dir, cfg["name"], cfg)
+    found = matching_run(runs_dir, cfg["name"], cfg)
     if found is not None:
         log.warning("stage %s: reusing %s (same config)", stage, found)
         return found
