@@ -5,7 +5,8 @@
 Every base latent of the *evaluation* pool (unseen in training) is run in both directions for
 ``episode_len`` steps. Scores come from the env's own models (the reward age regressor and the
 identity features F): this checks that the agent learned its MDP; the independent judges of the
-InterfaceGAN comparison live in ``benchmarks/``. Writes ``rollouts.json`` into the run folder.
+InterfaceGAN comparison live in ``benchmarks/``. Writes ``rollouts.json`` and ``trajectories.png``
+(the policy's episodes from the first four evaluation faces, ascending then descending) into the run folder.
 """
 import argparse
 import io
@@ -139,6 +140,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                           args.max_bases)
         path = Path(args.run_dir) / "rollouts.json"
         atomic_write_text(path, json.dumps(results, indent=2))
+        n = min(4, len(factory.eval_pool_PL))  # the strips rl.train writes during training, for the saved policy
+        strip = trajectory_strip(factory.eval_core(2 * n, seed=0), lambda obs: act(policy, obs),
+                                 torch.arange(n).repeat(2), torch.arange(2).repeat_interleave(n),
+                                 Path(args.run_dir) / "trajectories.png")
+        print(f"trajectory strip (rows: {n} ascending, then {n} descending): {strip}")
         return path
     return run_cli(job)
 
