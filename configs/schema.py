@@ -155,6 +155,8 @@ class BenchMnistTaskConfig:
     agents: str = "per_task_set"
     """'per_task_set': one agent per task set of eval.task_sets (the paper trains on its + set alone);
     'union': one agent for every task of every set."""
+    parallel_agents: int = 2
+    """Agents trained side by side, each in its own process on one torch thread (same results as 1)."""
     stages: MnistTaskStages = field(default_factory=MnistTaskStages)
     overrides: MnistTaskOverrides = field(default_factory=MnistTaskOverrides)
     eval: MnistTaskEval = field(default_factory=MnistTaskEval)

@@ -56,13 +56,15 @@ def test_mnist_task_benchmark_twice_gives_identical_figures(mnist_stage_runs, tm
     stages = [f"stages.{k}={runs[k]}" for k in ("autoencoder", "latent_gan", "classifier", "judge")]
     agent = "[" + ",".join(f"'{o}'" for o in tiny_agent_overrides(runs) if not o.startswith("env.")) + "]"
     summaries = []
-    for i in range(2):  # each trains its own agent (separate runs_dir), then evaluates
+    for i in range(2):  # each trains its own agents (separate runs_dir): one after another, then side by side
         code = bench_main(["--experiment", "mnist-task", *stages, f"overrides.agent={agent}",
                            f"runs_dir={tmp_path / f'runs{i}'}", f"results_dir={tmp_path / f'results{i}'}",
-                           f"eval.test_root={runs['idx']}", "eval.max_digits=12", "eval.task_sets=['+1']"])
+                           f"eval.test_root={runs['idx']}", "eval.max_digits=12", "eval.task_sets=['+1','-1']",
+                           f"parallel_agents={i + 1}"])
         assert code == 0, capsys.readouterr().err[-2000:]
         out = Path(capsys.readouterr().out.strip().splitlines()[-1])
         summary = json.loads((out / "summary.json").read_text())
         summaries.append({k: v for k, v in summary.items() if "wall" not in k and k not in ("runs", "config")})
     assert summaries[0] == summaries[1]
     assert summaries[0]["task_sets"]["+1"]["clean"]["n_digits"] == 12
+    assert set(summaries[0]["task_sets"]) == {"+1", "-1"}
