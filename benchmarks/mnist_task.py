@@ -51,12 +51,13 @@ def _train(cfg: Dict[str, Any], rl: bool) -> Tuple[Path, float]:
     return Path(run), round(time.time() - start, 1)
 
 
-def _stage(bench: Dict[str, Any], stage: str, config: str, overrides: List[str]) -> Path:
-    """A run folder for a module stage: the configured one, a matching earlier run, or a fresh training."""
-    run, cfg = _resolve(bench, stage, config, overrides, rl=False)
+def _stage(bench: Dict[str, Any], stage: str, config: str, overrides: List[str], rl: bool = False) -> Path:
+    """A run folder for ``stage``: the configured one, a matching earlier run, or a fresh training
+    (its wall time recorded in ``bench["_wall"][stage]``); ``rl``: an ``rl.train`` config, else ``fit``."""
+    run, cfg = _resolve(bench, stage, config, overrides, rl=rl)
     if run is None:
         log.warning("stage %s: training (%s)", stage, config)
-        run, bench.setdefault("_wall", {})[stage] = _train(cfg, rl=False)
+        run, bench.setdefault("_wall", {})[stage] = _train(cfg, rl=rl)
     return run
 
 
