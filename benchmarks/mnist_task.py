@@ -11,9 +11,9 @@ import torch
 from benchmarks.stages import matching_run
 from configs import load_config
 from configs.schema import RLConfig
-from datamodules.mnist import MNISTDataModule, add_pixel_noise, read_idx_split
-from evaluation.mnist_task import (evaluate_translation, export_npz, recognition_ceiling, sample_quality,
-                                     translation_grid)
+from datamodules.mnist import MNISTDataModule, read_idx_split
+from evaluation.mnist_task import (encode_noisy, evaluate_translation, export_npz, recognition_ceiling,
+                                     sample_quality, translation_grid)
 from lightning_modules import fit as fit_cli
 from lightning_modules.inference import freeze_for_inference
 from lightning_modules.runs import load_module
@@ -126,17 +126,11 @@ def test_digits(bench: Dict[str, Any]):
     return images.float().div(255).unsqueeze(1), labels, where
 
 
-@torch.inference_mode()
-def _test_codes(encoder, images, sigma: float, batch_size: int, seed: int) -> torch.Tensor:
-    # the same noise draws as evaluate_translation (one generator, the same chunks)
-    gen = torch.Generator().manual_seed(seed)
-    return torch.cat([encoder(add_pixel_noise(chunk, sigma, gen)) for chunk in images.split(batch_size)])
-
-
 def _recognition_ceiling(bench, pool: MnistTaskCore, encoder, images, labels) -> Dict[str, float]:
     """How well a supervised MLP tells the input digit from the agent's observation (see recognition_ceiling)."""
     ev = bench["eval"]
-    codes = {name: _test_codes(encoder.encode, images, sigma, ev["batch_size"], bench["seed"])
+    # the same noisy inputs as the evaluation (same seed and chunks)
+    codes = {name: encode_noisy(encoder.encode, images, sigma, ev["batch_size"], bench["seed"])
              for name, sigma in (("clean", 0.0), ("noisy", ev["noise_std"]))}
     start = time.time()
     out = recognition_ceiling(pool, codes, labels, seed=bench["seed"])

@@ -64,9 +64,20 @@ def rollout(core, act_fn: Callable[[torch.Tensor], torch.Tensor], base_idx_N: to
     return out
 
 
+STRIP_BASES = 4  # evaluation faces per strip, each run in both directions
+
+
+def strip_episodes(factory, n_bases: int = STRIP_BASES):
+    """``(core, base_idx, direction)`` for a strip: the first ``n_bases`` evaluation faces ascending,
+    then the same faces descending, on an evaluation core with one row per episode."""
+    n = min(n_bases, len(factory.eval_pool_PL))
+    base_idx, direction = torch.arange(n).repeat(2), torch.arange(2).repeat_interleave(n)
+    return factory.eval_core(len(base_idx), seed=0), base_idx, direction
+
+
 @torch.inference_mode()
-def trajectory_strip(core, act_fn: Callable[[torch.Tensor], torch.Tensor], base_idx_N: torch.Tensor,
-                     direction_N: torch.Tensor, path: Path) -> Path:
+def trajectory_strip(core, base_idx_N: torch.Tensor, direction_N: torch.Tensor,
+                     act_fn: Callable[[torch.Tensor], torch.Tensor], path: Path) -> Path:
     """PNG: one row per episode, the base face then the face after each of the ``episode_len`` steps.
 
     ``core`` must have at least N rows (e.g. ``factory.eval_core(N, seed)``); after an episode ends
@@ -140,11 +151,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                           args.max_bases)
         path = Path(args.run_dir) / "rollouts.json"
         atomic_write_text(path, json.dumps(results, indent=2))
-        n = min(4, len(factory.eval_pool_PL))  # the strips rl.train writes during training, for the saved policy
-        strip = trajectory_strip(factory.eval_core(2 * n, seed=0), lambda obs: act(policy, obs),
-                                 torch.arange(n).repeat(2), torch.arange(2).repeat_interleave(n),
+        # the strips rl.train writes during training, for the saved policy
+        strip = trajectory_strip(*strip_episodes(factory), lambda obs: act(policy, obs),
                                  Path(args.run_dir) / "trajectories.png")
-        print(f"trajectory strip (rows: {n} ascending, then {n} descending): {strip}")
+        print(f"trajectory strip (first half of the rows ascending, then descending): {strip}")
         return path
     return run_cli(job)
 

@@ -39,6 +39,15 @@ class TranslationScores:
 
 
 @torch.inference_mode()
+def encode_noisy(encoder: nn.Module, images_N1HW: torch.Tensor, noise_std: float, batch_size: int,
+                 seed: int) -> torch.Tensor:
+    """N×D codes of the images after N(0, noise_std²) pixel noise (clipped), drawn from a generator
+    seeded by ``seed`` chunk by chunk: the same seed and chunks give the same noisy inputs."""
+    gen = torch.Generator(device=images_N1HW.device).manual_seed(seed)
+    return torch.cat([encoder(add_pixel_noise(chunk.float(), noise_std, gen)) for chunk in images_N1HW.split(batch_size)])
+
+
+@torch.inference_mode()
 def evaluate_translation(
     act_fn: Callable[[torch.Tensor], torch.Tensor],
     core,
@@ -61,10 +70,9 @@ def evaluate_translation(
     """
     tasks, num_tasks = core.tasks, len(core.tasks)
     judge_acc, reward_acc, realism = TaskAccuracy(num_tasks), TaskAccuracy(num_tasks), MeanMetric()
-    gen = torch.Generator(device=images_N1HW.device).manual_seed(seed)
     kept: Dict[str, List[torch.Tensor]] = {"images": [], "targets": [], "labels": [], "task_ids": []}
-    for chunk, labels in zip(images_N1HW.split(batch_size), labels_N.split(batch_size)):
-        codes = encoder(add_pixel_noise(chunk.float(), noise_std, gen))
+    all_codes = encode_noisy(encoder, images_N1HW, noise_std, batch_size, seed)
+    for codes, labels in zip(all_codes.split(batch_size), labels_N.split(batch_size)):
         # every digit with every task: rows (digit 0, task 0..T-1), (digit 1, task 0..T-1), ...
         task_ids = torch.arange(num_tasks, device=codes.device).repeat(len(codes))
         codes_rep, labels_rep = codes.repeat_interleave(num_tasks, 0), labels.repeat_interleave(num_tasks)
@@ -139,10 +147,11 @@ def recognition_ceiling(
     """Upper reference for any policy that reads the AE code: how well the *input* digit can be told
     from its code at all.
 
-    A supervised MLP (the actor's width) learns label from ``core.observe`` codes of the agent's own
-    episode pool (``core.codes_ND``/``labels_N``, labels given directly instead of through rewards),
-    (``steps`` Adam steps on random batches), then classifies the test codes. On the + and − sets a wrong input label always gives a wrong
-    target, so this accuracy bounds the judged accuracy from above (up to the generator's quality).
+    A supervised MLP (the actor's width) learns the label from the standardised codes of the agent's
+    own episode pool (``core.codes_ND``/``labels_N``, labels given directly instead of through
+    rewards; ``steps`` Adam steps on random batches), then classifies the test codes. On the + and
+    − sets a wrong input label always gives a wrong target, so this accuracy bounds the judged
+    accuracy from above (up to the generator's quality).
 
     Args:
         core: the agent's :class:`rl.envs.MnistTaskCore` (its pool and code standardisation).
@@ -159,9 +168,7 @@ def recognition_ceiling(
             layers += [nn.Linear(width, h), nn.ReLU()]
             width = h
         probe = nn.Sequential(*layers, nn.Linear(width, 10))
-    task0 = torch.zeros(len(core.codes_ND), dtype=torch.long)
-    x = core.observe(core.codes_ND, task0)[:, : core.code_dim]  # the agent's standardised codes
-    y = core.labels_N
+    x, y = core.standardise(core.codes_ND), core.labels_N
     opt = torch.optim.Adam(probe.parameters(), lr=1e-3)
     for _ in range(steps):  # a fixed number of Adam steps, whatever the pool's size
         idx = torch.randint(len(x), (batch_size,), generator=gen)
@@ -172,7 +179,6 @@ def recognition_ceiling(
     out = {}
     with torch.inference_mode():
         for name, codes in test_codes.items():
-            zeros = torch.zeros(len(codes), dtype=torch.long)
-            pred = probe(core.observe(codes, zeros)[:, : core.code_dim]).argmax(1)
+            pred = probe(core.standardise(codes)).argmax(1)
             out[name] = float((pred == test_labels_N).float().mean())
     return out

@@ -16,8 +16,8 @@ import random
 import types
 import unittest.mock
 import warnings
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym

@@ -75,9 +75,6 @@ def _resume_folder(cfg: Dict[str, Any]) -> Path:
     return run_dir
 
 
-STRIP_BASES = 4  # evaluation faces per strip, each run in both directions
-
-
 def _strip_hook(make_core, run_dir: Path, every: int):
     """An epoch hook writing ``strips/epoch_NNN.png`` (trajectories of the first evaluation faces,
     both directions, current policy) every ``every`` epochs; None for envs without an evaluation pool."""
@@ -85,17 +82,15 @@ def _strip_hook(make_core, run_dir: Path, every: int):
         raise ValueError(f"train.strip_every={every} invalid: expected an int >= 0 (0 = no strips)")
     if every == 0 or not hasattr(make_core, "eval_core"):
         return None
-    from evaluation.face_age import trajectory_strip
+    from evaluation.face_age import strip_episodes, trajectory_strip
 
-    n = min(STRIP_BASES, len(make_core.eval_pool_PL))
-    base_idx, direction = torch.arange(n).repeat(2), torch.arange(2).repeat_interleave(n)
-    core = make_core.eval_core(len(base_idx), seed=0)
+    episodes = strip_episodes(make_core)
 
     def hook(algorithm, epoch: int) -> None:
         if epoch % every == 0:
-            path = trajectory_strip(core, lambda obs: act(algorithm, obs), base_idx, direction,
+            path = trajectory_strip(*episodes, lambda obs: act(algorithm, obs),
                                     run_dir / "strips" / f"epoch_{epoch:03d}.png")
-            log.info("trajectory strip: %s (rows: %d ascending, then %d descending)", path, n, n)
+            log.info("trajectory strip: %s (first half of the rows ascending, then descending)", path)
     return hook
 
 

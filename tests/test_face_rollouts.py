@@ -56,7 +56,7 @@ def test_trajectory_strip_shows_base_then_each_step(tmp_path):
     from evaluation.face_age import trajectory_strip
 
     core = transparent_core(num_envs=2, **WIDE)
-    path = trajectory_strip(core, linear_policy(core, 3.0), torch.tensor([0, 0]), torch.tensor([0, 1]),
+    path = trajectory_strip(core, torch.tensor([0, 0]), torch.tensor([0, 1]), linear_policy(core, 3.0),
                             tmp_path / "strips" / "epoch_002.png")
     img = np.asarray(Image.open(path).convert("RGB"))
     # tiles are 1×8 pixels (the toy generator), padding 1: 11 columns (base + 10 steps), 2 rows

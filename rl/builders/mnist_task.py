@@ -68,9 +68,9 @@ def mnist_task(
     data.setup()
     train = data.splits["train"]
     images, labels = train.images.float().div(255).unsqueeze(1), train.labels
-    aug_gen = torch.Generator().manual_seed(4321)
-    images = torch.cat([images] + [random_affine(images, aug_gen) for _ in range(int(augment_copies))])
-    labels = labels.repeat(int(augment_copies) + 1)
+    aug_gen, augment_copies = torch.Generator().manual_seed(4321), int(augment_copies)
+    images = torch.cat([images] + [random_affine(images, aug_gen) for _ in range(augment_copies)])
+    labels = labels.repeat(augment_copies + 1)
     gen = torch.Generator().manual_seed(1234)
     pool, pool_labels = [images], [labels]
     for _ in range(noisy_copies):

@@ -214,10 +214,13 @@ class MnistTaskCore:
         Returns:
             M×(D+13) float32.
         """
+        return torch.cat([self.standardise(codes_MD), self.tasks.encode(task_ids_M)], dim=1)
+
+    def standardise(self, codes_MD: torch.Tensor) -> torch.Tensor:
+        """M×D codes -> the observation's code part: standardised with the core's pool mean/std."""
         if codes_MD.dim() != 2 or codes_MD.shape[1] != self.code_dim:
             raise ValueError(f"codes must be M×{self.code_dim}, got {tuple(codes_MD.shape)}")
-        codes = (codes_MD.float() - self.code_mean_D) / self.code_std_D
-        return torch.cat([codes, self.tasks.encode(task_ids_M)], dim=1)
+        return (codes_MD.float() - self.code_mean_D) / self.code_std_D
 
     def reseed(self, seeds: Sequence[int], mask_N: torch.Tensor | None = None) -> None:
         """Restart the random streams of the masked rows (all when None) with ``seeds`` (one
