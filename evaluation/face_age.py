@@ -9,6 +9,7 @@ InterfaceGAN comparison live in ``benchmarks/``. Writes ``rollouts.json`` and ``
 (the policy's episodes from the first four evaluation faces, ascending then descending) into the run folder.
 """
 import argparse
+import dataclasses
 import io
 import json
 import sys
@@ -27,7 +28,8 @@ def rollout(core, act_fn: Callable[[torch.Tensor], torch.Tensor], base_idx_N: to
 
     Returns N-tensors: ``buckets`` (new age buckets reached in the commanded direction),
     ``age_change`` (last age − base age, signed so that + is the commanded direction),
-    ``identity_mean`` / ``identity_max`` (I_g over the steps taken), ``steps``, ``left_typical``.
+    ``identity_mean`` / ``identity_max`` (I_g over the steps taken), ``steps``, ``left_typical``,
+    ``return`` (the env's undiscounted eq. 9 reward).
     ``record=True`` adds the trajectories: ``z_NTL`` (T = episode_len; after an episode ends its
     last latent is repeated, the edit's result) and ``valid_NT`` (the steps actually taken).
     """
@@ -35,7 +37,7 @@ def rollout(core, act_fn: Callable[[torch.Tensor], torch.Tensor], base_idx_N: to
     ids = torch.arange(n)
     obs = core.start(ids, base_idx_N, direction_N)
     alive = torch.ones(n, dtype=torch.bool)
-    out = {k: torch.zeros(n) for k in ("buckets", "age_change", "identity_sum", "identity_max", "steps")}
+    out = {k: torch.zeros(n) for k in ("buckets", "age_change", "identity_sum", "identity_max", "steps", "return")}
     out["left_typical"] = torch.zeros(n, dtype=torch.bool)
     sign = 1.0 - 2.0 * direction_N.float()
     steps = core.mdp.episode_len
@@ -44,10 +46,11 @@ def rollout(core, act_fn: Callable[[torch.Tensor], torch.Tensor], base_idx_N: to
     t = 0
     while alive.any():
         rows = ids[alive]
-        next_obs, _, terminated, truncated, info = core.step(act_fn(obs[rows]), rows)
+        next_obs, reward, terminated, truncated, info = core.step(act_fn(obs[rows]), rows)
         obs = obs.clone()
         obs[rows] = next_obs
         out["buckets"][rows] += info["hit"].float()
+        out["return"][rows] += reward
         out["age_change"][rows] = sign[rows] * (info["age"] - info["age_base"])
         out["identity_sum"][rows] += info["identity"]
         out["identity_max"][rows] = torch.maximum(out["identity_max"][rows], info["identity"])
@@ -110,22 +113,131 @@ def linear_policy(core, extent: float) -> Callable[[torch.Tensor], torch.Tensor]
 
 def summarize(out: Dict[str, torch.Tensor]) -> Dict[str, float]:
     """Means over episodes (and the share of episodes that left the typical set)."""
-    return {"buckets": out["buckets"].mean().item(), "age_change": out["age_change"].mean().item(),
+    return {"buckets": out["buckets"].mean().item(), "return": out["return"].mean().item(),
+            "age_change": out["age_change"].mean().item(),
             "identity_mean": out["identity_mean"].mean().item(), "identity_max": out["identity_max"].mean().item(),
             "steps": out["steps"].mean().item(), "left_typical_rate": out["left_typical"].float().mean().item()}
 
 
-def compare(factory, policy_act: Callable, extents: List[float], max_bases: Optional[int] = None) -> Dict[str, Dict]:
-    """RL vs linear traversals on every evaluation base, both directions, same cores and steps."""
+def versus_linear(results: Dict[str, Dict]) -> Dict[str, object]:
+    """Where the policy sits against the linear traversals of :func:`compare` (the issue's bar).
+
+    ``dominated``: the linear extents the policy beats outright, i.e. it reaches more buckets at a
+    lower identity distance, both mean and max I_g (``linear_matched``, when present, counts
+    too). ``beats_linear``: at least one dominated. ``matched``: the traversal whose max I_g
+    equals the policy's, its buckets and the paired difference (policy − linear, mean ± standard
+    error over the episodes); interpolating between the coarse extents would flatter the policy,
+    as buckets grow concavely with I_g.
+    """
+    rl = results["rl"]
+    lines = {k: v for k, v in results.items() if k.startswith("linear_")}
+    dominated = sorted(k for k, lin in lines.items() if rl["buckets"] > lin["buckets"]
+                       and rl["identity_mean"] < lin["identity_mean"] and rl["identity_max"] < lin["identity_max"])
+    out: Dict[str, object] = {"dominated": dominated, "beats_linear": bool(dominated)}
+    if "linear_matched" in results:
+        out["matched"] = {k: results["linear_matched"][k] for k in ("extent", "buckets", "identity_mean", "identity_max")}
+        out["matched"]["buckets_diff"] = results["paired_buckets_diff"]
+    return out
+
+
+def _matched_extent(core, base_idx, direction, target: float, lo: float, hi: float, iters: int = 5):
+    # bisection on the extent for the linear traversal whose max I_g is the policy's (monotone in the extent)
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        out = rollout(core, linear_policy(core, mid), base_idx, direction)
+        if out["identity_max"].mean().item() < target:
+            lo = mid
+        else:
+            hi = mid
+    return mid, out
+
+
+def compare(factory, policy_act: Callable, extents: List[float], max_bases: Optional[int] = None,
+            match: bool = True) -> Dict[str, Dict]:
+    """RL vs linear traversals on every evaluation base, both directions, same cores and steps.
+
+    ``match``: also run the linear traversal whose max I_g (the edit's distance from the base face)
+    equals the policy's (``linear_matched``, bisection between the bracketing extents) and the
+    per-episode bucket difference to it. Max, not mean: a policy that idles first and moves late
+    lowers its mean I_g without editing any better.
+    """
     n_bases = len(factory.eval_pool_PL) if max_bases is None else min(max_bases, len(factory.eval_pool_PL))
     base_idx = torch.arange(n_bases).repeat(2)
     direction = torch.arange(2).repeat_interleave(n_bases)
     core = factory.eval_core(len(base_idx), seed=0)
-    results = {"rl": summarize(rollout(core, policy_act, base_idx, direction))}
-    for extent in extents:
+    rl = rollout(core, policy_act, base_idx, direction)
+    results = {"rl": summarize(rl)}
+    for extent in sorted(extents):
         results[f"linear_{extent:g}"] = summarize(rollout(core, linear_policy(core, extent), base_idx, direction))
+    target = results["rl"]["identity_max"]
+    bracket = [e for e in sorted(extents) if results[f"linear_{e:g}"]["identity_max"] >= target]
+    below = [e for e in sorted(extents) if results[f"linear_{e:g}"]["identity_max"] < target]
+    if match and bracket and below:
+        extent, lin = _matched_extent(core, base_idx, direction, target, below[-1], bracket[0])
+        results["linear_matched"] = {"extent": extent, **summarize(lin)}
+        diff = rl["buckets"] - lin["buckets"]
+        results["paired_buckets_diff"] = {"mean": diff.mean().item(),
+                                          "stderr": (diff.std() / len(diff) ** 0.5).item()}
     results["episodes"] = {"bases": n_bases, "directions": 2, "episode_len": core.mdp.episode_len}
+    results["versus_linear"] = versus_linear(results)
     return results
+
+
+def gradient_direction(core, direction: int, extent: float = 2.0, lam: float = 0.05, iters: int = 150,
+                       batch_size: int = 32, lr: float = 0.02, seed: int = 0) -> torch.Tensor:
+    """A unit latent direction for one command, found by gradient ascent *through* the networks (not RL).
+
+    Starting at ±k_hyp, Adam maximises ``age change in the commanded direction − lam·I_g`` for a move
+    of ``extent`` units from latents of ``core``'s pool (use the training pool). A reference for how
+    far a single direction better than the InterfaceGAN boundary goes on this world's models: the
+    headroom a policy's learned direction k_gen could take.
+    """
+    gen, age_model, features = (core.nets[k] for k in ("generator", "age_model", "features"))
+    sign = 1.0 if direction == 0 else -1.0
+    d = (sign * core.boundary_L.detach().clone()).requires_grad_(True)
+    optim = torch.optim.Adam([d], lr=lr)
+    rng = torch.Generator().manual_seed(seed)
+    for _ in range(iters):
+        z = core.pool_PL[torch.randint(len(core.pool_PL), (batch_size,), generator=rng)]
+        with torch.no_grad():
+            img0 = gen(z)
+            age0, feat0 = age_model(img0).reshape(-1), features(img0).flatten(1)
+        img = gen(z + extent * d / d.norm())
+        gain = sign * (age_model(img).reshape(-1) - age0)
+        identity = (features(img).flatten(1) - feat0).pow(2).sum(1)
+        loss = -gain.mean() + lam * identity.mean()
+        d.grad, = torch.autograd.grad(loss, d)
+        optim.step()
+    return (d / d.norm()).detach()
+
+
+def direction_curve(factory, directions: Dict[int, torch.Tensor], extents: List[float],
+                    max_bases: Optional[int] = None) -> Dict[str, Dict[str, float]]:
+    """Linear traversals along a chosen unit direction per command (0 ascending, 1 descending) on
+    the evaluation bases, scored like :func:`compare`'s rows."""
+    from rl.envs.face_age import FaceAgeCore
+
+    n = len(factory.eval_pool_PL) if max_bases is None else min(max_bases, len(factory.eval_pool_PL))
+    base = factory.base
+    outs: Dict[str, List[Dict[str, torch.Tensor]]] = {}
+    for c, d in directions.items():
+        # the core moves along −boundary when descending, so it gets −d for c = 1
+        core = FaceAgeCore(factory.eval_pool_PL, boundary_L=d if c == 0 else -d, num_envs=n, seed=0,
+                           **base.nets, **dataclasses.asdict(base.mdp))
+        for extent in extents:
+            outs.setdefault(f"direction_{extent:g}", []).append(
+                rollout(core, linear_policy(core, extent), torch.arange(n), torch.full((n,), c)))
+    return {k: summarize({key: torch.cat([o[key] for o in v]) for key in v[0]}) for k, v in outs.items()}
+
+
+def table_lines(results: Dict[str, Dict]) -> List[str]:
+    """One line per row of :func:`compare`'s results (and of the gradient-direction reference)."""
+    rows = {**results, **{f"gradient_{k}": v for k, v in results.get("gradient_direction", {}).items()
+                          if k.startswith("direction_")}}
+    return [f"{name:>20}: return {r['return']:.1f}  buckets {r['buckets']:.2f}  age change {r['age_change']:.1f} y"
+            f"  I_g mean {r['identity_mean']:.1f} max {r['identity_max']:.1f}  left typical set "
+            f"{100 * r['left_typical_rate']:.1f} %"
+            for name, r in rows.items() if name.startswith(("rl", "linear_", "gradient_direction_"))]
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -138,8 +250,11 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir")
-    parser.add_argument("--extents", default="3,5", help="linear traversal lengths in boundary units")
+    parser.add_argument("--extents", default="1,2,3,4,5", help="linear traversal lengths in boundary units")
     parser.add_argument("--max-bases", type=int, default=None)
+    parser.add_argument("--gradient-direction", action="store_true",
+                        help="also fit one direction per command by gradient through the networks (a non-RL "
+                             "reference, see gradient_direction) and run it at the same extents")
     args = parser.parse_args(argv)
 
     def job() -> Path:
@@ -147,10 +262,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         cfg = load_config(args.run_dir, [], schema=RLConfig, sections=SECTIONS)
         factory = get_env_builder(cfg["env"]["name"])(**{k: v for k, v in cfg["env"].items() if k != "name"})
         policy = load_policy(args.run_dir)
-        results = compare(factory, lambda obs: act(policy, obs), [float(e) for e in args.extents.split(",")],
-                          args.max_bases)
+        extents = [float(e) for e in args.extents.split(",")]
+        results = compare(factory, lambda obs: act(policy, obs), extents, args.max_bases)
+        if args.gradient_direction:
+            with torch.inference_mode(False):
+                directions = {c: gradient_direction(factory.base, c) for c in (0, 1)}
+            results["gradient_direction"] = {
+                "cosine_to_k_hyp": {c: abs(float(d @ factory.boundary_L)) for c, d in directions.items()},
+                **direction_curve(factory, directions, extents, args.max_bases)}
         path = Path(args.run_dir) / "rollouts.json"
         atomic_write_text(path, json.dumps(results, indent=2))
+        print("\n".join(table_lines(results)))
+        print(f"versus linear: {results['versus_linear']}")
         # the strips rl.train writes during training, for the saved policy
         strip = trajectory_strip(*strip_episodes(factory), lambda obs: act(policy, obs),
                                  Path(args.run_dir) / "trajectories.png")

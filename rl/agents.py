@@ -60,7 +60,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     # SPEC §5: tanh-bounded mean and log_std ≈ -1 at the start, else "clip" bounding drifts
     "ppo": {"hidden_sizes": (256, 256), "lr": 3e-4, "gamma": 0.99, "gae_lambda": 0.95,
             "eps_clip": 0.2, "vf_coef": 0.5, "ent_coef": 0.0, "max_grad_norm": 0.5,
-            "init_log_std": -1.0, "value_clip": False, "advantage_normalization": True},
+            "init_log_std": -1.0, "value_clip": False, "advantage_normalization": True,
+            # warm start (None: Tianshou's init): the mean action in every state at the start, box units
+            "init_mean": None},
 }
 
 
@@ -115,12 +117,41 @@ def gaussian_dist(loc_scale: tuple[torch.Tensor, torch.Tensor]) -> torch.distrib
     return Independent(Normal(loc, scale), 1)
 
 
+def _per_dim(name: str, value: Any, act_dim: int) -> torch.Tensor:
+    # a scalar for every action entry, or one value per entry
+    t = torch.as_tensor(value, dtype=torch.float32).reshape(-1)
+    if len(t) == 1:
+        t = t.expand(act_dim)
+    if len(t) != act_dim or not torch.isfinite(t).all():
+        raise ValueError(f"{name} must be a finite number or {act_dim} of them (one per action entry), "
+                         f"got {len(t)} value(s)")
+    return t
+
+
+def _init_gaussian(actor: ContinuousActorProbabilistic, act_space: gym.spaces.Box, init_mean: Any,
+                   init_log_std: Any) -> None:
+    """Log std per action entry; with ``init_mean`` (box units) the tanh-bounded mean starts there in
+    every state: the head's weights shrink ×0.01 and its bias is ``atanh(init_mean / bound)``."""
+    act_dim, bound = act_space.shape[0], float(act_space.high[0])
+    with torch.no_grad():
+        actor.sigma_param.copy_(_per_dim("init_log_std", init_log_std, act_dim).view_as(actor.sigma_param))
+        if init_mean is None:
+            return
+        mean = _per_dim("init_mean", init_mean, act_dim) / bound
+        if mean.abs().max() >= 1.0:
+            raise ValueError(f"init_mean must lie strictly inside the action box (-{bound:g}, {bound:g}), "
+                             f"got an entry of {mean.abs().max().item() * bound:g}")
+        head = [m for m in actor.mu.modules() if isinstance(m, nn.Linear)][-1]
+        head.weight.mul_(0.01)
+        head.bias.copy_(torch.atanh(mean))
+
+
 def _build_ppo(obs_space: gym.spaces.Box, act_space: gym.spaces.Box, hp: dict[str, Any]) -> PPO:
     obs_dim, act_dim, hs = obs_space.shape[0], act_space.shape[0], hp["hidden_sizes"]
     actor = ContinuousActorProbabilistic(
         preprocess_net=Net(state_shape=obs_dim, hidden_sizes=hs, activation=nn.Tanh),
         action_shape=act_dim, max_action=1.0, unbounded=False)
-    nn.init.constant_(actor.sigma_param, hp["init_log_std"])
+    _init_gaussian(actor, act_space, hp["init_mean"], hp["init_log_std"])
     critic = ContinuousCritic(
         preprocess_net=Net(state_shape=obs_dim, hidden_sizes=hs, activation=nn.Tanh))
     with warnings.catch_warnings():

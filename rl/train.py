@@ -108,6 +108,8 @@ def train_agent(cfg: Dict[str, Any]) -> Path:
     probe = make_core(1, 0)
     seed_everything(cfg["seed"])  # the nets' initial weights depend on the seed alone
     agent = {k: v for k, v in cfg["agent"].items() if k != "name"}
+    if hasattr(make_core, "agent_hparams"):  # an env may propose the policy's start (experiment A's warm start)
+        agent = make_core.agent_hparams(cfg["agent"]["name"], agent)
     algorithm = build_algorithm(cfg["agent"]["name"], probe.obs_dim, probe.act_dim, probe.action_bound, **agent)
     resume = run_dir is not None
     if not resume:

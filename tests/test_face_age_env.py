@@ -151,6 +151,16 @@ def test_descending_episode_moves_against_the_boundary():
     assert info["direction"].item() == 1 and trunc.item() and not term.item()
 
 
+@pytest.mark.parametrize(("signed_gen", "age"), [(False, 40.0), (True, 20.0)])
+def test_signed_gen_flips_the_learned_direction_with_the_command(signed_gen, age):
+    core = transparent_core(episode_len=1, signed_gen=signed_gen)
+    core.reset()
+    core.step(act())
+    core.reset()  # descending: with signed_gen, k_gen = +e0 means "younger" as k_hyp does
+    _, _, _, _, info = core.step(act(w2=2.0, k_gen=torch.eye(L)[0]))
+    assert info["direction"].item() == 1 and info["age"].item() == pytest.approx(age)
+
+
 def test_episode_ends_when_all_buckets_visited():
     core = transparent_core(age_min=20.0, age_max=40.0)  # buckets 20/25/30/35: only [35, 40] lies above
     core.reset()
@@ -403,3 +413,41 @@ def test_face_age_builder_end_to_end(tiny_age_checkpoint, tmp_path):
         get_env_builder("face_age")(**{**small, "boundary_path": str(tmp_path / "none.npy")})
     with pytest.raises(ValueError, match="inertia"):
         get_env_builder("face_age")(**{**small, "inertia": 1.5})
+
+
+def test_warm_start_policy_is_the_linear_traversal():
+    from evaluation.face_age import linear_policy, rollout
+    from rl.agents import act, build_algorithm, seed_everything
+    from rl.builders.face_age import FaceAgeFactory
+
+    core = transparent_core(num_envs=2, p1=100.0, p2=200.0)
+    factory = FaceAgeFactory(core, core.pool_PL, {}, {}, warm_start_extent=3.0, gen_log_std=-3.0)
+    hp = factory.agent_hparams("ppo", {"hidden_sizes": (16,), "init_log_std": -2.0})
+    # w1 = 3 units / (E_len·(1 − T)) = 0.6; k_gen along the boundary (e0) at half the bound; w2 = 0
+    assert hp["init_mean"] == pytest.approx([1.0] + [0.0] * (L - 1) + [0.6, 0.0])
+    assert hp["init_log_std"] == [-3.0] * L + [-2.0, -2.0] and hp["hidden_sizes"] == (16,)
+    seed_everything(0)
+    policy = build_algorithm("ppo", core.obs_dim, core.act_dim, core.action_bound, **hp)
+    ids, direction = torch.tensor([0, 0]), torch.tensor([0, 1])
+    warm = rollout(core, lambda obs: act(policy, obs), ids, direction)
+    linear = rollout(core, linear_policy(core, 3.0), ids, direction)
+    assert warm["buckets"].tolist() == linear["buckets"].tolist() == [6.0, 6.0]
+    torch.testing.assert_close(warm["identity_max"], linear["identity_max"], rtol=0.05, atol=0.0)
+    # off by default; PPO only; one initial mean
+    assert FaceAgeFactory(core, core.pool_PL, {}, {}).agent_hparams("td3", {"tau": 0.1}) == {"tau": 0.1}
+    with pytest.raises(ValueError, match=r"shape PPO's Gaussian policy, not agent.name='td3'"):
+        factory.agent_hparams("td3", {})
+    with pytest.raises(ValueError, match="agent.init_mean and env.warm_start_extent both"):
+        factory.agent_hparams("ppo", {"init_mean": [0.0] * (L + 2)})
+    with pytest.raises(ValueError, match=r"warm_start_extent=30.0 needs w1=6 per step"):
+        FaceAgeFactory(core, core.pool_PL, {}, {}, warm_start_extent=30.0).agent_hparams("ppo", {})
+    # via the learned direction: the same traversal made by w2·k_gen, which needs a signed k_gen
+    with pytest.raises(ValueError, match="warm_start_via='gen' invalid.*signed_gen=true"):
+        FaceAgeFactory(core, core.pool_PL, {}, {}, warm_start_extent=3.0, warm_start_via="gen")
+    signed = transparent_core(num_envs=2, p1=100.0, p2=200.0, signed_gen=True)
+    via_gen = FaceAgeFactory(signed, signed.pool_PL, {}, {}, warm_start_extent=3.0, warm_start_via="gen")
+    hp = via_gen.agent_hparams("ppo", {"hidden_sizes": (16,)})
+    assert hp["init_mean"][L:] == pytest.approx([0.0, 0.6])
+    seed_everything(0)
+    policy = build_algorithm("ppo", signed.obs_dim, signed.act_dim, signed.action_bound, **hp)
+    assert rollout(signed, lambda obs: act(policy, obs), ids, direction)["buckets"].tolist() == [6.0, 6.0]

@@ -16,6 +16,7 @@ def test_linear_traversal_hand_computed():
     # descending: ages 27..3 -> buckets 25..0; all six below the base are visited at step 9: episode ends
     assert out["buckets"].tolist() == [6.0, 6.0]
     assert out["steps"].tolist() == [10.0, 9.0]
+    assert out["return"].tolist() == [6 * 20.0 - 4, 6 * 20.0 - 3]  # m·r a hit (I_g <= P1), -1 a step without
     torch.testing.assert_close(out["age_change"], torch.tensor([30.0, 27.0]))
     torch.testing.assert_close(out["identity_max"], torch.tensor([3.0 ** 2, 2.7 ** 2]), rtol=1e-5, atol=1e-5)
     ks = torch.arange(1, 11, dtype=torch.float32)
@@ -86,3 +87,54 @@ def test_strip_hook_writes_every_n_epochs_and_only_for_face_envs(tmp_path):
     assert _strip_hook(lambda n, seed: core, tmp_path, every=2) is None  # no evaluation pool: no strips
     with pytest.raises(ValueError, match=r"strip_every=-1 invalid"):
         _strip_hook(factory, tmp_path, every=-1)
+
+
+def test_versus_linear_needs_more_buckets_at_lower_mean_and_max_identity():
+    from evaluation.face_age import versus_linear
+
+    line = lambda b, mean, mx: {"buckets": b, "identity_mean": mean, "identity_max": mx}  # noqa: E731
+    results = {"linear_2": line(2.1, 24.0, 54.0), "linear_3": line(2.9, 43.0, 92.0), "linear_4": line(3.5, 62.0, 127.0)}
+    better = versus_linear({**results, "rl": line(3.0, 40.0, 80.0)})
+    assert better["dominated"] == ["linear_3"] and better["beats_linear"]
+    # idling first and moving late lowers the mean I_g only: the edit is as far as linear_3's
+    idle = versus_linear({**results, "rl": line(3.0, 30.0, 92.5)})
+    assert idle["dominated"] == [] and not idle["beats_linear"]
+
+
+def test_compare_matches_a_linear_policy_to_its_own_extent():
+    from types import SimpleNamespace
+
+    from evaluation.face_age import compare, table_lines
+
+    core = transparent_core(num_envs=1, **WIDE)
+    factory = SimpleNamespace(eval_pool_PL=core.pool_PL, eval_core=lambda n, seed: core.spawn(n, seed))
+    out = compare(factory, linear_policy(core, 2.3), [1.0, 2.0, 3.0, 4.0])
+    # the bisection finds the traversal that edits as far (max I_g = 2.3² ascending) and scores it the same
+    assert out["linear_matched"]["extent"] == pytest.approx(2.3, abs=0.04)
+    assert out["paired_buckets_diff"] == {"mean": 0.0, "stderr": 0.0}
+    assert out["rl"]["identity_max"] == pytest.approx(out["linear_matched"]["identity_max"], rel=0.04)
+    assert out["versus_linear"]["dominated"] == [] and out["episodes"] == {"bases": 1, "directions": 2, "episode_len": 10}
+    out["gradient_direction"] = {"cosine_to_k_hyp": {0: 1.0, 1: 1.0}, "direction_2": out["linear_2"]}
+    names = [line.split(":")[0].strip() for line in table_lines(out)]
+    assert names == ["rl", "linear_1", "linear_2", "linear_3", "linear_4", "linear_matched", "gradient_direction_2"]
+
+
+def test_gradient_direction_turns_an_off_boundary_toward_the_age_axis():
+    from types import SimpleNamespace
+
+    from evaluation.face_age import direction_curve, gradient_direction
+    from rl.envs.face_age import FaceAgeCore
+    from tests.test_face_age_env import L, AgeFromFirstPixel, FirstChannel, LatentImage, base_latent
+
+    # age = 30 + 10·s[0] and I_g = the squared move: e0 is the best direction; start 45° off it
+    off = torch.nn.functional.normalize(torch.eye(L)[0] + torch.eye(L)[1], dim=0)
+    core = FaceAgeCore(base_latent(), LatentImage(), AgeFromFirstPixel(), FirstChannel(), off, num_envs=1,
+                       **WIDE)
+    up, down = gradient_direction(core, 0, iters=100, lr=0.05), gradient_direction(core, 1, iters=100, lr=0.05)
+    assert up[0].item() > 0.95 and down[0].item() < -0.95  # older along +e0, younger along −e0
+    factory = SimpleNamespace(eval_pool_PL=core.pool_PL, base=core)
+    curve = direction_curve(factory, {0: up, 1: down}, [2.0])["direction_2"]
+    boundary = summarize(rollout(core.spawn(2, 0), linear_policy(core, 2.0), torch.tensor([0, 0]), torch.tensor([0, 1])))
+    # same move length, so the same identity distance, but more age and buckets along the fitted directions
+    assert curve["identity_max"] == pytest.approx(boundary["identity_max"], rel=1e-4)
+    assert curve["age_change"] > boundary["age_change"] + 4.0 and curve["buckets"] > boundary["buckets"]

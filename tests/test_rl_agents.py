@@ -73,6 +73,28 @@ def test_act_is_deterministic_bounded_and_noise_free():
     torch.testing.assert_close(act(ppo, obs), mean.detach().clamp(-1, 1) * BOUND)
 
 
+def test_ppo_warm_start_mean_and_per_entry_log_std(tmp_path):
+    seed_everything(2)
+    mean = [1.5, -0.6, 0.0]
+    ppo = build_algorithm("ppo", 20, K, BOUND, hidden_sizes=(16,), init_mean=mean, init_log_std=[-3.0, -2.0, -1.0])
+    obs = torch.randn(64, 20) * 10
+    # every state starts at the same mean action (the head is shrunk ×0.01, its bias set to atanh)
+    torch.testing.assert_close(act(ppo, obs), torch.tensor(mean).expand(64, K), atol=0.05, rtol=0)
+    assert torch.allclose(ppo.policy.actor.sigma_param.flatten(), torch.tensor([-3.0, -2.0, -1.0]))
+    # the saved policy rebuilds and keeps its trained weights, not the warm start
+    with torch.no_grad():
+        ppo.policy.actor.sigma_param.fill_(-0.5)
+    loaded = load_policy(save_policy(ppo, tmp_path / POLICY_FILE))
+    assert torch.allclose(loaded.actor.sigma_param, torch.full((K, 1), -0.5))
+    torch.testing.assert_close(act(loaded, obs), act(ppo, obs))
+    default = build_algorithm("ppo", 20, K, BOUND, hidden_sizes=(16,))
+    assert act(default, obs).std(0).min() > 0.05  # without init_mean the mean depends on the state
+    with pytest.raises(ValueError, match=r"init_mean must lie strictly inside the action box \(-3, 3\), got an entry of 3"):
+        build_algorithm("ppo", 20, K, BOUND, init_mean=[3.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match=r"init_log_std must be a finite number or 3 of them.*got 2"):
+        build_algorithm("ppo", 20, K, BOUND, init_log_std=[-1.0, -1.0])
+
+
 @pytest.mark.parametrize(
     ("name", "settings"),
     [

@@ -98,20 +98,67 @@ def _reward_models(age_checkpoint: str, identity_features: str):
     return age_model, MethodModule(age_model if method == "features" else age_model.net, method)
 
 
+def _check_warm_start_via(via: str, signed_gen: bool) -> None:
+    if via not in ("hyp", "gen") or (via == "gen" and not signed_gen):
+        raise ValueError(f"warm_start_via={via!r} invalid: expected 'hyp', or 'gen' with signed_gen=true "
+                         "(an unsigned k_gen cannot point older and younger at once)")
+
+
 class FaceAgeFactory:
     """``make_core(num_envs, seed)`` over the training pool, plus what the evaluation needs:
     ``eval_core`` (the unseen pool), ``boundary_L``, ``boundary_stats``, ``calibration``."""
 
     def __init__(self, base: FaceAgeCore, eval_pool_PL: torch.Tensor, boundary_stats: Dict[str, Any],
-                 calibration: Dict[str, Any]):
+                 calibration: Dict[str, Any], warm_start_extent: Optional[float] = None,
+                 gen_log_std: Optional[float] = None, warm_start_via: str = "hyp"):
+        _check_warm_start_via(warm_start_via, base.mdp.signed_gen)
         self.base, self.eval_pool_PL = base, eval_pool_PL
         self.boundary_L, self.boundary_stats, self.calibration = base.boundary_L, boundary_stats, calibration
+        self.warm_start_extent, self.gen_log_std, self.warm_start_via = warm_start_extent, gen_log_std, warm_start_via
 
     def __call__(self, num_envs: int, seed: int) -> FaceAgeCore:
         return self.base.spawn(num_envs, seed)
 
     def eval_core(self, num_envs: int, seed: int) -> FaceAgeCore:
         return self.base.spawn(num_envs, seed, pool_PL=self.eval_pool_PL)
+
+    def agent_hparams(self, name: str, hparams: Dict[str, Any]) -> Dict[str, Any]:
+        """The agent's hyper-parameters with this env's start for PPO's Gaussian filled in.
+
+        ``warm_start_extent`` E: the mean action starts, in every state, at InterfaceGAN's
+        traversal of E boundary units in E_len steps (``w1 = E / (E_len·(1 − T))``) with the
+        learned direction ``k_gen`` set to the age boundary and ``w2 = 0``, so PPO improves on
+        the linear edit instead of rediscovering it; ``warm_start_via='gen'`` (needs
+        ``signed_gen``) makes the same move with ``w2·k_gen`` instead (``w1 = 0``), so k_gen's
+        exploration noise changes the direction actually taken. ``gen_log_std``: the initial log std of
+        k_gen's L entries (w1 and w2 keep ``init_log_std``); with k_gen used as a unit direction, a
+        per-entry noise as large as w's would make each step's k_gen a random direction.
+        """
+        if self.warm_start_extent is None and self.gen_log_std is None:
+            return dict(hparams)
+        if name != "ppo":
+            raise ValueError(f"env.warm_start_extent / env.gen_log_std shape PPO's Gaussian policy, not "
+                             f"agent.name={name!r}: set both to null")
+        out = dict(hparams)
+        L, mdp = self.base.latent_dim, self.base.mdp
+        base_log_std = out.get("init_log_std", -1.0)
+        if not isinstance(base_log_std, (int, float)):
+            raise ValueError(f"agent.init_log_std={base_log_std!r}: expected one number when env.gen_log_std "
+                             "sets k_gen's entries")
+        gen = base_log_std if self.gen_log_std is None else self.gen_log_std
+        out["init_log_std"] = [float(gen)] * L + [float(base_log_std)] * 2
+        if self.warm_start_extent is not None:
+            if out.get("init_mean") is not None:
+                raise ValueError("agent.init_mean and env.warm_start_extent both set the initial mean: keep one")
+            w1 = float(self.warm_start_extent) / (mdp.episode_len * (1.0 - mdp.inertia))
+            if not 0 <= w1 < mdp.action_bound:
+                raise ValueError(f"warm_start_extent={self.warm_start_extent} needs w1={w1:.3g} per step: "
+                                 f"expected 0 <= w1 < action_bound={mdp.action_bound}")
+            k = self.boundary_L
+            k_gen = 0.5 * mdp.action_bound * k / k.abs().max()  # largest entry at half the bound
+            w = [w1, 0.0] if self.warm_start_via == "hyp" else [0.0, w1]
+            out["init_mean"] = [float(v) for v in k_gen] + w
+        return out
 
 
 def _age_boundary(generator, age_model, path: Optional[str], n: int, ratio: float, seed: int):
@@ -160,7 +207,11 @@ def face_age(
     age_max: float = _MDP.age_max,
     action_bound: float = _MDP.action_bound,
     normalize_gen: bool = _MDP.normalize_gen,
+    signed_gen: bool = _MDP.signed_gen,
     direction_every: int = _MDP.direction_every,
+    warm_start_extent: Optional[float] = None,
+    warm_start_via: Literal["hyp", "gen"] = "hyp",
+    gen_log_std: Optional[float] = None,
 ) -> FaceAgeFactory:
     """Experiment A's env: frozen generator + age regressor, InterfaceGAN age boundary, pools.
 
@@ -172,12 +223,14 @@ def face_age(
     loaded from ``boundary_path`` or trained on ``boundary_samples`` latents scored by the same
     age model; the evaluation pool (first ``eval_pool`` draws) and the training pool are
     disjoint seeded draws inside the typical set. ``p1``/``p2`` = ``"auto"`` calibrates them
-    with :func:`calibrate_identity_thresholds`. The other arguments are :class:`AgeMDP` fields.
+    with :func:`calibrate_identity_thresholds`. ``warm_start_extent`` / ``gen_log_std``: PPO's
+    starting policy (:meth:`FaceAgeFactory.agent_hparams`). The other arguments are :class:`AgeMDP` fields.
     """
     args = dict(locals())
     mdp = {f.name: args[f.name] for f in dataclasses.fields(AgeMDP) if f.name not in ("p1", "p2")}
     given = {k: v for k, v in (("p1", p1), ("p2", p2)) if not isinstance(v, str)}
     AgeMDP(**mdp, **given)  # validate the plain values (P1 < P2 when both are given) before any heavy work
+    _check_warm_start_via(warm_start_via, signed_gen)
     gen_net = build_generator(generator)
     age_model, features = _reward_models(age_checkpoint, identity_features)
     boundary, stats = _age_boundary(gen_net, age_model, boundary_path, boundary_samples, boundary_ratio,
@@ -192,4 +245,5 @@ def face_age(
     log.warning("face_age env: %d training / %d evaluation base latents, P1=%.4g, P2=%.4g, boundary %s",
                 train_pool, eval_pool, mdp["p1"], mdp["p2"], stats)
     base = FaceAgeCore(pool[eval_pool:], gen_net, age_model, features, boundary, num_envs=1, seed=0, **mdp)
-    return FaceAgeFactory(base, pool[:eval_pool], stats, calibration)
+    return FaceAgeFactory(base, pool[:eval_pool], stats, calibration, warm_start_extent, gen_log_std,
+                          warm_start_via)

@@ -6,7 +6,9 @@ The MDP of Shubham et al. (SPEC §2; equation numbers from the paper), N episode
   **observation** ``[s_t (L), s_base (L), C (2)]``, width ``2L + 2``;
 - **action** ``[k_gen (L), w1, w2]`` in the box ``[-b, b]^(L+2)``; ``k_hyp = ±`` the unit
   InterfaceGAN age boundary (``+`` when ascending); ``k_gen`` is rescaled to unit length when
-  ``normalize_gen`` (so ``w1`` and ``w2`` are both step lengths in latent units);
+  ``normalize_gen`` (so ``w1`` and ``w2`` are both step lengths in latent units); with
+  ``signed_gen`` k_gen is also multiplied by ±1 by C, so one k_gen means "older" or "younger"
+  as commanded (the policy sees C, so the reachable moves are the same);
 - **transition** (eq. 2) :func:`transition`; **typical set** (eq. 5) :func:`typical_set`;
 - **age buckets** (eq. 7) :func:`bucket_hits`; **identity** (eq. 8) :func:`identity_distance`;
 - **reward** (eq. 9) :func:`age_reward`. An episode ends (terminated) when the identity is lost
@@ -147,6 +149,7 @@ class AgeMDP:
     age_max: float = 80.0
     action_bound: float = 2.0      # the box [-b, b]^(L+2)
     normalize_gen: bool = True     # use k_gen / ‖k_gen‖
+    signed_gen: bool = False       # k_gen flips with C like k_hyp (a reparametrisation: same reachable moves)
     direction_every: int = 0       # 0: C sampled per episode; K: alternate every K episodes
 
     def __post_init__(self):
@@ -322,7 +325,10 @@ class FaceAgeCore:
         if mdp.normalize_gen:
             k_gen = k_gen / k_gen.norm(dim=1, keepdim=True).clamp_min(1e-6)
         direction = self.direction_N[ids]
-        k_hyp = (1.0 - 2.0 * direction.float())[:, None] * self.boundary_L[None, :]
+        sign = (1.0 - 2.0 * direction.float())[:, None]
+        k_hyp = sign * self.boundary_L[None, :]
+        if mdp.signed_gen:
+            k_gen = sign * k_gen
         s_next = transition(self.s_NL[ids], k_hyp, k_gen, w1, w2, mdp.inertia)
         age, feat = self._measure(s_next)
         identity = identity_distance(feat, self.base_feat_NF[ids])
