@@ -4,17 +4,16 @@ import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Tuple
 
 import torch
 
-from benchmarks.stages import matching_run
+from benchmarks.stages import resolve_stage, stage_run, train_stage
 from configs import load_config
 from configs.schema import RLConfig
 from datamodules.mnist import MNISTDataModule, read_idx_split
 from evaluation.mnist_task import (encode_noisy, evaluate_translation, export_npz, recognition_ceiling,
                                      sample_quality, translation_grid)
-from lightning_modules import fit as fit_cli
 from lightning_modules.inference import freeze_for_inference
 from lightning_modules.runs import load_module
 from rl import train as rl_cli
@@ -26,41 +25,6 @@ from rl.tasks import TaskSet
 log = logging.getLogger(__name__)
 
 
-def _resolve(bench: Dict[str, Any], stage: str, config: str, overrides: List[str], rl: bool):
-    """``(run folder, None)`` when the stage is given or an earlier run matches, else ``(None, config)``."""
-    given = bench["stages"][stage]
-    if given != "auto":
-        return Path(given), None
-    runs_dir = Path(bench["runs_dir"])
-    overrides = [f"out_dir={runs_dir}", *overrides, *bench["overrides"][stage]]
-    if rl:
-        cfg = load_config(config, overrides, schema=RLConfig, sections=rl_cli.SECTIONS)
-    else:
-        cfg = load_config(config, overrides, sections=fit_cli.SECTIONS)
-    found = matching_run(runs_dir, cfg["name"], cfg)
-    if found is not None:
-        log.warning("stage %s: reusing %s (same config)", stage, found)
-    return found, (None if found is not None else cfg)
-
-
-def _train(cfg: Dict[str, Any], rl: bool) -> Tuple[Path, float]:
-    """Train one stage; (run folder, wall seconds). Module level: agents run it in worker processes."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    start = time.time()
-    run = rl_cli.train_agent(cfg) if rl else fit_cli.fit(cfg)
-    return Path(run), round(time.time() - start, 1)
-
-
-def _stage(bench: Dict[str, Any], stage: str, config: str, overrides: List[str], rl: bool = False) -> Path:
-    """A run folder for ``stage``: the configured one, a matching earlier run, or a fresh training
-    (its wall time recorded in ``bench["_wall"][stage]``); ``rl``: an ``rl.train`` config, else ``fit``."""
-    run, cfg = _resolve(bench, stage, config, overrides, rl=rl)
-    if run is None:
-        log.warning("stage %s: training (%s)", stage, config)
-        run, bench.setdefault("_wall", {})[stage] = _train(cfg, rl=rl)
-    return run
-
-
 def _train_agents(pending: Dict[str, Dict[str, Any]], workers: int) -> Dict[str, Tuple[Path, float]]:
     """Train the agents in ``pending`` (key -> config), ``workers`` at a time in separate processes.
 
@@ -70,10 +34,10 @@ def _train_agents(pending: Dict[str, Dict[str, Any]], workers: int) -> Dict[str,
     for key in pending:
         log.warning("stage %s: training (mnist_task)", key)
     if workers <= 1 or len(pending) <= 1:
-        return {key: _train(cfg, rl=True) for key, cfg in pending.items()}
+        return {key: train_stage(cfg, rl=True) for key, cfg in pending.items()}
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
     with ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=context) as pool:
-        futures = {key: pool.submit(_train, cfg, True) for key, cfg in pending.items()}
+        futures = {key: pool.submit(train_stage, cfg, True) for key, cfg in pending.items()}
         return {key: future.result() for key, future in futures.items()}
 
 
@@ -81,10 +45,10 @@ def train_stages(bench: Dict[str, Any]) -> Dict[str, Path]:
     """Every stage's run folder, training those that are missing."""
     if int(bench["parallel_agents"]) < 1:
         raise ValueError(f"parallel_agents={bench['parallel_agents']} invalid: expected an int >= 1")
-    runs = {"autoencoder": _stage(bench, "autoencoder", "autoencoder", [])}
-    runs["latent_gan"] = _stage(bench, "latent_gan", "latent_gan", [f"ae_checkpoint={runs['autoencoder']}"])
-    runs["classifier"] = _stage(bench, "classifier", "classifier", [])
-    runs["judge"] = _stage(bench, "judge", "judge", [])
+    runs = {"autoencoder": stage_run(bench, "autoencoder", "autoencoder", [])}
+    runs["latent_gan"] = stage_run(bench, "latent_gan", "latent_gan", [f"ae_checkpoint={runs['autoencoder']}"])
+    runs["classifier"] = stage_run(bench, "classifier", "classifier", [])
+    runs["judge"] = stage_run(bench, "judge", "judge", [])
     env = [f"env.ae_checkpoint={runs['autoencoder']}", f"env.gan_checkpoint={runs['latent_gan']}",
            f"env.classifier_checkpoint={runs['classifier']}"]
     task_sets = bench["eval"]["task_sets"]
@@ -95,7 +59,7 @@ def train_stages(bench: Dict[str, Any]) -> Dict[str, Path]:
         agents = {"agent": [*env, f"env.tasks=[{','.join(repr(t) for t in union)}]"]}
     else:
         raise ValueError(f"agents={bench['agents']!r} invalid: expected 'per_task_set' or 'union'")
-    resolved = {key: _resolve(bench, "agent", "mnist_task", overrides, rl=True) for key, overrides in agents.items()}
+    resolved = {key: resolve_stage(bench, "agent", "mnist_task", overrides, rl=True) for key, overrides in agents.items()}
     trained = _train_agents({key: cfg for key, (run, cfg) in resolved.items() if run is None},
                             int(bench["parallel_agents"]))
     for key, (run, _) in resolved.items():

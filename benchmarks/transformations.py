@@ -11,11 +11,12 @@ from typing import Any, Dict, List
 
 import torch
 
-from benchmarks.mnist_task import _stage, test_digits
+from benchmarks.mnist_task import test_digits
+from benchmarks.stages import stage_run
 from datamodules.mnist import MNISTDataModule
 from datamodules.mnist_pairs import GOAL_CLASSES, RAND_HIGH, GoalSampler
 from evaluation.transform import build_objective, reference_trajectories, save_strip, score_trajectories
-from lightning_modules.runs import load_module, run_info
+from lightning_modules.runs import load_module
 from rl.transform_pg import load_agents
 
 log = logging.getLogger(__name__)
@@ -50,10 +51,10 @@ def _objective_overrides(bench: Dict[str, Any], section: str) -> List[str]:
 
 def train_stages(bench: Dict[str, Any]) -> Dict[str, Any]:
     """Run folders of every stage (``transform_pg`` / ``transform_rnn``: one per seed), training what is missing."""
-    bench.setdefault("_wall", {})  # stage -> training seconds, filled by _stage
-    runs: Dict[str, Any] = {"autoencoder": _stage(bench, "autoencoder", "autoencoder", [])}
-    runs["discriminator"] = _stage(bench, "discriminator", "realism_discriminator", [])
-    runs["judge_discriminator"] = _stage(bench, "judge_discriminator", "realism_discriminator", [])
+    bench.setdefault("_wall", {})  # stage -> training seconds, filled by stage_run
+    runs: Dict[str, Any] = {"autoencoder": stage_run(bench, "autoencoder", "autoencoder", [])}
+    runs["discriminator"] = stage_run(bench, "discriminator", "realism_discriminator", [])
+    runs["judge_discriminator"] = stage_run(bench, "judge_discriminator", "realism_discriminator", [])
     ae, disc = runs["autoencoder"], runs["discriminator"]
     common = {"transform_pg": [f"env.discriminator_checkpoint={disc}", f"env.ae_checkpoint={ae}",
                                f"agent.init_autoencoder={ae}", *_objective_overrides(bench, "env")],
@@ -64,7 +65,7 @@ def train_stages(bench: Dict[str, Any]) -> Dict[str, Any]:
         runs[stage] = {}
         for seed, entry in zip(bench["seeds"], given):
             view = {**bench, "stages": {stage: entry}}  # shares bench["_wall"] and the overrides
-            runs[stage][seed] = _stage(view, stage, stage, [f"seed={seed}", *common[stage]], rl=stage == "transform_pg")
+            runs[stage][seed] = stage_run(view, stage, stage, [f"seed={seed}", *common[stage]], rl=stage == "transform_pg")
             if stage in bench["_wall"]:
                 bench["_wall"][f"{stage}/seed{seed}"] = bench["_wall"].pop(stage)
     return runs
