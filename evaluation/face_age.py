@@ -9,7 +9,6 @@ InterfaceGAN comparison live in ``benchmarks/``. Writes ``rollouts.json`` and ``
 (the policy's episodes from the first four evaluation faces, ascending then descending) into the run folder.
 """
 import argparse
-import dataclasses
 import io
 import json
 import sys
@@ -100,9 +99,7 @@ def trajectory_strip(core, base_idx_N: torch.Tensor, direction_N: torch.Tensor,
 
 def linear_policy(core, extent: float) -> Callable[[torch.Tensor], torch.Tensor]:
     """InterfaceGAN's traversal as actions: only w1, sized to move ``extent`` units along ±k_hyp in E_len steps."""
-    w1 = extent / (core.mdp.episode_len * (1.0 - core.mdp.inertia))
-    if w1 > core.action_bound:
-        raise ValueError(f"extent {extent:g} needs w1={w1:.2f} per step, above the action bound {core.action_bound}")
+    w1 = core.mdp.traversal_w1(extent)
 
     def act(obs: torch.Tensor) -> torch.Tensor:
         action = torch.zeros(len(obs), core.act_dim)
@@ -135,8 +132,8 @@ def versus_linear(results: Dict[str, Dict]) -> Dict[str, object]:
                        and rl["identity_mean"] < lin["identity_mean"] and rl["identity_max"] < lin["identity_max"])
     out: Dict[str, object] = {"dominated": dominated, "beats_linear": bool(dominated)}
     if "linear_matched" in results:
-        out["matched"] = {k: results["linear_matched"][k] for k in ("extent", "buckets", "identity_mean", "identity_max")}
-        out["matched"]["buckets_diff"] = results["paired_buckets_diff"]
+        out["matched"] = {k: results["linear_matched"][k]
+                          for k in ("extent", "buckets", "identity_mean", "identity_max", "buckets_diff")}
     return out
 
 
@@ -152,32 +149,34 @@ def _matched_extent(core, base_idx, direction, target: float, lo: float, hi: flo
     return mid, out
 
 
-def compare(factory, policy_act: Callable, extents: List[float], max_bases: Optional[int] = None,
-            match: bool = True) -> Dict[str, Dict]:
+def _n_bases(factory, max_bases: Optional[int]) -> int:
+    return len(factory.eval_pool_PL) if max_bases is None else min(max_bases, len(factory.eval_pool_PL))
+
+
+def compare(factory, policy_act: Callable, extents: List[float], max_bases: Optional[int] = None) -> Dict[str, Dict]:
     """RL vs linear traversals on every evaluation base, both directions, same cores and steps.
 
-    ``match``: also run the linear traversal whose max I_g (the edit's distance from the base face)
-    equals the policy's (``linear_matched``, bisection between the bracketing extents) and the
-    per-episode bucket difference to it. Max, not mean: a policy that idles first and moves late
-    lowers its mean I_g without editing any better.
+    When the policy's max I_g (the edit's distance from the base face) lies between two extents'
+    it also runs the linear traversal with the same max I_g (``linear_matched``, bisection) and
+    the per-episode bucket difference to it (``buckets_diff``). Max, not mean: a policy that
+    idles first and moves late lowers its mean I_g without editing any better.
     """
-    n_bases = len(factory.eval_pool_PL) if max_bases is None else min(max_bases, len(factory.eval_pool_PL))
+    n_bases = _n_bases(factory, max_bases)
     base_idx = torch.arange(n_bases).repeat(2)
     direction = torch.arange(2).repeat_interleave(n_bases)
     core = factory.eval_core(len(base_idx), seed=0)
     rl = rollout(core, policy_act, base_idx, direction)
     results = {"rl": summarize(rl)}
-    for extent in sorted(extents):
+    extents = sorted(extents)
+    for extent in extents:
         results[f"linear_{extent:g}"] = summarize(rollout(core, linear_policy(core, extent), base_idx, direction))
     target = results["rl"]["identity_max"]
-    bracket = [e for e in sorted(extents) if results[f"linear_{e:g}"]["identity_max"] >= target]
-    below = [e for e in sorted(extents) if results[f"linear_{e:g}"]["identity_max"] < target]
-    if match and bracket and below:
-        extent, lin = _matched_extent(core, base_idx, direction, target, below[-1], bracket[0])
-        results["linear_matched"] = {"extent": extent, **summarize(lin)}
+    below = [e for e in extents if results[f"linear_{e:g}"]["identity_max"] < target]
+    if below and below[-1] != extents[-1]:  # bracketed by the next extent up
+        extent, lin = _matched_extent(core, base_idx, direction, target, below[-1], extents[len(below)])
         diff = rl["buckets"] - lin["buckets"]
-        results["paired_buckets_diff"] = {"mean": diff.mean().item(),
-                                          "stderr": (diff.std() / len(diff) ** 0.5).item()}
+        results["linear_matched"] = {"extent": extent, **summarize(lin), "buckets_diff": {
+            "mean": diff.mean().item(), "stderr": (diff.std() / len(diff) ** 0.5).item()}}
     results["episodes"] = {"bases": n_bases, "directions": 2, "episode_len": core.mdp.episode_len}
     results["versus_linear"] = versus_linear(results)
     return results
@@ -192,6 +191,8 @@ def gradient_direction(core, direction: int, extent: float = 2.0, lam: float = 0
     far a single direction better than the InterfaceGAN boundary goes on this world's models: the
     headroom a policy's learned direction k_gen could take.
     """
+    from rl.envs.face_age import identity_distance
+
     gen, age_model, features = (core.nets[k] for k in ("generator", "age_model", "features"))
     sign = 1.0 if direction == 0 else -1.0
     d = (sign * core.boundary_L.detach().clone()).requires_grad_(True)
@@ -204,7 +205,7 @@ def gradient_direction(core, direction: int, extent: float = 2.0, lam: float = 0
             age0, feat0 = age_model(img0).reshape(-1), features(img0).flatten(1)
         img = gen(z + extent * d / d.norm())
         gain = sign * (age_model(img).reshape(-1) - age0)
-        identity = (features(img).flatten(1) - feat0).pow(2).sum(1)
+        identity = identity_distance(features(img).flatten(1), feat0)
         loss = -gain.mean() + lam * identity.mean()
         d.grad, = torch.autograd.grad(loss, d)
         optim.step()
@@ -215,15 +216,11 @@ def direction_curve(factory, directions: Dict[int, torch.Tensor], extents: List[
                     max_bases: Optional[int] = None) -> Dict[str, Dict[str, float]]:
     """Linear traversals along a chosen unit direction per command (0 ascending, 1 descending) on
     the evaluation bases, scored like :func:`compare`'s rows."""
-    from rl.envs.face_age import FaceAgeCore
-
-    n = len(factory.eval_pool_PL) if max_bases is None else min(max_bases, len(factory.eval_pool_PL))
-    base = factory.base
+    n = _n_bases(factory, max_bases)
     outs: Dict[str, List[Dict[str, torch.Tensor]]] = {}
     for c, d in directions.items():
         # the core moves along −boundary when descending, so it gets −d for c = 1
-        core = FaceAgeCore(factory.eval_pool_PL, boundary_L=d if c == 0 else -d, num_envs=n, seed=0,
-                           **base.nets, **dataclasses.asdict(base.mdp))
+        core = factory.base.spawn(n, 0, pool_PL=factory.eval_pool_PL, boundary_L=d if c == 0 else -d)
         for extent in extents:
             outs.setdefault(f"direction_{extent:g}", []).append(
                 rollout(core, linear_policy(core, extent), torch.arange(n), torch.full((n,), c)))

@@ -439,7 +439,7 @@ def test_warm_start_policy_is_the_linear_traversal():
         factory.agent_hparams("td3", {})
     with pytest.raises(ValueError, match="agent.init_mean and env.warm_start_extent both"):
         factory.agent_hparams("ppo", {"init_mean": [0.0] * (L + 2)})
-    with pytest.raises(ValueError, match=r"warm_start_extent=30.0 needs w1=6 per step"):
+    with pytest.raises(ValueError, match=r"warm_start_extent=30.0: extent 30 needs w1=6.00 per step, outside \[0, action bound 2\]"):
         FaceAgeFactory(core, core.pool_PL, {}, {}, warm_start_extent=30.0).agent_hparams("ppo", {})
     # via the learned direction: the same traversal made by w2·k_gen, which needs a signed k_gen
     with pytest.raises(ValueError, match="warm_start_via='gen' invalid.*signed_gen=true"):

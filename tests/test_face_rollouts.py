@@ -34,8 +34,10 @@ def test_standing_still_reaches_nothing_and_summary_means():
 
 def test_linear_step_beyond_the_action_box_is_refused():
     core = transparent_core(**WIDE)
-    with pytest.raises(ValueError, match=r"extent 50 needs w1=10.00 per step, above the action bound"):
+    with pytest.raises(ValueError, match=r"extent 50 needs w1=10.00 per step, outside \[0, action bound 2\]"):
         linear_policy(core, 50.0)
+    with pytest.raises(ValueError, match=r"extent -1 needs w1=-0.20 per step, outside \[0, action bound 2\]"):
+        linear_policy(core, -1.0)
 
 
 def test_speed_measurement_times_every_network_of_the_core():
@@ -111,7 +113,8 @@ def test_compare_matches_a_linear_policy_to_its_own_extent():
     out = compare(factory, linear_policy(core, 2.3), [1.0, 2.0, 3.0, 4.0])
     # the bisection finds the traversal that edits as far (max I_g = 2.3² ascending) and scores it the same
     assert out["linear_matched"]["extent"] == pytest.approx(2.3, abs=0.04)
-    assert out["paired_buckets_diff"] == {"mean": 0.0, "stderr": 0.0}
+    assert out["linear_matched"]["buckets_diff"] == {"mean": 0.0, "stderr": 0.0}
+    assert out["versus_linear"]["matched"]["buckets_diff"] == {"mean": 0.0, "stderr": 0.0}
     assert out["rl"]["identity_max"] == pytest.approx(out["linear_matched"]["identity_max"], rel=0.04)
     assert out["versus_linear"]["dominated"] == [] and out["episodes"] == {"bases": 1, "directions": 2, "episode_len": 10}
     out["gradient_direction"] = {"cosine_to_k_hyp": {0: 1.0, 1: 1.0}, "direction_2": out["linear_2"]}

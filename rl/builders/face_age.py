@@ -150,10 +150,10 @@ class FaceAgeFactory:
         if self.warm_start_extent is not None:
             if out.get("init_mean") is not None:
                 raise ValueError("agent.init_mean and env.warm_start_extent both set the initial mean: keep one")
-            w1 = float(self.warm_start_extent) / (mdp.episode_len * (1.0 - mdp.inertia))
-            if not 0 <= w1 < mdp.action_bound:
-                raise ValueError(f"warm_start_extent={self.warm_start_extent} needs w1={w1:.3g} per step: "
-                                 f"expected 0 <= w1 < action_bound={mdp.action_bound}")
+            try:
+                w1 = mdp.traversal_w1(float(self.warm_start_extent))
+            except ValueError as err:
+                raise ValueError(f"warm_start_extent={self.warm_start_extent}: {err}") from None
             k = self.boundary_L
             k_gen = 0.5 * mdp.action_bound * k / k.abs().max()  # largest entry at half the bound
             w = [w1, 0.0] if self.warm_start_via == "hyp" else [0.0, w1]

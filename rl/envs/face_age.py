@@ -173,6 +173,15 @@ class AgeMDP:
         if int(self.direction_every) != self.direction_every or self.direction_every < 0:
             raise ValueError(f"direction_every={self.direction_every!r} invalid: expected an int >= 0")
 
+    def traversal_w1(self, extent: float) -> float:
+        """w1 per step that moves ``extent`` boundary units along k_hyp in ``episode_len`` steps
+        (eq. 2 keeps ``1 − T`` of each step); an extent outside ``[0, action_bound]`` per step raises."""
+        w1 = extent / (self.episode_len * (1.0 - self.inertia))
+        if not 0.0 <= w1 <= self.action_bound:
+            raise ValueError(f"extent {extent:g} needs w1={w1:.2f} per step, outside [0, action bound "
+                             f"{self.action_bound:g}]")
+        return w1
+
 
 # ---- the batched core ------------------------------------------------------------------------
 class FaceAgeCore:
@@ -254,9 +263,11 @@ class FaceAgeCore:
         # clones leave inference mode so callers get ordinary tensors
         return age.float().reshape(len(s_RL), -1).squeeze(1).clone(), feat.float().flatten(1).clone()
 
-    def spawn(self, num_envs: int, seed: int | Sequence[int], pool_PL: torch.Tensor | None = None) -> FaceAgeCore:
-        """A new core with the same networks, boundary and MDP (another pool if given)."""
-        return FaceAgeCore(self.pool_PL if pool_PL is None else pool_PL, boundary_L=self.boundary_L,
+    def spawn(self, num_envs: int, seed: int | Sequence[int], pool_PL: torch.Tensor | None = None,
+              boundary_L: torch.Tensor | None = None) -> FaceAgeCore:
+        """A new core with the same networks and MDP (and pool and boundary, unless given)."""
+        return FaceAgeCore(self.pool_PL if pool_PL is None else pool_PL,
+                           boundary_L=self.boundary_L if boundary_L is None else boundary_L,
                            num_envs=num_envs, seed=seed, **self.nets, **dataclasses.asdict(self.mdp))
 
     # ---- core protocol ---------------------------------------------------------------------
