@@ -15,7 +15,7 @@ PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
 # torch first, pinned: a bare "torch" requirement would pull the newest (multi-GB) build.
 "${PIP[@]}" "torch==2.14.1" "torchvision==0.29.1"
 "${PIP[@]}" -e ".[test,faces]"
-# Packages whose declared dependencies are wrong for us (SPEC.md section 4):
+# Packages whose declared dependencies are wrong for us (see docs/experiment-a.md, the offline face world):
 #  - facenet-pytorch pins torch<2.3; gan-face-generate pulls wandb.
 "${PIP[@]}" --no-deps "facenet-pytorch==2.6.0" "gan-face-generate==1.1.1"
 echo "[install] done: $("$VENV/bin/python" -c 'import torch, tianshou, pytorch_lightning as pl; print("torch", torch.__version__, "| tianshou", tianshou.__version__, "| lightning", pl.__version__)')"

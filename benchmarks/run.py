@@ -19,7 +19,8 @@ from typing import Callable, List, Optional
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 
 from configs import load_config  # noqa: E402
-from lightning_modules.runs import new_run_dir, run_cli, save_run_config  # noqa: E402
+from utils.cli import run_cli  # noqa: E402
+from utils.runs import new_run_dir, save_run_config  # noqa: E402
 
 
 def in_result_folder(config: str, schema: type, overrides: List[str], job: Callable[[dict, Path], None]) -> Path:
@@ -36,13 +37,16 @@ def in_result_folder(config: str, schema: type, overrides: List[str], job: Calla
 
 
 def run_mnist_task(bench: dict, out_dir: Path) -> None:
-    from benchmarks.mnist_task import evaluate, train_stages
+    from benchmarks.mnist_task import check_bench, evaluate, train_stages
     from benchmarks.mnist_task_report import write_mnist_task_report
 
     start = time.time()
-    runs = train_stages(bench)
+    check_bench(bench)
+    stages = train_stages(bench)
+    runs = {key: stage.run for key, stage in stages.items()}
+    walls = {key: stage.wall_s for key, stage in stages.items() if stage.wall_s is not None}
     results = evaluate(bench, runs, out_dir)
-    write_mnist_task_report(bench, runs, results, out_dir, wall_s=time.time() - start)
+    write_mnist_task_report(bench, runs, results, out_dir, wall_s=time.time() - start, stage_wall_s=walls)
 
 
 def run_compare_interfacegan(bench: dict, out_dir: Path) -> None:
@@ -55,14 +59,22 @@ def run_compare_interfacegan(bench: dict, out_dir: Path) -> None:
 
 
 def run_transformations(bench: dict, out_dir: Path) -> None:
-    from benchmarks.transformations import check_bench, evaluate, train_stages
+    from benchmarks.transformations import (
+        check_bench,
+        evaluate,
+        run_folders,
+        stage_walls,
+        train_stages,
+    )
     from benchmarks.transformations_report import write_transformations_report
 
     start = time.time()
     check_bench(bench)
-    runs = train_stages(bench)
+    stages = train_stages(bench)
+    runs = run_folders(stages)
     results = evaluate(bench, runs, out_dir)
-    write_transformations_report(bench, runs, results, out_dir, wall_s=time.time() - start)
+    write_transformations_report(bench, runs, results, out_dir, wall_s=time.time() - start,
+                                 stage_wall_s=stage_walls(stages))
 
 
 def main(argv: Optional[List[str]] = None) -> int:

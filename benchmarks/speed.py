@@ -1,4 +1,4 @@
-"""Environment throughput (SPEC §5): batched core vs DummyVectorEnv, and step time vs bare forwards.
+"""Environment throughput: batched core vs DummyVectorEnv, and step time vs bare forwards.
 
 Each network inside a core is wrapped by :class:`Timed`, so the "bare forward" time is exactly
 the forward passes a batched step contains; the overhead ratio is step time / that time.

@@ -1,4 +1,4 @@
-"""``benchmarks/run.py --suite speed``: throughput of every latent environment (SPEC §5)."""
+"""``benchmarks/run.py --suite speed``: throughput of every latent environment."""
 import os
 from pathlib import Path
 from typing import Any, Dict, List
@@ -9,9 +9,10 @@ from benchmarks.report import markdown_table, write_summary, write_table
 from benchmarks.speed import measure_env
 from configs import load_config
 from configs.schema import RLConfig
-from lightning_modules.runs import atomic_write_text
 from rl.builders import get_env_builder
 from rl.train import SECTIONS
+from utils.errors import UserError
+from utils.io import atomic_write_text
 
 ENV_CONFIGS = {"mnist_task": "mnist_task", "face_age": "age_ppo"}
 
@@ -21,11 +22,11 @@ def run_speed(bench: Dict[str, Any], out_dir: Path) -> Dict[str, Any]:
     ``bench['num_threads']`` and write the report files."""
     threads = bench["num_threads"]
     if not threads or any(int(t) < 1 for t in threads):
-        raise ValueError(f"num_threads={threads} invalid: expected a non-empty list of ints >= 1")
+        raise UserError(f"num_threads={threads} invalid: expected a non-empty list of ints >= 1")
     rows: List[Dict[str, Any]] = []
     for env in bench["envs"]:
         if env not in ENV_CONFIGS:
-            raise ValueError(f"unknown env '{env}' in envs; expected some of {sorted(ENV_CONFIGS)}")
+            raise UserError(f"unknown env '{env}' in envs; expected some of {sorted(ENV_CONFIGS)}")
         cfg = load_config(ENV_CONFIGS[env], bench["env_overrides"].get(env, []), schema=RLConfig, sections=SECTIONS)
         factory = get_env_builder(env)(**{k: v for k, v in cfg["env"].items() if k != "name"})
         for n_threads in threads:

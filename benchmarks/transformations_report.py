@@ -8,7 +8,8 @@ from typing import Any, Dict, List
 
 from benchmarks.report import markdown_table, write_summary, write_table
 from evaluation.transform import mean_std
-from lightning_modules.runs import atomic_write_bytes, atomic_write_text, run_info
+from utils.io import atomic_write_bytes, atomic_write_text
+from utils.runs import run_info
 
 log = logging.getLogger(__name__)
 METHODS = ("transform_pg", "transform_rnn", "pixel_interp", "ae_interp")
@@ -44,7 +45,7 @@ def _curves(runs: Dict[str, Any]) -> Dict[str, Dict[int, Dict[str, list]]]:
     for seed, run in runs["transform_pg"].items():
         rows = json.loads((Path(run) / "curve.json").read_text())
         curves["transform_pg"][seed] = {
-            "train": [(r["episodes"], r["train_return"]) for r in rows],
+            "train": [(r["episodes"], r["train_return"]) for r in rows if "train_return" in r],
             "heldout": [(r["episodes"], r["test_return"]) for r in rows if "test_return" in r]}
     for seed, run in runs["transform_rnn"].items():
         batch = run_info(run)["data"]["batch_size"]
@@ -99,15 +100,16 @@ def _pm(row: Dict[str, Any], key: str) -> str:
 
 
 def write_transformations_report(bench: Dict[str, Any], runs: Dict[str, Any], results: Dict[str, Any], out_dir: Path,
-                                 wall_s: float) -> None:
-    """Write table.csv, summary.json, curves.png and report.md (atomically) into ``out_dir``."""
+                                 wall_s: float, stage_wall_s: Dict[str, float]) -> None:
+    """Write table.csv, summary.json, curves.png and report.md (atomically) into ``out_dir``;
+    ``stage_wall_s``: the stages trained here -> seconds."""
     table = aggregate(results["rows"])
     write_table(table, out_dir / "table.csv")
     refs = {r["method"]: r["return_mean"] for r in table if r["seeds"] == 0}
     has_curves = plot_curves(runs, refs, out_dir / "curves.png")
     best, best_learned = winners(table), winners(table, learned_only=True)
     runs_str = {k: ({s: str(p) for s, p in v.items()} if isinstance(v, dict) else str(v)) for k, v in runs.items()}
-    write_summary({"experiment": "transformations", "wall_s": round(wall_s, 1), "stage_wall_s": bench.get("_wall", {}),
+    write_summary({"experiment": "transformations", "wall_s": round(wall_s, 1), "stage_wall_s": stage_wall_s,
                    "runs": runs_str, "objective": bench["objective"], "winners": best,
                    "winners_learned": best_learned, "table": table, **results,
                    "roles": {"reward_discriminator": runs_str["discriminator"],
@@ -124,7 +126,7 @@ def write_transformations_report(bench: Dict[str, Any], runs: Dict[str, Any], re
         f"{obj['distance_weight']} · {obj['distance']} distance at the last step (step penalty {obj['step_penalty']}, "
         f"max-step penalty {obj['max_step_penalty']}, goal tolerance {obj['goal_tolerance']}).",
         f"Learned methods: mean ± std (population) over seeds {bench['seeds']}. Whole benchmark wall time: {wall_s / 60:.1f} min "
-        f"(stages trained here: {bench.get('_wall', {}) or 'none'}).", "",
+        f"(stages trained here: {stage_wall_s or 'none'}).", "",
         "Columns: return = sum of the shared rewards (higher is better); final_l2 = ‖x_T − x_g‖₂ over pixels; "
         "final_ae = RMS of the standardised AE-code difference; realism = mean p(real) of x_1..x_T by the reward's "
         "discriminator; judge_realism = the same by an independent discriminator (another seed and width) that no "

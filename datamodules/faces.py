@@ -1,4 +1,4 @@
-"""Labelled face photos (UTKFace folders, IMDB-WIKI .mat files) as dict batches (SPEC §2).
+"""Labelled face photos (UTKFace folders, IMDB-WIKI .mat files) as dict batches (docs/experiment-a.md).
 
 Batch keys: ``image`` N×3×R×R float in [-1, 1] (the generators' range; R = ``resolution``,
 default 64 = the offline DCGAN's), ``age`` N float32 years, ``gender`` N int64.
@@ -24,6 +24,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from datamodules.common import SplitDataModule
+from utils.errors import MissingFileError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,8 @@ def scan_utkface(root: str) -> Tuple[List[Path], np.ndarray, np.ndarray]:
     """
     folder = Path(root)
     if not folder.is_dir():
-        raise FileNotFoundError(f"UTKFace folder '{root}' does not exist (set data.root to a folder of "
-                                "UTKFace images, e.g. ../shared/data/utkface/crop_part1)")
+        raise MissingFileError(f"UTKFace folder '{root}' does not exist (set data.root to a folder of "
+                               "UTKFace images, e.g. ../shared/data/utkface/crop_part1)")
     paths, ages, genders, bad = [], [], [], []
     for path in sorted(folder.iterdir()):
         if not path.name.lower().endswith(IMAGE_SUFFIXES):
@@ -68,8 +69,8 @@ def scan_utkface(root: str) -> Tuple[List[Path], np.ndarray, np.ndarray]:
                     "{age}_{gender}_{race}_{17-digit stamp}.jpg[.chip.jpg]): %s",
                     len(bad), root, ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else ""))
     if not paths:
-        raise ValueError(f"no usable UTKFace images in '{root}' ({len(bad)} malformed names); expected "
-                         "files named {age}_{gender}_{race}_{stamp}.jpg[.chip.jpg]")
+        raise UserError(f"no usable UTKFace images in '{root}' ({len(bad)} malformed names); expected "
+                        "files named {age}_{gender}_{race}_{stamp}.jpg[.chip.jpg]")
     return paths, np.asarray(ages, np.float32), np.asarray(genders, np.int64)
 
 
@@ -107,16 +108,16 @@ def read_imdb_wiki_mat(path: str, db: str, min_face_score: float = 1.0
     from scipy.io import loadmat
 
     if not Path(path).is_file():
-        raise FileNotFoundError(f"IMDB-WIKI file '{path}' does not exist")
+        raise MissingFileError(f"IMDB-WIKI file '{path}' does not exist")
     mat = loadmat(path)
     if db not in mat:
         keys = sorted(k for k in mat if not k.startswith("__"))
-        raise ValueError(f"'{path}' has no '{db}' struct; top-level keys: {keys}")
+        raise UserError(f"'{path}' has no '{db}' struct; top-level keys: {keys}")
     meta = mat[db][0, 0]
     names = meta.dtype.names or ()
     missing = [f for f in MAT_FIELDS if f not in names]
     if missing:
-        raise ValueError(f"'{path}' [{db}] lacks field(s) {missing}; expected {list(MAT_FIELDS)}, found {list(names)}")
+        raise UserError(f"'{path}' [{db}] lacks field(s) {missing}; expected {list(MAT_FIELDS)}, found {list(names)}")
     col = {f: np.asarray(meta[f]).reshape(-1) for f in MAT_FIELDS}
     age = imdb_wiki_age(col["dob"].astype(np.float64), col["photo_taken"].astype(np.float64))
     face = col["face_score"].astype(np.float64)
@@ -126,8 +127,8 @@ def read_imdb_wiki_mat(path: str, db: str, min_face_score: float = 1.0
     gender = np.where(np.isnan(raw_gender), UNKNOWN_GENDER, np.where(raw_gender == 1, MALE, FEMALE))
     idx = np.flatnonzero(keep)
     if len(idx) == 0:
-        raise ValueError(f"no usable entries in '{path}' [{db}] out of {len(age)}: none has a finite face_score > "
-                         f"{min_face_score}, no second face and 0 < age <= 100")
+        raise UserError(f"no usable entries in '{path}' [{db}] out of {len(age)}: none has a finite face_score > "
+                        f"{min_face_score}, no second face and 0 < age <= 100")
     paths = [str(np.asarray(col["full_path"][i]).reshape(-1)[0]) for i in idx]
     log.info("IMDB-WIKI '%s' [%s]: kept %d of %d entries", path, db, len(idx), len(age))
     return paths, age[idx].astype(np.float32), gender[idx].astype(np.int64)
@@ -168,12 +169,12 @@ class _FaceDataModule(SplitDataModule):
     def _init_common(self, batch_size: int, resolution: int, val_fraction: float, test_fraction: float,
                      split_seed: int, max_samples: Optional[int]) -> None:
         if resolution <= 0 or batch_size <= 0:
-            raise ValueError(f"resolution and batch_size must be positive, got {resolution} and {batch_size}")
+            raise UserError(f"resolution and batch_size must be positive, got {resolution} and {batch_size}")
         if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
-            raise ValueError(f"val_fraction={val_fraction} and test_fraction={test_fraction} must be >= 0 "
-                             "and sum to less than 1")
+            raise UserError(f"val_fraction={val_fraction} and test_fraction={test_fraction} must be >= 0 "
+                            "and sum to less than 1")
         if max_samples is not None and max_samples <= 0:
-            raise ValueError(f"max_samples must be positive or None, got {max_samples}")
+            raise UserError(f"max_samples must be positive or None, got {max_samples}")
         self._cache: Optional[torch.Tensor] = None
 
     def _records(self) -> Tuple[List[Path], np.ndarray, np.ndarray]:
@@ -193,8 +194,8 @@ class _FaceDataModule(SplitDataModule):
         n = len(paths)
         n_val, n_test = int(round(n * hp.val_fraction)), int(round(n * hp.test_fraction))
         if n - n_val - n_test <= 0:
-            raise ValueError(f"{n} faces are too few for val_fraction={hp.val_fraction}, "
-                             f"test_fraction={hp.test_fraction}")
+            raise UserError(f"{n} faces are too few for val_fraction={hp.val_fraction}, "
+                            f"test_fraction={hp.test_fraction}")
         order = torch.arange(n)
         parts = {"val": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}
         if hp.cache:
@@ -260,7 +261,7 @@ class ImdbWikiDataModule(_FaceDataModule):
         super().__init__()
         self.save_hyperparameters()
         if db not in ("imdb", "wiki"):
-            raise ValueError(f"db must be 'imdb' or 'wiki', got {db!r}")
+            raise UserError(f"db must be 'imdb' or 'wiki', got {db!r}")
         self._init_common(batch_size, resolution, val_fraction, test_fraction, split_seed, max_samples)
 
     def _records(self) -> Tuple[List[Path], np.ndarray, np.ndarray]:
@@ -268,11 +269,11 @@ class ImdbWikiDataModule(_FaceDataModule):
         rel, ages, genders = read_imdb_wiki_mat(hp.mat_path, hp.db, hp.min_face_score)
         root = Path(hp.image_root) if hp.image_root is not None else Path(hp.mat_path).parent
         if not root.is_dir():
-            raise FileNotFoundError(f"IMDB-WIKI image folder '{root}' does not exist")
+            raise MissingFileError(f"IMDB-WIKI image folder '{root}' does not exist")
         paths = [root / p for p in rel]
         exists = np.array([p.is_file() for p in paths], dtype=bool)
         if not exists.any():
-            raise FileNotFoundError(f"none of the {len(paths)} images listed in '{hp.mat_path}' exist under '{root}'")
+            raise MissingFileError(f"none of the {len(paths)} images listed in '{hp.mat_path}' exist under '{root}'")
         if not exists.all():
             log.warning("%d of %d IMDB-WIKI images listed in '%s' are missing under '%s'; dropped",
                         int((~exists).sum()), len(paths), hp.mat_path, root)

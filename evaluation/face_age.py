@@ -1,23 +1,20 @@
-"""Experiment A rollouts: the RL policy and linear traversals along k_hyp on the same base faces.
-
-    python -m evaluation.face_age RUN_FOLDER [--steps N] [--extents 3,5]
+"""Experiment A rollouts: a policy and linear traversals along k_hyp on the same base faces
+(the command line is ``python -m rl.evaluate RUN_FOLDER``).
 
 Every base latent of the *evaluation* pool (unseen in training) is run in both directions for
 ``episode_len`` steps. Scores come from the env's own models (the reward age regressor and the
 identity features F): this checks that the agent learned its MDP; the independent judges of the
-InterfaceGAN comparison live in ``benchmarks/``. Writes ``rollouts.json`` and ``trajectories.png``
-(the policy's episodes from the first four evaluation faces, ascending then descending) into the run folder.
+InterfaceGAN comparison live in ``benchmarks/``. Every function takes a face core (or its factory)
+built by ``rl.builders.face_age``; this module imports nothing of ``rl``.
 """
-import argparse
 import io
-import json
-import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import torch
 
-from lightning_modules.runs import atomic_write_bytes, atomic_write_text
+from evaluation.face_metrics import identity_distance
+from utils.io import atomic_write_bytes
 
 
 @torch.inference_mode()
@@ -191,8 +188,6 @@ def gradient_direction(core, direction: int, extent: float = 2.0, lam: float = 0
     far a single direction better than the InterfaceGAN boundary goes on this world's models: the
     headroom a policy's learned direction k_gen could take.
     """
-    from rl.envs.face_age import identity_distance
-
     gen, age_model, features = (core.nets[k] for k in ("generator", "age_model", "features"))
     sign = 1.0 if direction == 0 else -1.0
     d = (sign * core.boundary_L.detach().clone()).requires_grad_(True)
@@ -235,49 +230,3 @@ def table_lines(results: Dict[str, Dict]) -> List[str]:
             f"  I_g mean {r['identity_mean']:.1f} max {r['identity_max']:.1f}  left typical set "
             f"{100 * r['left_typical_rate']:.1f} %"
             for name, r in rows.items() if name.startswith(("rl", "linear_", "gradient_direction_"))]
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    from configs import load_config
-    from configs.schema import RLConfig
-    from lightning_modules.runs import run_cli
-    from rl.agents import act, load_policy
-    from rl.builders import get_env_builder
-    from rl.train import SECTIONS
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir")
-    parser.add_argument("--extents", default="1,2,3,4,5", help="linear traversal lengths in boundary units")
-    parser.add_argument("--max-bases", type=int, default=None)
-    parser.add_argument("--gradient-direction", action="store_true",
-                        help="also fit one direction per command by gradient through the networks (a non-RL "
-                             "reference, see gradient_direction) and run it at the same extents")
-    args = parser.parse_args(argv)
-
-    def job() -> Path:
-        torch.set_num_threads(1)
-        cfg = load_config(args.run_dir, [], schema=RLConfig, sections=SECTIONS)
-        factory = get_env_builder(cfg["env"]["name"])(**{k: v for k, v in cfg["env"].items() if k != "name"})
-        policy = load_policy(args.run_dir)
-        extents = [float(e) for e in args.extents.split(",")]
-        results = compare(factory, lambda obs: act(policy, obs), extents, args.max_bases)
-        if args.gradient_direction:
-            with torch.inference_mode(False):
-                directions = {c: gradient_direction(factory.base, c) for c in (0, 1)}
-            results["gradient_direction"] = {
-                "cosine_to_k_hyp": {c: abs(float(d @ factory.boundary_L)) for c, d in directions.items()},
-                **direction_curve(factory, directions, extents, args.max_bases)}
-        path = Path(args.run_dir) / "rollouts.json"
-        atomic_write_text(path, json.dumps(results, indent=2))
-        print("\n".join(table_lines(results)))
-        print(f"versus linear: {results['versus_linear']}")
-        # the strips rl.train writes during training, for the saved policy
-        strip = trajectory_strip(*strip_episodes(factory), lambda obs: act(policy, obs),
-                                 Path(args.run_dir) / "trajectories.png")
-        print(f"trajectory strip (first half of the rows ascending, then descending): {strip}")
-        return path
-    return run_cli(job)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

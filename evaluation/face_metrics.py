@@ -1,4 +1,4 @@
-"""Experiment A's evaluation metrics (SPEC §2): plain functions + thin torchmetrics classes.
+"""Experiment A's evaluation metrics (docs/experiment-a.md): plain functions + thin torchmetrics classes.
 
 Shapes: N base faces, T trajectory steps, F embedding size. Conventions shared with the env
 (``rl/envs/face_age.py``): ``direction`` 0 = ascending (older), 1 = descending (younger); gender
@@ -18,6 +18,11 @@ log = logging.getLogger(__name__)
 def _check(cond: bool, msg: str) -> None:
     if not cond:
         raise ValueError(msg)
+
+
+def identity_distance(feat_NF: torch.Tensor, base_feat_NF: torch.Tensor) -> torch.Tensor:
+    """Eq. 8: ``I_g = ‖F(G(s_t)) − F(G(s_base))‖²`` per row, N float."""
+    return (feat_NF.float() - base_feat_NF.float()).pow(2).flatten(1).sum(1)
 
 
 def identity_cosines(base_emb_NF: torch.Tensor, traj_emb_NTF: torch.Tensor) -> torch.Tensor:

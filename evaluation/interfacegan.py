@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from sklearn import svm
 
+from utils.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
@@ -27,14 +29,14 @@ def _as_numpy(x: Any, name: str) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
     if not isinstance(x, np.ndarray):
-        raise ValueError(f"`{name}` must be a numpy array or torch tensor, got {type(x).__name__}")
+        raise UserError(f"`{name}` must be a numpy array or torch tensor, got {type(x).__name__}")
     return x
 
 
 def _unit(v: np.ndarray, name: str) -> np.ndarray:
     norm = float(np.linalg.norm(v))
     if not np.isfinite(norm) or norm < 1e-12:
-        raise ValueError(f"`{name}` has norm {norm}: expected a finite non-zero direction")
+        raise UserError(f"`{name}` has norm {norm}: expected a finite non-zero direction")
     return (v / norm).astype(np.float32)
 
 
@@ -45,8 +47,26 @@ def _boundary_vector(boundary: Any, latent_dim: int | None = None) -> np.ndarray
         b = b[0]
     if b.ndim != 1 or (latent_dim is not None and b.shape[0] != latent_dim):
         want = f"[{latent_dim}] or [1, {latent_dim}]" if latent_dim else "[latent_dim] or [1, latent_dim]"
-        raise ValueError(f"Input `boundary` should have shape {want}, got {list(b.shape)}")
+        raise UserError(f"Input `boundary` should have shape {want}, got {list(b.shape)}")
     return b
+
+
+def _checked_samples(latents_NL: Any, scores_N: Any) -> tuple[np.ndarray, np.ndarray]:
+    # N×L latents and N finite scores (N×1 accepted, InterfaceGAN's layout)
+    z = _as_numpy(latents_NL, "latents_NL")
+    if z.ndim != 2:
+        raise UserError(f"Input `latents_NL` should have shape [num_samples, latent_dim], "
+                        f"got {list(z.shape)}")
+    s = _as_numpy(scores_N, "scores_N")
+    if s.ndim == 2 and s.shape[1] == 1:
+        s = s[:, 0]
+    if s.ndim != 1 or s.shape[0] != z.shape[0]:
+        raise UserError(f"Input `scores_N` should have shape [{z.shape[0]}] or [{z.shape[0]}, 1] "
+                        f"to match `latents_NL` {list(z.shape)}, got {list(s.shape)}")
+    if not (np.isfinite(z).all() and np.isfinite(s).all()):
+        raise UserError("`latents_NL` and `scores_N` must be finite (InterfaceGAN's invalid_value "
+                        "filtering is the caller's job)")
+    return z, s
 
 
 def train_boundary(
@@ -73,26 +93,14 @@ def train_boundary(
         ``val_acc`` (NaN when there is no validation sample), ``n_pos``, ``n_neg``, ``n_train``,
         ``n_val``, ``pos_min_score``, ``neg_max_score``, ``cosine_to_mean_diff``.
     """
-    z = _as_numpy(latents_NL, "latents_NL")
-    if z.ndim != 2:
-        raise ValueError(f"Input `latents_NL` should have shape [num_samples, latent_dim], "
-                         f"got {list(z.shape)}")
-    s = _as_numpy(scores_N, "scores_N")
-    if s.ndim == 2 and s.shape[1] == 1:
-        s = s[:, 0]
-    if s.ndim != 1 or s.shape[0] != z.shape[0]:
-        raise ValueError(f"Input `scores_N` should have shape [{z.shape[0]}] or [{z.shape[0]}, 1] "
-                         f"to match `latents_NL` {list(z.shape)}, got {list(s.shape)}")
-    if not (np.isfinite(z).all() and np.isfinite(s).all()):
-        raise ValueError("`latents_NL` and `scores_N` must be finite (InterfaceGAN's invalid_value "
-                         "filtering is the caller's job)")
+    z, s = _checked_samples(latents_NL, scores_N)
     if not (0.0 < ratio <= 0.5) or not (0.0 < split < 1.0):
-        raise ValueError(f"ratio={ratio}, split={split}: expected 0 < ratio <= 0.5, 0 < split < 1")
+        raise UserError(f"ratio={ratio}, split={split}: expected 0 < ratio <= 0.5, 0 < split < 1")
     chosen = int(z.shape[0] * ratio)
     n_train = int(chosen * split)
     if n_train < 1:
-        raise ValueError(f"ratio={ratio} of {z.shape[0]} samples gives {chosen} per class and "
-                         f"{n_train} for training: use more samples or a larger ratio")
+        raise UserError(f"ratio={ratio} of {z.shape[0]} samples gives {chosen} per class and "
+                        f"{n_train} for training: use more samples or a larger ratio")
     order = np.argsort(-s, kind="stable")  # highest score first
     pos, neg = z[order[:chosen]], z[order[-chosen:]]
     rng = np.random.default_rng(seed)
@@ -134,11 +142,11 @@ def project_boundary(primal_L: Any, *conditions_L: Any) -> np.ndarray:
     q, r = np.linalg.qr(conds)
     diag = np.abs(np.diag(r))
     if diag.min() < 1e-6 * max(diag.max(), 1e-12):
-        raise ValueError(f"the {conds.shape[1]} condition boundaries are linearly dependent: "
-                         "pass independent directions")
+        raise UserError(f"the {conds.shape[1]} condition boundaries are linearly dependent: "
+                        "pass independent directions")
     new = primal - q @ (q.T @ primal)
     if np.linalg.norm(new) < 1e-6 * np.linalg.norm(primal):
-        raise ValueError("`primal_L` lies in the span of the conditions: nothing is left to edit")
+        raise UserError("`primal_L` lies in the span of the conditions: nothing is left to edit")
     return _unit(new, "projected boundary")
 
 
@@ -162,11 +170,11 @@ def linear_interpolate(
     """
     z = _as_numpy(latents_NL, "latents_NL").astype(np.float64)
     if z.ndim != 2:
-        raise ValueError(f"Input `latents_NL` should have shape [num_samples, latent_dim], "
-                         f"got {list(z.shape)}")
+        raise UserError(f"Input `latents_NL` should have shape [num_samples, latent_dim], "
+                        f"got {list(z.shape)}")
     n = _unit(_boundary_vector(boundary_L, z.shape[1]), "boundary_L").astype(np.float64)
     if int(steps) != steps or steps < 1:
-        raise ValueError(f"steps={steps}: expected an int >= 1")
+        raise UserError(f"steps={steps}: expected an int >= 1")
     targets_S = np.linspace(start, end, int(steps))
     dist_N = z @ n
     offsets_NS = targets_S[None, :] - (0.0 if relative else dist_N[:, None])
@@ -191,13 +199,13 @@ def score_latents(
         ``(latents_NL float32 CPU, scores_N float32 CPU)``.
     """
     if n < 1 or batch_size < 1:
-        raise ValueError(f"n={n}, batch_size={batch_size}: expected both >= 1")
+        raise UserError(f"n={n}, batch_size={batch_size}: expected both >= 1")
     z_NL = generator.sample(int(n), torch.Generator().manual_seed(int(seed)))
     scores = []
     for chunk in z_NL.split(int(batch_size)):
         out = scorer(generator(chunk))
         if out.numel() != len(chunk):
-            raise ValueError(f"scorer returned shape {tuple(out.shape)} for {len(chunk)} images: "
-                             "expected one score per image")
+            raise UserError(f"scorer returned shape {tuple(out.shape)} for {len(chunk)} images: "
+                            "expected one score per image")
         scores.append(out.reshape(-1).float().cpu())
     return z_NL.float().cpu(), torch.cat(scores)

@@ -1,4 +1,4 @@
-"""Independent judges of experiment A: pretrained face models that score generated faces (SPEC §2, §4).
+"""Independent judges of experiment A: pretrained face models that score generated faces (docs/experiment-a.md).
 
 Every judge takes images ``N×3×H×W`` float in [-1, 1] (the generators' output) and converts them
 once with :func:`images_to_uint8` (what a saved PNG would show). Judges never sit inside a
@@ -26,6 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from utils.errors import MissingFileError, UnknownNameError, UserError
+
 log = logging.getLogger(__name__)
 
 FACE_MODELS_PACKAGE = "face_recognition_models"
@@ -40,16 +42,16 @@ RANGE_TOLERANCE = 1e-3  # float noise around tanh's [-1, 1]; anything further is
 def images_to_uint8(images_NCHW: torch.Tensor) -> np.ndarray:
     """N×3×H×W float in [-1, 1] -> N×H×W×3 uint8 RGB (C-contiguous), rounded like a saved PNG."""
     if not isinstance(images_NCHW, torch.Tensor):
-        raise ValueError(f"images must be a torch.Tensor N×3×H×W in [-1, 1], got {type(images_NCHW).__name__}")
+        raise UserError(f"images must be a torch.Tensor N×3×H×W in [-1, 1], got {type(images_NCHW).__name__}")
     shape = tuple(images_NCHW.shape)
     if images_NCHW.ndim != 4 or shape[1] != 3 or shape[2] < 2 or shape[3] < 2:
-        raise ValueError(f"images must have shape N×3×H×W (H, W >= 2), got {shape}")
+        raise UserError(f"images must have shape N×3×H×W (H, W >= 2), got {shape}")
     if not images_NCHW.is_floating_point():
-        raise ValueError(f"images must be float in [-1, 1], got dtype {images_NCHW.dtype} (shape {shape})")
+        raise UserError(f"images must be float in [-1, 1], got dtype {images_NCHW.dtype} (shape {shape})")
     x = images_NCHW.detach().float().cpu()
     if x.numel() and (not torch.isfinite(x).all() or x.min() < -1 - RANGE_TOLERANCE or x.max() > 1 + RANGE_TOLERANCE):
-        raise ValueError(f"images of shape {shape} must lie in [-1, 1], got range "
-                         f"[{x.min().item():.3g}, {x.max().item():.3g}] (pass generator outputs, not [0, 1] or 0..255)")
+        raise UserError(f"images of shape {shape} must lie in [-1, 1], got range "
+                        f"[{x.min().item():.3g}, {x.max().item():.3g}] (pass generator outputs, not [0, 1] or 0..255)")
     arr = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return np.ascontiguousarray(arr.permute(0, 2, 3, 1).numpy())
 
@@ -96,9 +98,9 @@ class DlibIdentityJudge:
         paths = [folder / self.SHAPE_FILE, folder / self.RESNET_FILE]
         for path in paths:
             if not path.is_file():
-                raise FileNotFoundError(f"dlib model file '{path}' is missing; install it with `{DLIB_INSTALL}`")
+                raise MissingFileError(f"dlib model file '{path}' is missing; install it with `{DLIB_INSTALL}`")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise UserError(f"batch_size must be >= 1, got {batch_size}")
         self._shape = self._dlib.shape_predictor(str(paths[0]))
         self._net = self._dlib.face_recognition_model_v1(str(paths[1]))
         self.num_jitters, self.batch_size = int(num_jitters), int(batch_size)
@@ -164,7 +166,7 @@ class FacenetIdentityJudge:
         for path in candidates:
             if path.is_file():
                 return path
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"facenet weights file '{FACENET_WEIGHTS}' not found (looked at {[str(p) for p in candidates]}); "
             f"download {FACENET_URL} on a machine with internet and copy it to {candidates[0]} "
             "(or pass weights_path=...); this suite never downloads it")
@@ -259,5 +261,5 @@ def available_judges() -> List[str]:
 def build_judge(name: str, **kwargs):
     """The judge registered as ``name`` built with ``kwargs`` (``build_judge("dlib")``)."""
     if name not in JUDGES:
-        raise KeyError(f"unknown judge '{name}'; expected one of {available_judges()}")
+        raise UnknownNameError(f"unknown judge '{name}'; expected one of {available_judges()}")
     return JUDGES[name](**kwargs)

@@ -1,4 +1,4 @@
-"""Experiment B's evaluation protocol (SPEC §1), batched over digits *and* tasks.
+"""Experiment B's evaluation protocol (docs/experiment-b.md), batched over digits *and* tasks.
 
 For every held-out digit and every task of the set: encode the (optionally noisy) digit, act,
 decode ``Dec(G(z))`` and ask the independent judge whether it shows the target. The reward
@@ -18,7 +18,7 @@ from torchmetrics import MeanMetric
 
 from datamodules.mnist import add_pixel_noise
 from evaluation.metrics import TaskAccuracy
-from lightning_modules.runs import atomic_write_bytes
+from utils.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

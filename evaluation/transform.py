@@ -1,5 +1,6 @@
-"""Experiment C's rewards and scores (SPEC §3), shared by the RL environment, the BPTT baseline's
-loss and the benchmark, so all three optimise and report exactly the same quantities.
+"""Experiment C's rewards and scores, shared by the RL environment, the BPTT baseline's loss and the
+benchmark, so all three optimise and report exactly the same quantities (settings:
+:class:`configs.schema.TransformRewards`).
 
 Per step t = 1..T, for the image x_t a method produced on its way from x_s to the goal x_g:
 
@@ -12,7 +13,6 @@ or the first step whose distance is ≤ ``goal_tolerance`` (when set: the episod
 goal counts as reached and no max-step penalty applies).
 """
 import io
-import math
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Union
 
@@ -20,56 +20,32 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_modules.runs import atomic_write_bytes, load_module
-
-
-def _check(name: str, value: float, minimum: float = 0.0, strict: bool = False) -> float:
-    value = float(value)
-    if not (math.isfinite(value) and (value > minimum if strict else value >= minimum)):
-        raise ValueError(f"{name}={value} invalid: expected a finite number {'>' if strict else '>='} {minimum}")
-    return value
-
-
-def check_objective(realism_weight: float, realism_score: str, distance: str, distance_weight: float,
-                    step_penalty: float, max_step_penalty: float, goal_tolerance: Optional[float], steps: int) -> Dict[str, float]:
-    """Validate the reward settings (one-line ValueErrors naming the value); return the four weights."""
-    if realism_score not in ("log_prob", "prob"):
-        raise ValueError(f"realism_score={realism_score!r} invalid: expected 'log_prob' or 'prob'")
-    if distance not in ("l2", "ae"):
-        raise ValueError(f"distance={distance!r} invalid: expected 'l2' or 'ae'")
-    if int(steps) != steps or steps < 1:
-        raise ValueError(f"steps={steps} invalid: expected an int >= 1")
-    if goal_tolerance is not None:
-        _check("goal_tolerance", goal_tolerance)
-    return {k: _check(k, v) for k, v in (("realism_weight", realism_weight), ("distance_weight", distance_weight),
-                                          ("step_penalty", step_penalty), ("max_step_penalty", max_step_penalty))}
+from configs.schema import TransformRewards
+from utils.errors import UserError
+from utils.io import atomic_write_bytes
 
 
 class TransformObjective(nn.Module):
-    """Frozen discriminator (+ AE encoder) and the reward weights of experiment C.
+    """Frozen discriminator (+ AE encoder) and the reward settings of experiment C.
 
     Args:
         discriminator: image N×1×28×28 -> realism logit N (frozen).
         encoder: image -> AE code N×D, needed by ``distance='ae'`` and the AE-distance score.
         code_std_D: per-dimension std of training codes (standardises AE distances).
-        realism_weight, distance_weight, step_penalty, max_step_penalty: ≥ 0.
-        goal_tolerance: None (fixed T steps) or a distance ≤ which the episode ends early.
-        steps: T ≥ 1.
+        rewards: the weights, the distance, the number of steps T and the goal tolerance.
     """
 
     def __init__(self, discriminator: nn.Module, encoder: Optional[nn.Module] = None,
-                 code_std_D: Optional[torch.Tensor] = None, realism_weight: float = 1.0,
-                 realism_score: str = "log_prob", distance: str = "l2", distance_weight: float = 2.0,
-                 step_penalty: float = 0.0, max_step_penalty: float = 0.0, goal_tolerance: Optional[float] = None,
-                 steps: int = 5):
+                 code_std_D: Optional[torch.Tensor] = None, rewards: Optional[TransformRewards] = None):
         super().__init__()
-        if distance == "ae" and (encoder is None or code_std_D is None):
-            raise ValueError("distance='ae' needs the autoencoder: set ae_checkpoint")
-        self.weights = check_objective(realism_weight=realism_weight, realism_score=realism_score, distance=distance,
-                                       distance_weight=distance_weight, step_penalty=step_penalty,
-                                       max_step_penalty=max_step_penalty, goal_tolerance=goal_tolerance, steps=steps)
-        self.goal_tolerance = goal_tolerance
-        self.realism_score, self.distance_kind, self.steps = realism_score, distance, int(steps)
+        rewards = TransformRewards() if rewards is None else rewards
+        if rewards.distance == "ae" and (encoder is None or code_std_D is None):
+            raise UserError("distance='ae' needs the autoencoder: set ae_checkpoint")
+        self.rewards = rewards
+        self.weights = {k: float(getattr(rewards, k)) for k in
+                        ("realism_weight", "distance_weight", "step_penalty", "max_step_penalty")}
+        self.goal_tolerance = rewards.goal_tolerance
+        self.realism_score, self.distance_kind, self.steps = rewards.realism_score, rewards.distance, int(rewards.steps)
         self.discriminator, self.encoder = discriminator, encoder
         self.register_buffer("code_std", None if code_std_D is None else code_std_D.float().clamp_min(1e-6))
         self.requires_grad_(False)
@@ -85,7 +61,7 @@ class TransformObjective(nn.Module):
         if kind == "l2":
             return (image_N1HW - goal_N1HW).flatten(1).norm(dim=1)
         if self.encoder is None:
-            raise ValueError("the AE distance needs an encoder (ae_checkpoint)")
+            raise UserError("the AE distance needs an encoder (ae_checkpoint)")
         diff = (self.encoder(image_N1HW) - self.encoder(goal_N1HW)) / self.code_std
         return diff.pow(2).mean(1).sqrt()
 
@@ -114,20 +90,6 @@ class TransformObjective(nn.Module):
                 out[key].append(value)
             alive = alive & ~last
         return {k: torch.stack(v) for k, v in out.items()}
-
-
-def build_objective(discriminator_checkpoint: str, ae_checkpoint: Optional[str], reference_images_N1HW: torch.Tensor,
-                    **weights) -> TransformObjective:
-    """The objective from checkpoints; AE codes are standardised with the std of ``reference_images``' codes."""
-    disc = load_module(discriminator_checkpoint, "realism_discriminator")
-    encoder, code_std = None, None
-    if ae_checkpoint is not None:
-        ae = load_module(ae_checkpoint, "autoencoder")
-        encoder = ae.encoder
-        with torch.inference_mode():
-            code_std = torch.cat([encoder(c) for c in reference_images_N1HW.split(1024)]).std(0)
-        code_std = code_std.clone()
-    return TransformObjective(disc.net, encoder, code_std, **weights)
 
 
 @torch.inference_mode()

@@ -1,16 +1,17 @@
-"""Autoencoder system: 28×28 digit -> 32-d code -> 28×28, BCE loss (SPEC §1)."""
+"""Autoencoder system: 28×28 digit -> 32-d code -> 28×28, BCE loss (docs/experiment-b.md)."""
 import torch
 import torch.nn.functional as F
 
 from lightning_modules.base import SharedStepModule
 from lightning_modules.nets.mnist import ConvDecoder, ConvEncoder
+from utils.errors import UserError
 
 
 class AutoencoderModule(SharedStepModule):
     """Convolutional AE; ``train_noise_std`` > 0 trains it as a denoising AE.
 
     Denoising matters downstream: the agent sees codes of (possibly noisy) inputs, and noise
-    robustness has to live in the encoder (SPEC §1 measurements).
+    robustness has to live in the encoder (measured: docs/experiment-b.md).
     """
 
     monitor = ("val/loss", "min")
@@ -18,9 +19,9 @@ class AutoencoderModule(SharedStepModule):
     def __init__(self, code_dim: int = 32, lr: float = 1e-3, weight_decay: float = 0.0, train_noise_std: float = 0.0):
         super().__init__()
         if code_dim < 1:
-            raise ValueError(f"module.code_dim must be >= 1, got {code_dim}")
+            raise UserError(f"module.code_dim must be >= 1, got {code_dim}")
         if train_noise_std < 0:
-            raise ValueError(f"module.train_noise_std must be >= 0, got {train_noise_std}")
+            raise UserError(f"module.train_noise_std must be >= 0, got {train_noise_std}")
         self.save_hyperparameters()
         self.encoder = ConvEncoder(code_dim)
         self.decoder = ConvDecoder(code_dim)

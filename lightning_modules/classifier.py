@@ -9,6 +9,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_modules.base import SharedStepModule
 from lightning_modules.nets.mnist import CLASSIFIER_NETS
+from utils.errors import UserError
 
 
 def random_affine(image_NCHW: torch.Tensor, degrees: float, translate: float, scale: float) -> torch.Tensor:
@@ -40,7 +41,7 @@ class DigitClassifierModule(SharedStepModule):
     ):
         super().__init__()
         if width < 1:
-            raise ValueError(f"module.width must be >= 1, got {width}")
+            raise UserError(f"module.width must be >= 1, got {width}")
         self.save_hyperparameters()
         self.net = CLASSIFIER_NETS[arch](width=width)
         # ModuleDict keys may not shadow nn.Module attributes ("train"), hence the suffix.

@@ -1,4 +1,4 @@
-"""Face attribute systems for experiment A (SPEC §2): an age regressor and a gender classifier.
+"""Face attribute systems for experiment A (docs/experiment-a.md): an age regressor and a gender classifier.
 
 Both take batches from ``datamodules.faces`` (``image`` N×3×H×W in [-1, 1], ``age`` N float
 years, ``gender`` N int64 with 0 = male, 1 = female, -1 = unknown) and wrap a
@@ -6,7 +6,7 @@ years, ``gender`` N int64 with 0 = male, 1 = female, -1 = unknown) and wrap a
 
 The age regressor plays the reward's ``A_reg``; its :meth:`AgeRegressorModule.features` is the
 offline stand-in for the perceptual extractor F of the identity term (eq. 8). Evaluation must
-judge with independent models (SPEC §4), never these.
+judge with independent models (docs/experiment-a.md), never these.
 """
 import logging
 from typing import Any, Dict, Literal, Optional
@@ -18,6 +18,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_modules.base import SharedStepModule
 from lightning_modules.nets.faces import FaceNet
+from utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class AgeRegressorModule(_FaceAttributeModule):
         super().__init__()
         self.save_hyperparameters()
         if loss not in ("l1", "smooth_l1"):
-            raise ValueError(f"loss must be 'l1' or 'smooth_l1', got {loss!r}")
+            raise UserError(f"loss must be 'l1' or 'smooth_l1', got {loss!r}")
         self.net = FaceNet(backbone, out_dim=1, input_size=input_size, pretrained_path=pretrained_path)
         self.train_mae, self.val_mae, self.test_mae = (MeanAbsoluteError() for _ in STAGES)
 
@@ -80,7 +81,7 @@ class AgeRegressorModule(_FaceAttributeModule):
         return self(batch["image"] if isinstance(batch, dict) else batch)
 
     def features(self, img_NCHW: torch.Tensor) -> torch.Tensor:
-        """Perceptual features N×F for the identity term I_g (SPEC §2 eq. 8), offline substitute.
+        """Perceptual features N×F for the identity term I_g (eq. 8, docs/experiment-a.md), offline substitute.
 
         Mid-level maps of this network (the stage before the last, pooled to 4×4, flattened;
         F = 2048 for ``small``); see ``FaceNet.features``. Use AlexNet conv5 when ImageNet

@@ -26,7 +26,11 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 from configs import available_configs, load_config
 from datamodules import get_datamodule_class
 from lightning_modules import get_module_class
-from lightning_modules.runs import CHECKPOINT_TAG, atomic_torch_save, atomic_write_text, latest_run, new_run_dir, run_cli, save_run_config
+from lightning_modules.checkpoints import CHECKPOINT_TAG
+from utils.cli import run_cli
+from utils.errors import MissingFileError
+from utils.io import atomic_torch_save, atomic_write_text
+from utils.runs import latest_run, new_run_dir, save_run_config
 
 log = logging.getLogger("lightning_modules.fit")
 SECTIONS = {"module": get_module_class, "data": get_datamodule_class}
@@ -77,7 +81,7 @@ def fit(cfg: Dict[str, Any]) -> Path:
         run_dir = latest_run(Path(cfg["resume"]))
         resume_ckpt = run_dir / "checkpoints" / "last.ckpt"
         if not resume_ckpt.is_file():
-            raise FileNotFoundError(f"cannot resume: '{resume_ckpt}' does not exist")
+            raise MissingFileError(f"cannot resume: '{resume_ckpt}' does not exist")
     else:
         run_dir = new_run_dir(cfg["out_dir"], cfg["name"])
     try:

@@ -1,4 +1,4 @@
-"""Latent GAN system (l-GAN): G maps z ~ N(0, I_k) to AE codes; D scores codes (SPEC §1).
+"""Latent GAN system (l-GAN): G maps z ~ N(0, I_k) to AE codes; D scores codes (docs/experiment-b.md).
 
 Hinge loss with a spectral-normalised D, manual optimization (one D and one G step per batch).
 Codes are standardised with the training codes' mean/std (buffers, saved in the checkpoint), so
@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from evaluation.metrics import FrechetDistance
 from lightning_modules.nets.mnist import LatentDiscriminator, LatentGenerator
+from utils.errors import UserError
 
 
 class LatentGANModule(pl.LightningModule):
@@ -21,7 +22,7 @@ class LatentGANModule(pl.LightningModule):
                  lr_d: float = 2e-4, beta1: float = 0.5, d_steps: int = 1):
         super().__init__()
         if z_dim < 1 or code_dim < 1 or d_steps < 1:
-            raise ValueError(f"z_dim, code_dim and d_steps must be >= 1, got {z_dim}, {code_dim}, {d_steps}")
+            raise UserError(f"z_dim, code_dim and d_steps must be >= 1, got {z_dim}, {code_dim}, {d_steps}")
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.generator = LatentGenerator(z_dim, code_dim, hidden)

@@ -1,4 +1,4 @@
-"""Realism discriminator of experiment C: is an image a real MNIST digit? (SPEC §3)
+"""Realism discriminator of experiment C: is an image a real MNIST digit? (docs/experiment-c.md)
 
 Real = MNIST digits. Fake = the same batch corrupted on the fly, by kinds that look like what a
 transformation may produce on its way from one digit to another (our choice, not from the paper):
@@ -20,15 +20,19 @@ and cover the failure modes of pixel-space transitions. Any image unlike all of 
 fool the discriminator: the benchmark scores realism with a second, independent discriminator
 (another seed and width) beside the one inside the rewards.
 """
-from typing import List
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import BinaryAccuracy
 
+from configs.schema import TransformRewards
+from evaluation.transform import TransformObjective
 from lightning_modules.base import SharedStepModule
+from lightning_modules.checkpoints import load_module
 from lightning_modules.nets.transform import RealismNet
+from utils.errors import UserError
 
 FAKE_KINDS = ("noise", "blur", "mix", "fade", "speckle", "blob")
 
@@ -82,12 +86,12 @@ class RealismDiscriminatorModule(SharedStepModule):
         super().__init__()
         bad = [f for f in fakes if f not in FAKE_KINDS]
         if bad or not fakes:
-            raise ValueError(f"module.fakes={list(fakes)} invalid: expected a non-empty list of {list(FAKE_KINDS)}")
+            raise UserError(f"module.fakes={list(fakes)} invalid: expected a non-empty list of {list(FAKE_KINDS)}")
         if width < 1:
-            raise ValueError(f"module.width={width} invalid: expected an int >= 1")
+            raise UserError(f"module.width={width} invalid: expected an int >= 1")
         for lo, hi, name in ((noise_min, noise_max, "noise"), (mix_min, mix_max, "mix")):
             if not 0.0 <= lo <= hi <= 1.0:
-                raise ValueError(f"module.{name}_min={lo} / module.{name}_max={hi} invalid: expected 0 <= min <= max <= 1")
+                raise UserError(f"module.{name}_min={lo} / module.{name}_max={hi} invalid: expected 0 <= min <= max <= 1")
         self.save_hyperparameters()
         self.net = RealismNet(width)
         self.acc = nn.ModuleDict({f"{s}_acc": BinaryAccuracy() for s in ("train", "val", "test")})
@@ -114,3 +118,17 @@ class RealismDiscriminatorModule(SharedStepModule):
         self.log(f"{stage}/loss", loss, batch_size=len(target))
         self.log(f"{stage}/acc", acc, prog_bar=True, batch_size=len(target))
         return loss
+
+
+def load_objective(discriminator_checkpoint: str, ae_checkpoint: Optional[str],
+                   reference_images_N1HW: Optional[torch.Tensor], rewards: TransformRewards) -> TransformObjective:
+    """Experiment C's rewards from checkpoints: the frozen discriminator (and, for ``ae`` distances, the AE
+    encoder, its codes standardised with the std of ``reference_images``' codes)."""
+    disc = load_module(discriminator_checkpoint, "realism_discriminator")
+    encoder, code_std = None, None
+    if ae_checkpoint is not None:
+        encoder = load_module(ae_checkpoint, "autoencoder").encoder
+        with torch.inference_mode():
+            code_std = torch.cat([encoder(c) for c in reference_images_N1HW.split(1024)]).std(0)
+        code_std = code_std.clone()
+    return TransformObjective(disc.net, encoder, code_std, rewards)

@@ -12,14 +12,24 @@ The frozen discriminator (and AE encoder, for ``distance='ae'``) are loaded from
 checkpoints in ``setup`` and kept out of this module's checkpoint: a loaded module generates
 trajectories without them. π and T start from the autoencoder ``init_autoencoder`` (as the RL agents).
 """
-from typing import Literal, Optional
+import dataclasses
+from typing import Optional
 
 import torch
 
-from evaluation.transform import TransformObjective, build_objective, check_objective
+from configs.loader import as_dataclass
+from configs.schema import TransformRewards
+from evaluation.transform import TransformObjective
 from lightning_modules.base import SharedStepModule
-from lightning_modules.nets.transform import PolicyNet, TransformNet, init_from_autoencoder, unroll
-from lightning_modules.runs import load_module
+from lightning_modules.checkpoints import load_module
+from lightning_modules.nets.transform import (
+    PolicyNet,
+    TransformNet,
+    init_from_autoencoder,
+    unroll,
+)
+from lightning_modules.realism import load_objective
+from utils.errors import UserError
 
 
 class TransformRNNModule(SharedStepModule):
@@ -31,14 +41,7 @@ class TransformRNNModule(SharedStepModule):
         self,
         discriminator_checkpoint: str = "runs/realism_discriminator",
         ae_checkpoint: Optional[str] = None,
-        steps: int = 5,
-        realism_weight: float = 1.0,
-        realism_score: Literal["log_prob", "prob"] = "log_prob",
-        distance: Literal["l2", "ae"] = "l2",
-        distance_weight: float = 2.0,
-        step_penalty: float = 0.0,
-        max_step_penalty: float = 0.0,
-        goal_tolerance: Optional[float] = None,
+        rewards: TransformRewards = TransformRewards(),
         init_autoencoder: Optional[str] = None,
         code_dim: int = 32,
         action_bound: float = 2.0,
@@ -47,25 +50,25 @@ class TransformRNNModule(SharedStepModule):
         lr: float = 3e-4,
     ):
         super().__init__()
-        check_objective(realism_weight, realism_score, distance, distance_weight, step_penalty, max_step_penalty,
-                        goal_tolerance, steps)
-        if distance == "ae" and ae_checkpoint is None:
-            raise ValueError("module.distance='ae' needs module.ae_checkpoint")
+        self.rewards = as_dataclass(TransformRewards, rewards)
+        if self.rewards.distance == "ae" and ae_checkpoint is None:
+            raise UserError("module.rewards.distance='ae' needs module.ae_checkpoint")
         if not lr > 0:
-            raise ValueError(f"module.lr={lr} invalid: expected a number > 0")
-        self.save_hyperparameters()
+            raise UserError(f"module.lr={lr} invalid: expected a number > 0")
+        self.save_hyperparameters(ignore=["rewards"])
+        self.hparams["rewards"] = dataclasses.asdict(self.rewards)  # plain values: checkpoints load weights-only
         self.policy = PolicyNet(code_dim, hidden, action_bound, code_scale)
         self.transformer = TransformNet(code_dim, code_scale)
         self._frozen = {}  # {"objective": TransformObjective}: a dict, so it is no submodule and not saved
 
     def forward(self, source_N1HW: torch.Tensor, goal_N1HW: torch.Tensor) -> torch.Tensor:
         """Trajectories T×N×1×28×28 (x_1 .. x_T) in (0, 1); differentiable."""
-        return unroll(self.policy, self.transformer, source_N1HW, goal_N1HW, self.hparams.steps)
+        return unroll(self.policy, self.transformer, source_N1HW, goal_N1HW, self.rewards.steps)
 
     def generate(self, source_N1HW: torch.Tensor, goal_N1HW: torch.Tensor, steps: int) -> torch.Tensor:
         """Evaluation twin of :meth:`rl.transform_pg.TransformAgents.generate` (no grad)."""
-        if steps != self.hparams.steps:
-            raise ValueError(f"this RNN was trained for {self.hparams.steps} steps, asked for {steps}")
+        if steps != self.rewards.steps:
+            raise UserError(f"this RNN was trained for {self.rewards.steps} steps, asked for {steps}")
         with torch.no_grad():
             return self(source_N1HW, goal_N1HW)
 
@@ -83,14 +86,11 @@ class TransformRNNModule(SharedStepModule):
             init_from_autoencoder(self.policy, self.transformer, load_module(hp.init_autoencoder, "autoencoder"))
         if "objective" in self._frozen:
             return
-        ae = hp.ae_checkpoint if hp.distance == "ae" else None
+        ae = hp.ae_checkpoint if self.rewards.distance == "ae" else None
         reference = None
         if ae is not None:  # AE distances are standardised with the training digits' codes, as in the env
             reference = self.trainer.datamodule.splits["train"].images.float().div(255).unsqueeze(1)
-        self._frozen["objective"] = build_objective(
-            hp.discriminator_checkpoint, ae, reference, steps=hp.steps, realism_weight=hp.realism_weight,
-            realism_score=hp.realism_score, distance=hp.distance, distance_weight=hp.distance_weight,
-            step_penalty=hp.step_penalty, max_step_penalty=hp.max_step_penalty, goal_tolerance=hp.goal_tolerance)
+        self._frozen["objective"] = load_objective(hp.discriminator_checkpoint, ae, reference, self.rewards)
 
     @property
     def objective(self) -> TransformObjective:

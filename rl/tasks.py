@@ -1,4 +1,4 @@
-"""Digit tasks of experiment B: ``target = op(label, operand) mod 10`` (SPEC §1).
+"""Digit tasks of experiment B: ``target = op(label, operand) mod 10`` (docs/experiment-b.md).
 
 A :class:`TaskSet` is an ordered, duplicate-free list of ``(op, operand)`` pairs; a task id is an
 index into it. Everything the environment needs is vectorised in torch (targets, one-hot
@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterable, Sequence
 
 import torch
+
+from utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,7 @@ _NAMED = re.compile(r"^([A-Za-z]+|[+\-*]):(.+)$")
 def _canonical_op(op: str, spec: object) -> str:
     key = str(op).strip().lower()
     if key not in OP_ALIASES:
-        raise ValueError(
+        raise UserError(
             f"unknown op {op!r} in task {spec!r}: expected one of {sorted(OP_ALIASES)}"
         )
     return OP_ALIASES[key]
@@ -43,7 +45,7 @@ def _canonical_op(op: str, spec: object) -> str:
 def _operand(value: object, spec: object) -> int:
     text = str(value).strip()
     if isinstance(value, bool) or not re.fullmatch(r"\d+", text) or not 0 <= int(text) <= 9:
-        raise ValueError(
+        raise UserError(
             f"operand {value!r} in task {spec!r} is not an int in 0..9 (targets are mod 10)"
         )
     return int(text)
@@ -59,7 +61,7 @@ def _operands(text: str, spec: object) -> list[int]:
             continue
         a, b = _operand(lo, spec), _operand(hi, spec)
         if a > b:
-            raise ValueError(f"empty operand range {part!r} in task {spec!r}: expected lo <= hi")
+            raise UserError(f"empty operand range {part!r} in task {spec!r}: expected lo <= hi")
         out.extend(range(a, b + 1))
     return out
 
@@ -68,8 +70,8 @@ def _parse_one(spec: object) -> list[tuple[str, int]]:
     if isinstance(spec, (tuple, list)) and len(spec) == 2:
         return [(_canonical_op(spec[0], spec), _operand(spec[1], spec))]
     if not isinstance(spec, str):
-        raise ValueError(f"task {spec!r} is neither a string like '+1' / 'add:0-9' nor an "
-                         "(op, operand) pair")
+        raise UserError(f"task {spec!r} is neither a string like '+1' / 'add:0-9' nor an "
+                        "(op, operand) pair")
     text = spec.strip()
     named = _NAMED.match(text)
     if named:
@@ -78,7 +80,7 @@ def _parse_one(spec: object) -> list[tuple[str, int]]:
     compact = _COMPACT.match(text)
     if compact:
         return [(compact.group(1), _operand(compact.group(2), spec))]
-    raise ValueError(
+    raise UserError(
         f"cannot parse task {spec!r}: expected '<op><operand>' such as '+1', '-3', '*2' or "
         f"'<op>:<operands>' such as 'add:0-9', 'mul:2,3' (ops {sorted(OP_ALIASES)})"
     )
@@ -90,11 +92,11 @@ class TaskSet:
     def __init__(self, tasks: Iterable[tuple[str, int]]):
         pairs = [(_canonical_op(op, (op, k)), _operand(k, (op, k))) for op, k in tasks]
         if not pairs:
-            raise ValueError("task set is empty: expected at least one (op, operand) task")
+            raise UserError("task set is empty: expected at least one (op, operand) task")
         seen: set[tuple[str, int]] = set()
         for pair in pairs:
             if pair in seen:
-                raise ValueError(f"duplicate task {pair[0]}{pair[1]} in task set: each task once")
+                raise UserError(f"duplicate task {pair[0]}{pair[1]} in task set: each task once")
             seen.add(pair)
         self.tasks: tuple[tuple[str, int], ...] = tuple(pairs)
         self._op_codes = torch.tensor([OPS.index(op) for op, _ in pairs], dtype=torch.int64)
@@ -113,7 +115,7 @@ class TaskSet:
         if isinstance(spec, str):
             spec = list(PRESETS.get(spec.strip(), (spec,)))
         if not isinstance(spec, Sequence) or len(spec) == 0:
-            raise ValueError(f"task set {spec!r} is empty: expected e.g. ['+1'] or 'add:0-9'")
+            raise UserError(f"task set {spec!r} is empty: expected e.g. ['+1'] or 'add:0-9'")
         return cls(pair for item in spec for pair in _parse_one(item))
 
     def __len__(self) -> int:
@@ -138,8 +140,8 @@ class TaskSet:
 
     def _check_ids(self, task_ids_N: torch.Tensor) -> torch.Tensor:
         if task_ids_N.dtype.is_floating_point or task_ids_N.dim() != 1:
-            raise ValueError(f"task ids must be a 1-d integer tensor, got {task_ids_N.dtype} "
-                             f"{tuple(task_ids_N.shape)}")
+            raise UserError(f"task ids must be a 1-d integer tensor, got {task_ids_N.dtype} "
+                            f"{tuple(task_ids_N.shape)}")
         return task_ids_N.long()
 
     def targets(self, labels_N: torch.Tensor, task_ids_N: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""SPEC §5 / issue 7: every bad input named there, through the entry points' own ``main``.
+"""Issue 7: every bad input named there, through the entry points' own ``main``.
 
 Each case must exit 2 with one ``error: ...`` line naming the value and what was expected, and
 leave nothing in the output folder. (Shape and NaN checks deep inside the envs and adapters,
@@ -45,13 +45,13 @@ def test_fit_config_errors(tmp_path, capsys, argv, expected):
     (["mnist_task", "env.tasks=[]"], ["task set", "empty"]),
     (["mnist_task", "env.augment_copies=-1"], ["augment_copies=-1", "int >= 0"]),
     (["mnist_task", "env.noisy_copies=1.5"], ["env.noisy_copies", "1.5", "Integer"]),
-    (["age_ppo", "env.p1=5", "env.p2=5"], ["p1=5", "p2=5", "P1 < P2"]),
-    (["age_ppo", "env.p1=6", "env.p2=5"], ["p1=6", "p2=5", "P1 < P2"]),
-    (["age_ppo", "env.inertia=1.0"], ["inertia=1.0", "[0, 1)"]),
-    (["age_ppo", "env.inertia=-0.1"], ["inertia=-0.1", "[0, 1)"]),
-    (["age_ppo", "env.epsilon=-1"], ["epsilon=-1", "ε > 0"]),
-    (["age_ppo", "env.bucket_width=-5"], ["bucket_width=-5", "β > 0"]),
-    (["age_ppo", "env.bucket_width=0"], ["bucket_width=0", "β > 0"]),
+    (["age_ppo", "env.mdp.p1=5", "env.mdp.p2=5"], ["p1=5", "p2=5", "P1 < P2"]),
+    (["age_ppo", "env.mdp.p1=6", "env.mdp.p2=5"], ["p1=6", "p2=5", "P1 < P2"]),
+    (["age_ppo", "env.mdp.inertia=1.0"], ["inertia=1.0", "[0, 1)"]),
+    (["age_ppo", "env.mdp.inertia=-0.1"], ["inertia=-0.1", "[0, 1)"]),
+    (["age_ppo", "env.mdp.epsilon=-1"], ["epsilon=-1", "ε > 0"]),
+    (["age_ppo", "env.mdp.bucket_width=-5"], ["bucket_width=-5", "β > 0"]),
+    (["age_ppo", "env.mdp.bucket_width=0"], ["bucket_width=0", "β > 0"]),
 ])
 def test_rl_train_config_errors(tmp_path, capsys, argv, expected):
     # the face env checks its MDP values before loading any model: no checkpoint is needed here

@@ -4,7 +4,7 @@ import pytest
 from configs import ConfigError, available_configs, load_config
 from datamodules import get_datamodule_class
 from lightning_modules import get_module_class
-from lightning_modules.runs import save_run_config
+from utils.runs import save_run_config
 
 SECTIONS = {"module": get_module_class, "data": get_datamodule_class}
 
@@ -14,8 +14,13 @@ def load(name="autoencoder", *overrides):
 
 
 def test_shipped_configs_all_load():
-    from configs.schema import BenchInterfaceGANConfig, BenchMnistTaskConfig, BenchSpeedConfig, RLConfig
-    from configs.schema import BenchTransformationsConfig
+    from configs.schema import (
+        BenchInterfaceGANConfig,
+        BenchMnistTaskConfig,
+        BenchSpeedConfig,
+        BenchTransformationsConfig,
+        RLConfig,
+    )
     from rl.train import SECTIONS as RL_SECTIONS
 
     other = {"mnist_task": (RLConfig, RL_SECTIONS), "bench_mnist_task": (BenchMnistTaskConfig, None),
@@ -87,10 +92,12 @@ def test_run_folder_repeats_its_config(tmp_path):
 
 
 def test_switching_a_sections_class_drops_the_yaml_settings_of_the_old_one(caplog):
+    import dataclasses
+
     from configs.schema import RLConfig
-    from rl.agents import DEFAULTS
+    from rl.agents.ppo import PPOParams
     from rl.train import SECTIONS as RL_SECTIONS
 
     cfg = load_config("mnist_task", ["agent.name=ppo", "agent.lr=0.001"], schema=RLConfig, sections=RL_SECTIONS)
-    assert cfg["agent"] == {**DEFAULTS["ppo"], "hidden_sizes": [256, 256], "name": "ppo", "lr": 0.001}
+    assert cfg["agent"] == {**dataclasses.asdict(PPOParams()), "name": "ppo", "lr": 0.001}
     assert "agent.name changed from 'td3' to 'ppo'" in caplog.text and "exploration_noise" in caplog.text

@@ -8,7 +8,12 @@ from torch import nn
 
 from evaluation.functional import task_accuracy
 from evaluation.metrics import TaskAccuracy
-from evaluation.mnist_task import evaluate_translation, export_npz, sample_quality, translation_grid
+from evaluation.mnist_task import (
+    evaluate_translation,
+    export_npz,
+    sample_quality,
+    translation_grid,
+)
 from rl.envs.mnist_task import MnistTaskCore
 from rl.tasks import TaskSet
 

@@ -11,7 +11,6 @@ from gymnasium.utils.env_checker import check_env
 from torch import nn
 
 from lightning_modules.nets.generators import GeneratorAdapter
-from tests.conftest import CountingModule, paired_vector_envs
 from rl.envs import BatchedVectorEnv, SingleEnv
 from rl.envs.face_age import (
     AgeMDP,
@@ -26,6 +25,7 @@ from rl.envs.face_age import (
     transition,
     typical_set,
 )
+from tests.conftest import CountingModule, paired_vector_envs
 
 L = 8
 THRESHOLDS = {"p1": 1.0, "p2": 4.0}
@@ -58,7 +58,7 @@ def transparent_core(num_envs: int = 1, **mdp) -> FaceAgeCore:
                 **THRESHOLDS, **mdp}
     # direction_every=1 and seed 0: row 0 ascends in its first episode, descends in its second
     return FaceAgeCore(base_latent(), LatentImage(), AgeFromFirstPixel(), FirstChannel(),
-                       torch.eye(L)[0], num_envs=num_envs, seed=0, **settings)
+                       torch.eye(L)[0], AgeMDP(**settings), num_envs=num_envs, seed=0)
 
 
 def act(w1: float = 0.0, w2: float = 0.0, k_gen=None) -> torch.Tensor:
@@ -200,7 +200,8 @@ def test_leaving_typical_set_or_identity_ends_with_penalty():
         ({"episode_len": 0}, "episode_len=0 invalid"),
         ({"age_max": 0.0}, "age_max=0.0 invalid"),
         ({"hit_reward": float("nan")}, "hit_reward=nan invalid"),
-        ({"p1": None}, "p1 and p2 are required"),
+        ({"p1": None}, r"p1=None invalid: expected a finite identity distance >= 0 or 'auto'"),
+        ({"p1": "auto"}, "the face core needs an AgeMDP with numbers for p1 and p2"),
     ],
 )
 def test_mdp_validation(kwargs, match):
@@ -211,11 +212,13 @@ def test_mdp_validation(kwargs, match):
 def test_core_input_validation():
     with pytest.raises(ValueError, match="outside the typical set"):
         FaceAgeCore(3 * base_latent(), LatentImage(), AgeFromFirstPixel(), FirstChannel(), torch.eye(L)[0],
-                    **THRESHOLDS)
+                    AgeMDP(**THRESHOLDS))
     with pytest.raises(ValueError, match="boundary_L must be a finite non-zero vector of length 8"):
-        FaceAgeCore(base_latent(), LatentImage(), AgeFromFirstPixel(), FirstChannel(), torch.ones(7), **THRESHOLDS)
+        FaceAgeCore(base_latent(), LatentImage(), AgeFromFirstPixel(), FirstChannel(), torch.ones(7), AgeMDP(**THRESHOLDS))
     with pytest.raises(ValueError, match="one age per image"):
-        FaceAgeCore(base_latent(), LatentImage(), FirstChannel(), FirstChannel(), torch.eye(L)[0], **THRESHOLDS)
+        FaceAgeCore(base_latent(), LatentImage(), FirstChannel(), FirstChannel(), torch.eye(L)[0], AgeMDP(**THRESHOLDS))
+    with pytest.raises(ValueError, match="numbers for p1 and p2"):
+        FaceAgeCore(base_latent(), LatentImage(), AgeFromFirstPixel(), FirstChannel(), torch.eye(L)[0], AgeMDP())
     core = transparent_core(num_envs=2)
     core.reset()
     for bad, match in ((float("nan"), "NaN"), (float("inf"), "inf")):
@@ -246,8 +249,8 @@ def random_nets(seed: int = 0) -> dict:
 def random_core(num_envs: int = 4, seed: int = 0) -> FaceAgeCore:
     pool = torch.randn(300, L, generator=torch.Generator().manual_seed(1))
     pool = pool[typical_set(pool, default_epsilon(L))][:40]
-    return FaceAgeCore(pool, boundary_L=torch.ones(L), num_envs=num_envs, seed=seed, bucket_width=2.0,
-                       p1=0.5, p2=3.0, episode_len=6, **random_nets())
+    return FaceAgeCore(pool, boundary_L=torch.ones(L), num_envs=num_envs, seed=seed,
+                       mdp=AgeMDP(bucket_width=2.0, p1=0.5, p2=3.0, episode_len=6), **random_nets())
 
 
 def test_each_network_runs_once_per_batched_step_and_reset():
@@ -306,8 +309,8 @@ def test_spawn_with_another_pool_and_seeded_directions():
     core.reset()
     frac = core.direction_N.float().mean().item()
     assert 0.2 < frac < 0.8  # sampled per episode: both directions occur
-    alt = FaceAgeCore(core.pool_PL, boundary_L=torch.ones(L), num_envs=4, seed=0, direction_every=2,
-                      **THRESHOLDS, **{k: v.inner for k, v in core.nets.items()})
+    alt = FaceAgeCore(core.pool_PL, boundary_L=torch.ones(L), num_envs=4, seed=0, mdp=AgeMDP(direction_every=2, **THRESHOLDS),
+                      **{k: v.inner for k, v in core.nets.items()})
     dirs = []
     for _ in range(4):
         alt.reset()
@@ -328,14 +331,21 @@ def test_start_runs_chosen_bases_and_directions():
         core.start(torch.tensor([0, 1]), torch.tensor([0]), torch.tensor([0, 0]))
 
 
-def test_short_ppo_run_writes_policy(tmp_path):
-    from rl.agents import POLICY_FILE, act, build_algorithm, load_policy, seed_everything, train
+@pytest.mark.parametrize(("name", "loop"), [
+    ("ppo", {"collect_steps": 64, "batch_size": 32, "repeat": 2}),
+    ("sac", {"warmup_steps": 32, "batch_size": 32, "update_per_step": 0.25}),  # the table's newest entry
+])
+def test_short_run_on_the_toy_world_writes_policy(tmp_path, name, loop):
+    from configs.schema import RLLoopConfig
+    from rl.agents import POLICY_FILE, act, build_algorithm, load_policy
+    from rl.loop import train
+    from utils.seeding import seed_everything
 
     seed_everything(0)
     core = random_core(num_envs=8, seed=0)
-    algo = build_algorithm("ppo", core.obs_dim, core.act_dim, core.action_bound, hidden_sizes=(32, 32))
+    algo = build_algorithm(name, core.obs_dim, core.act_dim, core.action_bound, hidden_sizes=(32, 32))
     stats = train(algo, BatchedVectorEnv(core), BatchedVectorEnv(core.spawn(2, 100)), tmp_path,
-                  total_steps=256, epochs=2, seed=0, collect_steps=64, batch_size=32, repeat=2)
+                  RLLoopConfig(total_steps=256, epochs=2, **loop), seed=0)
     assert stats["env_steps"] >= 256 and stats["update_rounds"] > 0 and np.isfinite(stats["best_reward"])
     assert (tmp_path / POLICY_FILE).is_file()
     obs = core.reset()
@@ -350,11 +360,11 @@ def test_mdp_defaults_are_valid_and_documented_in_config():
     from rl.train import SECTIONS
 
     cfg = load_config("age_ppo", [], schema=RLConfig, sections=SECTIONS)
-    env = cfg["env"]
-    mdp = {f.name: env[f.name] for f in dataclasses.fields(AgeMDP) if f.name not in ("p1", "p2")}
-    assert AgeMDP(**mdp).episode_len == env["episode_len"]
-    assert env["p1"] == "auto" and env["p2"] == "auto" and cfg["agent"]["name"] == "ppo"
-    assert env["fail_penalty"] > env["episode_len"]  # failing never beats running out the clock
+    mdp = cfg["env"]["mdp"]
+    assert mdp == dataclasses.asdict(AgeMDP())  # the group arrives whole, every default from AgeMDP
+    assert mdp["p1"] == "auto" and mdp["p2"] == "auto" and cfg["agent"]["name"] == "ppo"
+    assert mdp["fail_penalty"] > mdp["episode_len"]  # failing never beats running out the clock
+    assert load_config("age_ppo", ["env.mdp.p1=70"], schema=RLConfig, sections=SECTIONS)["env"]["mdp"]["p1"] == 70
 
 
 # ---- the registry builder on the shipped DCGAN and a tiny age-regressor checkpoint --------------
@@ -404,21 +414,23 @@ def test_face_age_builder_end_to_end(tiny_age_checkpoint, tmp_path):
     # a stored boundary and explicit thresholds: nothing is trained or calibrated
     path = tmp_path / "age_boundary.npy"
     np.save(path, factory.boundary_L.numpy()[None, :])
-    again = get_env_builder("face_age")(**{**small, "boundary_path": str(path), "p1": 1.0, "p2": 2.0})
-    assert torch.equal(again.boundary_L, factory.boundary_L) and again.calibration == {}
+    assert factory.calibrated == {"mdp.p1": factory.calibration["p1"], "mdp.p2": factory.calibration["p2"]}
+    again = get_env_builder("face_age")(**{**small, "boundary_path": str(path), "mdp": {"p1": 1.0, "p2": 2.0}})
+    assert torch.equal(again.boundary_L, factory.boundary_L) and again.calibration == {} and again.calibrated == {}
     assert torch.equal(again.eval_pool_PL, factory.eval_pool_PL)  # seeded pools
     with pytest.raises(ValueError, match="p1='sometimes' invalid"):
-        get_env_builder("face_age")(**{**small, "boundary_path": str(path), "p1": "sometimes"})
+        get_env_builder("face_age")(**{**small, "boundary_path": str(path), "mdp": {"p1": "sometimes"}})
     with pytest.raises(FileNotFoundError, match="boundary_path"):
         get_env_builder("face_age")(**{**small, "boundary_path": str(tmp_path / "none.npy")})
     with pytest.raises(ValueError, match="inertia"):
-        get_env_builder("face_age")(**{**small, "inertia": 1.5})
+        get_env_builder("face_age")(**{**small, "mdp": {"inertia": 1.5}})
 
 
 def test_warm_start_policy_is_the_linear_traversal():
     from evaluation.face_age import linear_policy, rollout
-    from rl.agents import act, build_algorithm, seed_everything
+    from rl.agents import act, build_algorithm
     from rl.builders.face_age import FaceAgeFactory
+    from utils.seeding import seed_everything
 
     core = transparent_core(num_envs=2, p1=100.0, p2=200.0)
     factory = FaceAgeFactory(core, core.pool_PL, {}, {}, warm_start_extent=3.0, gen_log_std=-3.0)
@@ -435,7 +447,7 @@ def test_warm_start_policy_is_the_linear_traversal():
     torch.testing.assert_close(warm["identity_max"], linear["identity_max"], rtol=0.05, atol=0.0)
     # off by default; PPO only; one initial mean
     assert FaceAgeFactory(core, core.pool_PL, {}, {}).agent_hparams("td3", {"tau": 0.1}) == {"tau": 0.1}
-    with pytest.raises(ValueError, match=r"shape PPO's Gaussian policy, not agent.name='td3'"):
+    with pytest.raises(ValueError, match=r"shape a Gaussian policy's start.*agent.name='td3' has not"):
         factory.agent_hparams("td3", {})
     with pytest.raises(ValueError, match="agent.init_mean and env.warm_start_extent both"):
         factory.agent_hparams("ppo", {"init_mean": [0.0] * (L + 2)})

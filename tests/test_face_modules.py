@@ -12,7 +12,6 @@ from lightning_modules.face_attributes import AgeRegressorModule, GenderClassifi
 from lightning_modules.nets.faces import FaceNet
 
 
-
 @pytest.fixture
 def utk_dir(tmp_path):
     """16 UTKFace-named random faces (ages 5..80, alternating gender)."""

@@ -126,13 +126,19 @@ def test_gradient_direction_turns_an_off_boundary_toward_the_age_axis():
     from types import SimpleNamespace
 
     from evaluation.face_age import direction_curve, gradient_direction
-    from rl.envs.face_age import FaceAgeCore
-    from tests.test_face_age_env import L, AgeFromFirstPixel, FirstChannel, LatentImage, base_latent
+    from rl.envs.face_age import AgeMDP, FaceAgeCore
+    from tests.test_face_age_env import (
+        AgeFromFirstPixel,
+        FirstChannel,
+        L,
+        LatentImage,
+        base_latent,
+    )
 
     # age = 30 + 10·s[0] and I_g = the squared move: e0 is the best direction; start 45° off it
     off = torch.nn.functional.normalize(torch.eye(L)[0] + torch.eye(L)[1], dim=0)
-    core = FaceAgeCore(base_latent(), LatentImage(), AgeFromFirstPixel(), FirstChannel(), off, num_envs=1,
-                       **WIDE)
+    core = FaceAgeCore(base_latent(), LatentImage(), AgeFromFirstPixel(), FirstChannel(), off, AgeMDP(**WIDE),
+                       num_envs=1)
     up, down = gradient_direction(core, 0, iters=100, lr=0.05), gradient_direction(core, 1, iters=100, lr=0.05)
     assert up[0].item() > 0.95 and down[0].item() < -0.95  # older along +e0, younger along −e0
     factory = SimpleNamespace(eval_pool_PL=core.pool_PL, base=core)

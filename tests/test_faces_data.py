@@ -8,8 +8,17 @@ import torch
 from PIL import Image
 from scipy.io import savemat
 
-from datamodules.faces import (FEMALE, MALE, UNKNOWN_GENDER, ImdbWikiDataModule, UTKFaceDataModule,
-                               imdb_wiki_age, parse_utkface_name, read_imdb_wiki_mat, scan_utkface)
+from datamodules.faces import (
+    FEMALE,
+    MALE,
+    UNKNOWN_GENDER,
+    ImdbWikiDataModule,
+    UTKFaceDataModule,
+    imdb_wiki_age,
+    parse_utkface_name,
+    read_imdb_wiki_mat,
+    scan_utkface,
+)
 
 MALFORMED = ["61_1_20170109142408075.jpg.chip.jpg", "14_0_0_2017011022340900.jpg.chip.jpg"]
 

@@ -7,7 +7,11 @@ import torch
 from torch import nn
 
 from lightning_modules.nets import generators as gens
-from lightning_modules.nets.generators import DCGANGenerator, GeneratorAdapter, build_generator
+from lightning_modules.nets.generators import (
+    DCGANGenerator,
+    GeneratorAdapter,
+    build_generator,
+)
 
 HAS_DCGAN_WHEEL = importlib.util.find_spec("gan_face_generate") is not None
 

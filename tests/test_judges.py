@@ -103,7 +103,7 @@ def test_dlib_embeddings(faces, dlib_judge):
     cos = torch.nn.functional.cosine_similarity(emb[:, None], emb[None], dim=2)
     off = cos[~torch.eye(6, dtype=torch.bool)]
     assert torch.allclose(cos.diagonal(), torch.ones(6), atol=1e-6)
-    assert off.max() < 0.99 and 0.6 < off.mean() < 0.97  # SPEC §4: ≈ 0.89 between different DCGAN faces
+    assert off.max() < 0.99 and 0.6 < off.mean() < 0.97  # ≈ 0.89 between different DCGAN faces
     chunked = DlibIdentityJudge(batch_size=4).embed(faces)
     assert torch.allclose(chunked, emb, atol=1e-5)
     assert dlib_judge.embed(faces[:0]).shape == (0, 128)
@@ -116,7 +116,7 @@ def test_age_gender_outputs(faces, age_gender_judge):
     ages, p_female = out["age"], out["p_female"]
     assert ages.shape == p_female.shape == (6,)
     assert torch.isfinite(ages).all() and ((ages >= 1) & (ages <= 80)).all()
-    assert 15 < ages.median() < 60  # SPEC §4: 5-95 % of DCGAN faces judged 20-53 y
+    assert 15 < ages.median() < 60  # 5-95 % of DCGAN faces judged 20-53 y
     assert ((p_female >= 0) & (p_female <= 1)).all()
     torch.testing.assert_close(age_gender_judge.ages(faces), ages)
     torch.testing.assert_close(age_gender_judge.p_female(faces), p_female)

@@ -10,11 +10,12 @@ from datamodules.mnist import MNISTDataModule
 from evaluation.functional import frechet_distance
 from evaluation.metrics import FrechetDistance
 from lightning_modules.autoencoder import AutoencoderModule
+from lightning_modules.checkpoints import load_module
 from lightning_modules.classifier import DigitClassifierModule, random_affine
 from lightning_modules.fit import SECTIONS, fit
 from lightning_modules.latent_gan import LatentGANModule
-from lightning_modules.runs import load_module, resolve_checkpoint
 from tests.conftest import FAST_TRAINER
+from utils.runs import resolve_checkpoint
 
 
 def smoke(module, datamodule):

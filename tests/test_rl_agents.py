@@ -1,4 +1,4 @@
-"""Tianshou 2.x agents: builders, short TD3 / PPO runs through ``train``, saving and acting."""
+"""The agent table: builders, short TD3 / PPO / SAC runs through the one training loop, saving and acting."""
 
 import shutil
 from pathlib import Path
@@ -8,21 +8,20 @@ import pytest
 import torch
 from torch import nn
 
-import rl.agents
+import rl.loop
+from configs.schema import RLLoopConfig
 from rl.agents import (
-    DEFAULTS,
+    AGENTS,
     POLICY_FILE,
-    TRAIN_STATE_FILE,
     act,
     build_algorithm,
     load_policy,
-    load_train_state,
     save_policy,
-    seed_everything,
-    train,
 )
 from rl.envs import BatchedVectorEnv, MnistTaskCore, make_dummy_vector_env
+from rl.loop import TRAIN_STATE_FILE, load_train_state, train
 from rl.tasks import TaskSet
+from utils.seeding import seed_everything
 
 torch.set_num_threads(1)
 D, K, BOUND = 8, 3, 3.0
@@ -50,13 +49,15 @@ def test_builders_use_reference_hyperparameters_and_validate():
     ppo = build_algorithm("PPO", 20, K, BOUND, hidden_sizes=(32,))
     assert torch.allclose(ppo.policy.actor.sigma_param, torch.full((K, 1), -1.0))
     assert ppo.policy.deterministic_eval
-    with pytest.raises(ValueError, match="unknown algorithm 'sac'.*ppo.*td3"):
-        build_algorithm("sac", 20, K, BOUND)
+    with pytest.raises(KeyError, match=r"unknown agent 'a2c'; expected one of \['ppo', 'sac', 'td3', 'transform_pg'\]"):
+        build_algorithm("a2c", 20, K, BOUND)  # a name not in the table is an error, never another agent
     with pytest.raises(KeyError, match="unknown td3 hyper-parameter.*'lr'"):
         build_algorithm("td3", 20, K, BOUND, lr=1e-3)
     with pytest.raises(ValueError, match="action_bound"):
         build_algorithm("td3", 20, K, 0.0)
-    assert set(DEFAULTS) == {"td3", "ppo"}
+    assert set(AGENTS) == {"td3", "ppo", "sac", "transform_pg"}
+    sac = build_algorithm("sac", 20, K, BOUND, hidden_sizes=(16,), alpha=0.1)
+    assert (sac.tau, sac.gamma) == (0.005, 0.99) and sac.latentnav_spec["hparams"]["alpha"] == 0.1
 
 
 def test_act_is_deterministic_bounded_and_noise_free():
@@ -95,13 +96,24 @@ def test_ppo_warm_start_mean_and_per_entry_log_std(tmp_path):
         build_algorithm("ppo", 20, K, BOUND, init_log_std=[-1.0, -1.0])
 
 
-@pytest.mark.parametrize(
-    ("name", "settings"),
-    [
-        ("td3", {"warmup_steps": 64, "batch_size": 32, "update_per_step": 0.5}),
-        ("ppo", {"collect_steps": 64, "batch_size": 32, "repeat": 2}),
-    ],
-)
+def test_every_table_entry_is_consistent():
+    # the spec's on/off-policy flag agrees with the algorithm it builds; act() works on a fresh policy
+    from tianshou.algorithm.algorithm_base import OffPolicyAlgorithm
+
+    for name, spec in AGENTS.items():
+        if name == "transform_pg":
+            continue  # its env has image observations: tested in test_transform_agents.py
+        seed_everything(0)
+        algo = build_algorithm(name, 20, K, BOUND, hidden_sizes=(8,))
+        assert isinstance(algo, OffPolicyAlgorithm) == spec.off_policy, name
+        assert act(algo, torch.randn(5, 20)).shape == (5, K)
+
+
+OFF_POLICY = {"warmup_steps": 64, "batch_size": 32, "update_per_step": 0.5}
+ON_POLICY = {"collect_steps": 64, "batch_size": 32, "repeat": 2}
+
+
+@pytest.mark.parametrize(("name", "settings"), [("td3", OFF_POLICY), ("ppo", ON_POLICY), ("sac", OFF_POLICY)])
 def test_short_training_run_writes_loadable_policy(tmp_path, name, settings):
     seed_everything(0)
     core = make_core(num_envs=8, seed=0)
@@ -110,8 +122,7 @@ def test_short_training_run_writes_loadable_policy(tmp_path, name, settings):
     before = [p.detach().clone() for p in algo.policy.parameters()]
     train_envs = BatchedVectorEnv(core)
     test_envs = make_dummy_vector_env(core.spawn, 2, seed=100)  # the per-env path trains too
-    stats = train(algo, train_envs, test_envs, tmp_path, total_steps=320, epochs=2, seed=0,
-                  **settings)
+    stats = train(algo, train_envs, test_envs, tmp_path, RLLoopConfig(total_steps=320, epochs=2, **settings), seed=0)
     assert stats["env_steps"] >= 320
     assert stats["test_episodes"] > 0 and np.isfinite(stats["best_reward"])
     assert stats["update_rounds"] > 0
@@ -137,7 +148,7 @@ def test_train_rejects_budget_smaller_than_warmup(tmp_path):
     algo = build_algorithm("td3", core.obs_dim, K, BOUND, hidden_sizes=(8,))
     with pytest.raises(ValueError, match="total_steps=10"):
         train(algo, BatchedVectorEnv(core), BatchedVectorEnv(core.spawn(1, 9)), tmp_path,
-              total_steps=10, warmup_steps=100)
+              RLLoopConfig(total_steps=10, warmup_steps=100))
 
 
 def test_load_policy_errors(tmp_path):
@@ -156,16 +167,15 @@ def _train_short(name, run_dir, seed_nets, resume=False, **extra):
     seed_everything(seed_nets)
     core = make_core(num_envs=8, seed=0)
     algo = build_algorithm(name, core.obs_dim, core.act_dim, core.action_bound, hidden_sizes=(32, 32))
-    settings = ({"warmup_steps": 64, "batch_size": 32, "update_per_step": 0.5} if name == "td3"
-                else {"collect_steps": 64, "batch_size": 32, "repeat": 2})
+    settings = OFF_POLICY if AGENTS[name].off_policy else ON_POLICY
     stats = train(algo, BatchedVectorEnv(core), BatchedVectorEnv(core.spawn(2, 100)), run_dir,
-                  total_steps=576, epochs=4, seed=0, resume=resume, **settings, **extra)
+                  RLLoopConfig(total_steps=576, epochs=4, **settings, **extra), seed=0, resume=resume)
     return algo, stats
 
 
-@pytest.mark.parametrize("name", ["td3", "ppo"])
+@pytest.mark.parametrize("name", ["td3", "ppo", "sac"])
 def test_training_resumes_from_its_last_epoch_state(tmp_path, monkeypatch, name):
-    real_save, calls = rl.agents.atomic_torch_save, []
+    real_save, calls = rl.loop.atomic_torch_save, []
 
     def dies_at_second_state(obj, path):
         if Path(path).name == TRAIN_STATE_FILE:
@@ -174,13 +184,13 @@ def test_training_resumes_from_its_last_epoch_state(tmp_path, monkeypatch, name)
                 raise Killed("the process dies while writing epoch 2's state")
         real_save(obj, path)
 
-    monkeypatch.setattr(rl.agents, "atomic_torch_save", dies_at_second_state)
+    monkeypatch.setattr(rl.loop, "atomic_torch_save", dies_at_second_state)
     with pytest.raises(Killed):
         _train_short(name, tmp_path / "run", seed_nets=0)
-    monkeypatch.setattr(rl.agents, "atomic_torch_save", real_save)
+    monkeypatch.setattr(rl.loop, "atomic_torch_save", real_save)
     state = load_train_state(tmp_path / "run")
     assert state["counters"][0] == 1 and not list((tmp_path / "run").glob("*.tmp"))
-    if name == "td3":
+    if AGENTS[name].off_policy:
         assert len(state["buffer"]) >= 64  # warm-up plus the first epoch's transitions
 
     shutil.copytree(tmp_path / "run", tmp_path / "copy")

@@ -10,7 +10,6 @@ from gymnasium.utils.env_checker import check_env
 from tianshou.data import Batch, Collector, VectorReplayBuffer
 from torch import nn
 
-from tests.conftest import CountingModule, paired_vector_envs
 from rl.envs import (
     BatchedVectorEnv,
     MnistTaskCore,
@@ -20,6 +19,7 @@ from rl.envs import (
     task_reward,
 )
 from rl.tasks import ENCODING_DIM, TaskSet
+from tests.conftest import CountingModule, paired_vector_envs
 
 torch.set_num_threads(1)
 D, K, POOL = 8, 3, 50
@@ -225,7 +225,7 @@ def test_single_env_passes_check_env():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         check_env(env, skip_render_check=True)
-    # by design: z lives in [-3, 3] (SPEC §1) and AE codes are unbounded; nothing else may warn
+    # by design: z lives in [-3, 3] (docs/experiment-b.md) and AE codes are unbounded; nothing else may warn
     expected = ("symmetric and normalized", "is probably too low", "is probably too high")
     unexpected = [str(w.message) for w in caught if not any(e in str(w.message) for e in expected)]
     assert unexpected == []

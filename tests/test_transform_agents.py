@@ -1,18 +1,29 @@
 """Experiment C models: discriminator fakes, π/T/V, REINFORCE (no gradient across steps) vs the BPTT RNN."""
+import json
+
 import pytest
 import pytorch_lightning as pl
 import torch
 
+from configs.schema import RLLoopConfig
 from datamodules.mnist_pairs import MNISTPairsDataModule
-from evaluation.transform import TransformObjective
 from lightning_modules.autoencoder import AutoencoderModule
 from lightning_modules.nets.transform import init_from_autoencoder
 from lightning_modules.realism import FAKE_KINDS, RealismDiscriminatorModule, make_fakes
 from lightning_modules.transform_rnn import TransformRNNModule
-from rl.transform_pg import TransformAgents, load_agents, reinforce_loss, rollout, save_agents
-from tests.test_transform_env import MeanLogit, make_core
+from rl.agents import POLICY_FILE, act, build_algorithm, load_policy, save_policy
+from rl.envs import BatchedVectorEnv
+from rl.loop import CURVE_FILE, load_train_state, train
+from tests.test_transform_env import make_core, objective_of
 
 SMALL = dict(code_dim=4, hidden=16, width=2)
+OBS, PIXELS = 2 * 784 + 1, 784
+
+
+def agents(**hparams):
+    """The transform_pg algorithm (π, T and the baseline V) for experiment C's observation and image action."""
+    torch.manual_seed(0)
+    return build_algorithm("transform_pg", OBS, PIXELS, 1.0, **{**SMALL, **hparams})
 
 
 def capture_outputs(module):
@@ -51,33 +62,61 @@ def test_pairs_datamodule(idx_dir):
 
 def test_transformer_starts_as_the_autoencoder():
     ae = AutoencoderModule(code_dim=4).eval()
-    agents = TransformAgents(**SMALL)
-    init_from_autoencoder(agents.policy, agents.transformer, ae)
+    policy = agents().policy
+    init_from_autoencoder(policy.pi, policy.transformer, ae)
     x = torch.rand(3, 1, 28, 28)
-    torch.testing.assert_close(agents.transformer(x, torch.zeros(3, 4)), ae(x))  # T(x, 0) = Dec(Enc(x))
+    torch.testing.assert_close(policy.transformer(x, torch.zeros(3, 4)), ae(x))  # T(x, 0) = Dec(Enc(x))
     with pytest.raises(ValueError, match="does not fit"):
-        init_from_autoencoder(agents.policy, agents.transformer, AutoencoderModule(code_dim=8))
+        init_from_autoencoder(policy.pi, policy.transformer, AutoencoderModule(code_dim=8))
+
+
+def _collected(core, algo, episodes):
+    from tianshou.data import Collector, VectorReplayBuffer
+
+    venv = BatchedVectorEnv(core)
+    buffer = VectorReplayBuffer(64, len(venv))
+    collector = Collector(algo, venv, buffer)
+    collector.reset()
+    algo.policy.is_within_training_step = True  # sample, as the trainer does while collecting
+    collector.collect(n_episode=episodes)
+    return buffer
 
 
 def test_reinforce_trains_both_agents_without_gradient_across_steps():
-    torch.manual_seed(0)
-    core, agents = make_core(num_envs=6, steps=3), TransformAgents(**SMALL)
-    means = capture_outputs(agents.transformer)
-    batch = rollout(core, agents)
-    assert batch["reward"].shape == batch["log_prob"].shape == (3, 6)
-    # the last step's log-prob depends on that step's T output, not on the first step's
-    assert torch.autograd.grad(batch["log_prob"][2].sum(), means[2], retain_graph=True)[0].abs().sum() > 0
-    across = torch.autograd.grad(batch["log_prob"][2].sum(), means[0], retain_graph=True, allow_unused=True)[0]
-    assert across is None or across.abs().sum() == 0
-    reinforce_loss(agents, batch)["loss"].backward()
-    for net in (agents.policy, agents.transformer, agents.value):
-        assert sum(p.grad.abs().sum() for p in net.parameters() if p.grad is not None) > 0
+    core, algo = make_core(num_envs=3, steps=2), agents()
+    buffer = _collected(core, algo, 3)
+    batch, _ = buffer.sample(0)  # the whole collection, in order
+    assert len(batch) == 6 and batch.policy.pi_action.shape == (6, 4)
+    means = capture_outputs(algo.policy.transformer)
+    obs, a, image = (torch.as_tensor(batch.obs), torch.as_tensor(batch.policy.pi_action), torch.as_tensor(batch.act))
+    log_prob, _ = algo.policy.log_prob(obs, a, image)
+    # a step's log-prob depends on that step's T output only: images are data, no graph crosses steps
+    assert torch.autograd.grad(log_prob[2], means[-1], retain_graph=True)[0][2].abs().sum() > 0
+    assert torch.autograd.grad(log_prob[2], means[-1], retain_graph=True)[0][[0, 1, 3, 4, 5]].abs().sum() == 0
+    before = {name: [p.detach().clone() for p in net.parameters()]
+              for name, net in (("pi", algo.policy.pi), ("T", algo.policy.transformer), ("V", algo.value))}
+    stats = algo.update(buffer=buffer, batch_size=None, repeat=1)
+    assert torch.isfinite(torch.tensor([stats.loss, stats.pg, stats.value])).all()
+    for name, net in (("pi", algo.policy.pi), ("T", algo.policy.transformer), ("V", algo.value)):
+        assert any(not torch.equal(b, p) for b, p in zip(before[name], net.parameters())), name
+
+
+def test_deterministic_act_is_the_means_and_generate_unrolls_it():
+    core, algo = make_core(num_envs=2, steps=2), agents()
+    obs = core.reset()
+    image = act(algo, obs)  # evaluation: π's mean, then T's mean (no sampling)
+    x = obs[:, :784].view(2, 1, 28, 28)
+    mean_a = algo.policy.pi(x, obs[:, 784:1568].view(2, 1, 28, 28), obs[:, -1:])
+    torch.testing.assert_close(image, algo.policy.transformer(x, mean_a).flatten(1).detach())
+    torch.testing.assert_close(act(algo, obs), image)
+    trajectory = algo.policy.generate(x, obs[:, 784:1568].view(2, 1, 28, 28), 2)
+    torch.testing.assert_close(trajectory[0].flatten(1), image)
 
 
 def test_rnn_backpropagates_through_time():
     torch.manual_seed(0)
-    rnn = TransformRNNModule(steps=3, **{k: SMALL[k] for k in ("code_dim", "hidden")})
-    rnn._frozen["objective"] = TransformObjective(MeanLogit(), steps=3)
+    rnn = TransformRNNModule(rewards={"steps": 3}, **{k: SMALL[k] for k in ("code_dim", "hidden")})
+    rnn._frozen["objective"] = objective_of(steps=3)
     means = capture_outputs(rnn.transformer)
     source, goal = torch.rand(4, 1, 28, 28), torch.rand(4, 1, 28, 28)
     loss = -rnn.returns(source, goal)["return"].mean()  # the training loss
@@ -88,8 +127,8 @@ def test_rnn_backpropagates_through_time():
 
 
 def test_rnn_fast_dev_run(idx_dir):
-    rnn = TransformRNNModule(steps=2, code_dim=4, hidden=16)
-    rnn._frozen["objective"] = TransformObjective(MeanLogit(), steps=2)
+    rnn = TransformRNNModule(rewards={"steps": 2}, code_dim=4, hidden=16)
+    rnn._frozen["objective"] = objective_of(steps=2)
     before = [p.detach().clone() for p in rnn.parameters()]
     trainer = pl.Trainer(fast_dev_run=True, accelerator="cpu", logger=False, enable_progress_bar=False)
     trainer.fit(rnn, datamodule=MNISTPairsDataModule(source="idx", root=str(idx_dir), batch_size=8))
@@ -98,13 +137,50 @@ def test_rnn_fast_dev_run(idx_dir):
 
 
 def test_agents_round_trip_and_bad_values(tmp_path):
-    agents = TransformAgents(**SMALL)
+    algo = agents()
     source, goal = torch.rand(2, 1, 28, 28), torch.rand(2, 1, 28, 28)
-    loaded = load_agents(str(save_agents(agents, tmp_path / "policy.pt").parent))
-    torch.testing.assert_close(loaded.generate(source, goal, 3), agents.generate(source, goal, 3))
+    loaded = load_policy(save_policy(algo, tmp_path / POLICY_FILE).parent)
+    torch.testing.assert_close(loaded.generate(source, goal, 3), algo.policy.generate(source, goal, 3))
     with pytest.raises(ValueError, match="agent.code_dim=0 invalid"):
-        TransformAgents(code_dim=0)
+        agents(code_dim=0)
     with pytest.raises(ValueError, match="agent.lr_policy=-1.0 invalid"):
-        TransformAgents(lr_policy=-1.0)
-    with pytest.raises(ValueError, match="module.distance='ae' needs module.ae_checkpoint"):
-        TransformRNNModule(distance="ae")
+        agents(lr_policy=-1.0)
+    with pytest.raises(ValueError, match="module.rewards.distance='ae' needs module.ae_checkpoint"):
+        TransformRNNModule(rewards={"distance": "ae"})
+
+
+def test_transform_pg_trains_and_resumes_through_the_one_loop(tmp_path):
+    loop = RLLoopConfig(total_steps=48, epochs=3, collect_steps=8, repeat=1, test_episodes=4, show_progress=False)
+    core = make_core(num_envs=4, steps=2)
+
+    def run(folder, resume=False):
+        algo = agents()
+        return algo, train(algo, BatchedVectorEnv(core.spawn(4, 0)), BatchedVectorEnv(core.spawn(4, 9)), folder,
+                           loop, seed=0, resume=resume)
+
+    algo, stats = run(tmp_path / "full")
+    assert stats["env_steps"] == 48 and stats["epochs"] == 3 and (tmp_path / "full" / POLICY_FILE).is_file()
+    curve = json.loads((tmp_path / "full" / CURVE_FILE).read_text())
+    assert sum("test_return" in row for row in curve) == 4  # Tianshou tests before training, then every epoch
+    assert curve[-1]["episodes"] == 24 and curve[0]["env_steps"] == 0
+    assert load_train_state(tmp_path / "full")["counters"][0] == 3
+    # a run that stopped after epoch 1 continues from its state and ends at the same step count
+    import rl.loop
+
+    real, saves = rl.loop.atomic_torch_save, []
+
+    def dies(obj, path):
+        if path.name == rl.loop.TRAIN_STATE_FILE:
+            saves.append(path)
+            if len(saves) == 2:  # dies while writing epoch 2's state
+                raise KeyboardInterrupt
+        real(obj, path)
+    rl.loop.atomic_torch_save = dies
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(tmp_path / "cut")
+    finally:
+        rl.loop.atomic_torch_save = real
+    assert load_train_state(tmp_path / "cut")["counters"][0] == 1
+    _, resumed = run(tmp_path / "cut", resume=True)
+    assert resumed["resumed_from_epoch"] == 1 and resumed["env_steps"] == 48 and resumed["epochs"] == 3

@@ -5,9 +5,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from configs import load_config
 from lightning_modules.fit import SECTIONS, fit
+from rl.agents import load_policy
 from tests.conftest import FAST_TRAINER, make_idx_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,14 +32,14 @@ def stage_runs(tmp_path_factory) -> dict:
 
 def pg_overrides(runs: dict, with_env: bool = True) -> list:
     env = [f"env.discriminator_checkpoint={runs['discriminator']}", "env.source=idx", f"env.root={runs['idx']}",
-           "env.steps=2", f"agent.init_autoencoder={runs['autoencoder']}"]
+           "env.rewards.steps=2", f"agent.init_autoencoder={runs['autoencoder']}"]
     return [*(env if with_env else []), "train.total_steps=24", "train.epochs=2", "train.num_envs=4",
-            "train.test_envs=4", "train.test_episodes=4", "agent.hidden=16", "agent.width=2"]
+            "train.collect_steps=8", "train.test_envs=4", "train.test_episodes=4", "agent.hidden=16", "agent.width=2"]
 
 
 def rnn_overrides(runs: dict, with_data: bool = True) -> list:
     data = [f"module.discriminator_checkpoint={runs['discriminator']}", "data.source=idx", f"data.root={runs['idx']}",
-            "module.steps=2", f"module.init_autoencoder={runs['autoencoder']}"]
+            "module.rewards.steps=2", f"module.init_autoencoder={runs['autoencoder']}"]
     return [*(data if with_data else []), *FAST_TRAINER, "data.batch_size=8", "module.hidden=16"]
 
 
@@ -52,9 +54,11 @@ def test_rl_train_transform_pg(stage_runs, tmp_path):
     for name in ("config.yaml", "policy.pt", "curve.json", "train_summary.json"):
         assert (out / name).is_file(), name
     summary = json.loads((out / "train_summary.json").read_text())
-    assert summary["updates"] == 3 and summary["env_steps"] == 3 * 4 * 2  # ceil(24 / (4 envs × 2 steps))
+    # 2 epochs of ceil(24 / 2) = 12 steps: 2 collections of 4 envs × 2 steps each
+    assert summary["env_steps"] == 2 * 2 * 8 and summary["epochs"] == 2
     curve = json.loads((out / "curve.json").read_text())
-    assert len(curve) == 3 and sum("test_return" in row for row in curve) == 2
+    assert sum("test_return" in row for row in curve) == 3 and curve[-1]["episodes"] == 16  # tests: before, 2 epochs
+    assert load_policy(out).generate(torch.rand(2, 1, 28, 28), torch.rand(2, 1, 28, 28), 2).shape == (2, 2, 1, 28, 28)
 
 
 def test_fit_transform_rnn(stage_runs, tmp_path):
@@ -65,11 +69,12 @@ def test_fit_transform_rnn(stage_runs, tmp_path):
 
 
 @pytest.mark.parametrize("name, schema, override, message", [
-    ("transform_pg", "rl", "env.distance=cosine", "env.distance='cosine' is not allowed"),
+    ("transform_pg", "rl", "env.rewards.distance=cosine", "env.rewards.distance='cosine' is not allowed"),
+    ("transform_pg", "rl", "env.steps=3", "unknown key 'env.steps'"),
     ("transform_pg", "rl", "agent.lr=0.1", "unknown key 'agent.lr'"),
     ("transform_pg", "rl", "agent.name=reinforce", "unknown agent 'reinforce'"),
     ("transform_rnn", "fit", "data.goal_class=odd", "data.goal_class='odd' is not allowed"),
-    ("transform_rnn", "fit", "module.realism_score=logit", "module.realism_score='logit' is not allowed"),
+    ("transform_rnn", "fit", "module.rewards.realism_score=logit", "module.rewards.realism_score='logit' is not allowed"),
 ])
 def test_bad_config_values_name_the_value(name, schema, override, message):
     from configs import ConfigError
@@ -83,7 +88,7 @@ def test_bad_config_values_name_the_value(name, schema, override, message):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("objective.goal_class=odd", "objective.goal_class='odd' is not allowed"),
+    ("goal_class=odd", "goal_class='odd' is not allowed"),
     ("stages.transform_pg=[a,b]", "stages.transform_pg=['a', 'b'] invalid"),
     ("seeds=[1,1]", "seeds=[1, 1] invalid"),
 ])
@@ -97,7 +102,7 @@ def test_bad_benchmark_values(override, message):
 
 @pytest.mark.parametrize("args, message", [
     (["-m", "rl.train", "transform_pg", "agent.code_dim=0"], "agent.code_dim=0 invalid"),
-    (["-m", "lightning_modules.fit", "transform_rnn", "module.distance_weight=-1"], "distance_weight=-1.0 invalid"),
+    (["-m", "lightning_modules.fit", "transform_rnn", "module.rewards.distance_weight=-1"], "distance_weight=-1.0 invalid"),
     (["benchmarks/run.py", "--experiment", "transformations", "objective.distance=cosine"], "objective.distance='cosine'"),
 ])
 def test_entry_points_fail_with_one_line(args, message, tmp_path):

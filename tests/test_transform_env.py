@@ -7,8 +7,14 @@ import torch
 from gymnasium.utils.env_checker import check_env
 from torch import nn
 
+from configs.schema import TransformRewards
 from datamodules.mnist_pairs import GoalSampler
-from evaluation.transform import TransformObjective, interpolate, reference_trajectories, score_trajectories
+from evaluation.transform import (
+    TransformObjective,
+    interpolate,
+    reference_trajectories,
+    score_trajectories,
+)
 from rl.envs import SingleEnv
 from rl.envs.transform import TransformCore
 from tests.conftest import CountingModule, paired_vector_envs
@@ -29,14 +35,19 @@ def constant_pool():
     return values.view(4, 1, 1, 1).expand(4, 1, 28, 28).clone(), torch.arange(4), values
 
 
+def objective_of(discriminator=None, **rewards) -> TransformObjective:
+    """The shared rewards over a hand-computable discriminator (``MeanLogit`` unless given)."""
+    return TransformObjective(discriminator or MeanLogit(), rewards=TransformRewards(**rewards))
+
+
 def make_core(num_envs=3, seed=0, **weights):
     images, labels, _ = constant_pool()
-    objective = TransformObjective(CountingModule(MeanLogit()), **{"steps": 2, "distance_weight": 1.0, **weights})
+    objective = objective_of(CountingModule(MeanLogit()), **{"steps": 2, "distance_weight": 1.0, **weights})
     return TransformCore(images, labels, objective, "other", num_envs=num_envs, seed=seed)
 
 
 def test_step_reward_by_hand():
-    obj = TransformObjective(MeanLogit(), realism_weight=2.0, distance_weight=1.5, step_penalty=0.1,
+    obj = objective_of(realism_weight=2.0, distance_weight=1.5, step_penalty=0.1,
                              max_step_penalty=3.0, steps=2)
     logit, dist = torch.tensor([0.0, 2.0]), torch.tensor([1.0, 4.0])
     first, reached, last = obj.step_reward(logit, dist, 1)
@@ -46,17 +57,17 @@ def test_step_reward_by_hand():
     final, _, last = obj.step_reward(logit, dist, 2)  # the last step adds -1.5·dist and the max-step penalty
     torch.testing.assert_close(final, expected + torch.tensor([-1.5 - 3.0, -6.0 - 3.0]))
     assert last.all()
-    early = TransformObjective(MeanLogit(), realism_weight=2.0, distance_weight=1.5, step_penalty=0.1,
+    early = objective_of(realism_weight=2.0, distance_weight=1.5, step_penalty=0.1,
                                max_step_penalty=3.0, goal_tolerance=2.0, steps=2)
     reward, reached, last = early.step_reward(logit, dist, 1)  # row 0 is within tolerance: ends, no max-step penalty
     torch.testing.assert_close(reward, torch.tensor([expected[0] - 1.5, expected[1]]))
     assert reached.tolist() == [True, False] and last.tolist() == [True, False]
-    prob = TransformObjective(MeanLogit(), realism_score="prob", steps=2)
+    prob = objective_of(realism_score="prob", steps=2)
     torch.testing.assert_close(prob.step_reward(logit, dist, 1)[0], torch.sigmoid(logit))
 
 
 def test_trajectory_rewards_and_scores_by_hand():
-    obj = TransformObjective(MeanLogit(), distance_weight=1.0, steps=2)
+    obj = objective_of(distance_weight=1.0, steps=2)
     source, goal = torch.zeros(1, 1, 28, 28), torch.ones(1, 1, 28, 28)
     traj = interpolate(source, goal, 2)  # x_1 = 0.5, x_2 = 1
     assert traj[:, 0, 0, 0, 0].tolist() == [0.5, 1.0]
@@ -138,7 +149,7 @@ def test_bad_values_give_one_line_errors():
              (dict(steps=0), "steps=0 invalid"), (dict(distance="ae"), "distance='ae' needs the autoencoder")]
     for kwargs, message in cases:
         with pytest.raises(ValueError, match=message) as info:
-            TransformObjective(MeanLogit(), **kwargs)
+            objective_of(**kwargs)
         assert "\n" not in str(info.value)
     with pytest.raises(ValueError, match="goal_class='odd' invalid"):
         GoalSampler(labels, "odd")

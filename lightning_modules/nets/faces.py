@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from utils.errors import MissingFileError, UserError
+
 log = logging.getLogger(__name__)
 
 BACKBONES = ("small", "resnet18", "resnet50")
@@ -50,19 +52,19 @@ def _resnet(name: str, pretrained_path: Optional[str]) -> nn.Module:
     if pretrained_path is not None:
         path = Path(pretrained_path)
         if not path.is_file():
-            raise FileNotFoundError(f"pretrained_path '{pretrained_path}' does not exist (expected a torchvision "
-                                    f"{name} ImageNet state dict, e.g. from torchvision's model zoo)")
+            raise MissingFileError(f"pretrained_path '{pretrained_path}' does not exist (expected a torchvision "
+                                   f"{name} ImageNet state dict, e.g. from torchvision's model zoo)")
         state = torch.load(path, map_location="cpu", weights_only=True)
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # the head is ours
         try:
             missing, unexpected = net.load_state_dict(state, strict=False)
         except RuntimeError as err:  # size mismatches raise even with strict=False
-            raise ValueError(f"'{pretrained_path}' does not fit torchvision {name}: "
-                             f"{str(err).splitlines()[1].strip()} ...") from None
+            raise UserError(f"'{pretrained_path}' does not fit torchvision {name}: "
+                            f"{str(err).splitlines()[1].strip()} ...") from None
         bad = [k for k in missing if not k.startswith("fc.")]
         if bad or unexpected:
-            raise ValueError(f"'{pretrained_path}' does not fit torchvision {name}: missing {bad[:5]}, "
-                             f"unexpected {list(unexpected)[:5]}")
+            raise UserError(f"'{pretrained_path}' does not fit torchvision {name}: missing {bad[:5]}, "
+                            f"unexpected {list(unexpected)[:5]}")
         log.info("loaded %s ImageNet weights from %s", name, path)
     return net
 
@@ -81,9 +83,9 @@ class FaceNet(nn.Module):
                  pretrained_path: Optional[str] = None):
         super().__init__()
         if backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone '{backbone}'; expected one of {list(BACKBONES)}")
+            raise UserError(f"unknown backbone '{backbone}'; expected one of {list(BACKBONES)}")
         if backbone == "small" and pretrained_path is not None:
-            raise ValueError("pretrained_path applies to the ResNet backbones only, not 'small'")
+            raise UserError("pretrained_path applies to the ResNet backbones only, not 'small'")
         self.backbone, self.input_size = backbone, input_size
         if backbone == "small":
             net = SmallFaceCNN()
@@ -103,7 +105,7 @@ class FaceNet(nn.Module):
 
     def _prepare(self, img_NCHW: torch.Tensor) -> torch.Tensor:
         if img_NCHW.ndim != 4 or img_NCHW.shape[1] != 3:
-            raise ValueError(f"images: expected shape (N, 3, H, W), got {tuple(img_NCHW.shape)}")
+            raise UserError(f"images: expected shape (N, 3, H, W), got {tuple(img_NCHW.shape)}")
         if img_NCHW.shape[-2:] != (self.input_size, self.input_size):
             img_NCHW = F.interpolate(img_NCHW, size=(self.input_size, self.input_size), mode="bilinear",
                                      align_corners=False, antialias=True)
@@ -122,7 +124,7 @@ class FaceNet(nn.Module):
 
         The output of the stage before the last (``small``: 128 ch; ResNet: layer3), average-
         pooled to a 4×4 grid and flattened. Like AlexNet conv5 in the paper's identity term
-        (SPEC §2 eq. 8) it keeps spatial layout and appearance, and it sits below the layers
+        (eq. 8, docs/experiment-a.md) it keeps spatial layout and appearance, and it sits below the layers
         that specialise in the trained attribute. C = 128 (small), 256 (resnet18), 1024 (resnet50).
         """
         fmap = self.mid(self._prepare(img_NCHW))

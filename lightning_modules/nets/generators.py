@@ -1,4 +1,4 @@
-"""Pretrained face generators behind one interface (SPEC §2).
+"""Pretrained face generators behind one interface (docs/experiment-a.md).
 
 Every source is wrapped in :class:`GeneratorAdapter`, an ``nn.Module`` that is frozen
 (``requires_grad=False``) and stays in eval mode even when a parent module calls ``.train()``:
@@ -25,6 +25,8 @@ from typing import Callable, Dict, List, Optional
 import torch
 from torch import nn
 
+from utils.errors import MissingFileError, UnknownNameError, UserError
+
 log = logging.getLogger(__name__)
 
 DCGAN_PACKAGE = "gan_face_generate"
@@ -47,7 +49,7 @@ class GeneratorAdapter(nn.Module):
                  latent_as_map: bool = False, clamp: bool = True):
         super().__init__()
         if latent_dim <= 0:
-            raise ValueError(f"latent_dim must be a positive int, got {latent_dim}")
+            raise UserError(f"latent_dim must be a positive int, got {latent_dim}")
         self.net = net
         self.latent_dim = int(latent_dim)
         self.latent_as_map = latent_as_map
@@ -73,7 +75,7 @@ class GeneratorAdapter(nn.Module):
         generator gives the same z whatever device the adapter sits on.
         """
         if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
+            raise UserError(f"n must be >= 0, got {n}")
         gen_device = generator.device if generator is not None else self.device
         z_NL = torch.randn(n, self.latent_dim, generator=generator, device=gen_device)
         return z_NL.to(self.device)
@@ -81,7 +83,7 @@ class GeneratorAdapter(nn.Module):
     def forward(self, z_NL: torch.Tensor) -> torch.Tensor:
         """Images N×3×R×R in [-1, 1] for latents ``z_NL`` (N×latent_dim)."""
         if z_NL.ndim != 2 or z_NL.shape[1] != self.latent_dim:
-            raise ValueError(f"latents: expected shape (N, {self.latent_dim}), got {tuple(z_NL.shape)}")
+            raise UserError(f"latents: expected shape (N, {self.latent_dim}), got {tuple(z_NL.shape)}")
         inp = z_NL[:, :, None, None] if self.latent_as_map else z_NL
         img_NCHW = self.net(inp)
         res = getattr(self, "resolution", None)
@@ -90,14 +92,14 @@ class GeneratorAdapter(nn.Module):
             res is not None and tuple(img_NCHW.shape) != expected
         ):
             want = expected if res is not None else (z_NL.shape[0], 3, "R", "R")
-            raise ValueError(f"generator output: expected shape {want}, got {tuple(img_NCHW.shape)}")
+            raise UserError(f"generator output: expected shape {want}, got {tuple(img_NCHW.shape)}")
         return img_NCHW.clamp(-1.0, 1.0) if self.clamp else img_NCHW
 
     def _probe_resolution(self) -> int:
         with torch.no_grad():
             img = self(torch.zeros(1, self.latent_dim, device=self.device))
         if img.shape[2] != img.shape[3]:
-            raise ValueError(f"generator output: expected square images, got {tuple(img.shape)}")
+            raise UserError(f"generator output: expected square images, got {tuple(img.shape)}")
         return int(img.shape[2])
 
     def extra_repr(self) -> str:
@@ -148,7 +150,7 @@ def dcgan_weights_path() -> Path:
         )
     path = Path(list(spec.submodule_search_locations)[0]) / "weights.tar"
     if not path.is_file():
-        raise FileNotFoundError(f"'{path}' is missing from package '{DCGAN_PACKAGE}'; reinstall with `{DCGAN_INSTALL}`")
+        raise MissingFileError(f"'{path}' is missing from package '{DCGAN_PACKAGE}'; reinstall with `{DCGAN_INSTALL}`")
     return path
 
 
@@ -161,7 +163,7 @@ def dcgan_digiface(weights_path: Optional[str] = None) -> GeneratorAdapter:
     """
     path = Path(weights_path) if weights_path is not None else dcgan_weights_path()
     if not path.is_file():
-        raise FileNotFoundError(f"DCGAN weights file '{path}' does not exist (install with `{DCGAN_INSTALL}`)")
+        raise MissingFileError(f"DCGAN weights file '{path}' does not exist (install with `{DCGAN_INSTALL}`)")
     state = torch.load(path, map_location="cpu", weights_only=True)
     state = state.get("netG_state_dict", state)
     net = DCGANGenerator()
@@ -228,5 +230,5 @@ def build_generator(name: str, **kwargs) -> GeneratorAdapter:
     Example: ``build_generator("dcgan_digiface")``; ``build_generator("module", net=G, latent_dim=8)``.
     """
     if name not in GENERATORS:
-        raise KeyError(f"unknown generator '{name}'; expected one of {available_generators()}")
+        raise UnknownNameError(f"unknown generator '{name}'; expected one of {available_generators()}")
     return GENERATORS[name](**kwargs)

@@ -1,4 +1,4 @@
-"""Plain nn.Modules of experiment C (learned transformations, SPEC §3).
+"""Plain nn.Modules of experiment C (learned transformations, docs/experiment-c.md).
 
 - :class:`PolicyNet` π(x_t, x_g, t/T) -> mean of a Gaussian action a ∈ [-b, b]^d (d = the AE's code size);
 - :class:`TransformNet` T(x_t, a) -> mean of the next image x_{t+1} ∈ (0, 1)^{28×28};
@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from lightning_modules.nets.mnist import ConvDecoder, ConvEncoder
+from utils.errors import UserError
 
 PIXELS = 28 * 28
 
@@ -37,7 +38,7 @@ def conv_trunk(in_channels: int, width: int, activation: type = nn.ReLU) -> nn.S
 def split_obs(obs_NO: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Experiment C observation ``[x_t (784), x_g (784), t/T (1)]`` -> (x_t N×1×28×28, x_g, t_frac N×1)."""
     if obs_NO.dim() != 2 or obs_NO.shape[1] != 2 * PIXELS + 1:
-        raise ValueError(f"observations must be N×{2 * PIXELS + 1} ([x_t, x_g, t/T]), got {tuple(obs_NO.shape)}")
+        raise UserError(f"observations must be N×{2 * PIXELS + 1} ([x_t, x_g, t/T]), got {tuple(obs_NO.shape)}")
     n = len(obs_NO)
     return (obs_NO[:, :PIXELS].reshape(n, 1, 28, 28), obs_NO[:, PIXELS:2 * PIXELS].reshape(n, 1, 28, 28),
             obs_NO[:, -1:])
@@ -87,7 +88,7 @@ def init_from_autoencoder(policy: PolicyNet, transformer: TransformNet, autoenco
             net.load_state_dict(autoencoder.encoder.state_dict())
         transformer.decoder.load_state_dict(autoencoder.decoder.state_dict())
     except RuntimeError as err:
-        raise ValueError(f"the autoencoder does not fit π/T (code_dim?): {str(err).splitlines()[0]}") from None
+        raise UserError(f"the autoencoder does not fit π/T (code_dim?): {str(err).splitlines()[0]}") from None
 
 
 class ValueNet(nn.Module):

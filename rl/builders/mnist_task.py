@@ -6,11 +6,12 @@ import torch
 from torch import nn
 
 from datamodules.mnist import MNISTDataModule, add_pixel_noise, random_affine
+from lightning_modules.checkpoints import load_module
 from lightning_modules.inference import freeze_for_inference
-from lightning_modules.runs import load_module
 from rl.builders import MethodModule
 from rl.envs.mnist_task import MnistTaskCore
 from rl.tasks import TaskSet
+from utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def mnist_task(
     task_set = TaskSet.parse(list(tasks))  # bad task specs fail before any model is loaded
     for key, value in (("noisy_copies", noisy_copies), ("augment_copies", augment_copies)):
         if int(value) != value or value < 0:
-            raise ValueError(f"{key}={value} invalid: expected an int >= 0")
+            raise UserError(f"{key}={value} invalid: expected an int >= 0")
     nets = load_mnist_task_models(ae_checkpoint, gan_checkpoint, classifier_checkpoint)
     data = MNISTDataModule(source=source, root=root, seed=0)
     data.setup()

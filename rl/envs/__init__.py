@@ -1,21 +1,20 @@
 """RL environments: batched torch cores and the generic gymnasium / Tianshou views on them."""
 
+from rl.envs.core import BatchedCore, RowStreams, row_randint, seeds_for
 from rl.envs.face_age import AgeMDP, FaceAgeCore, age_reward, bucket_hits
 from rl.envs.mnist_task import MnistTaskCore, target_probability, task_reward
-from rl.envs.views import (
-    BatchedVectorEnv,
-    SingleEnv,
-    make_dummy_vector_env,
-    row_randint,
-    seeds_for,
-)
+from rl.envs.transform import TransformCore
+from rl.envs.views import BatchedVectorEnv, SingleEnv, make_dummy_vector_env
 
 __all__ = [
     "AgeMDP",
+    "BatchedCore",
     "BatchedVectorEnv",
     "FaceAgeCore",
     "MnistTaskCore",
+    "RowStreams",
     "SingleEnv",
+    "TransformCore",
     "age_reward",
     "bucket_hits",
     "make_dummy_vector_env",

@@ -2,8 +2,8 @@
 
 One-step episodes (as in the reference code): the observation is
 ``[AE code of the input digit, task one-hot]``; the action is a latent ``z`` of the l-GAN; the
-image is ``Dec(G(z))``; the reward is :func:`task_reward` (SPEC §1). The core holds N episodes
-on one device and runs every network once per batched step (SPEC §5).
+image is ``Dec(G(z))``; the reward is :func:`task_reward` (docs/experiment-b.md). The core holds N episodes
+on one device and runs every network once per batched step.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from rl.envs.views import check_action, mask_rows, row_randint, seeds_for
+from rl.envs.core import RowStreams, check_action, mask_rows, row_randint
 from rl.tasks import ENCODING_DIM, NUM_CLASSES, TaskSet
+from utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def task_reward(
         log_p = torch.log_softmax(logits_NC.float(), dim=1).gather(1, targets_N.long()[:, None])[:, 0]
         quality = 1.0 + log_p.clamp_min(-LOG_FLOOR) / LOG_FLOOR
     else:
-        raise ValueError(f"reward shape {shape!r} invalid: expected one of {list(REWARD_SHAPES)}")
+        raise UserError(f"reward shape {shape!r} invalid: expected one of {list(REWARD_SHAPES)}")
     return alpha * quality - beta * hinge
 
 
@@ -72,11 +73,11 @@ def _check_number(name: str, value: float, minimum: float, strict: bool) -> floa
     ok = math.isfinite(value) and (value > minimum if strict else value >= minimum)
     if not ok:
         relation = ">" if strict else ">="
-        raise ValueError(f"{name}={value} invalid: expected a finite number {relation} {minimum}")
+        raise UserError(f"{name}={value} invalid: expected a finite number {relation} {minimum}")
     return value
 
 
-class MnistTaskCore:
+class MnistTaskCore(RowStreams):
     """N one-step episodes of task-driven digit translation, batched on one device.
 
     Args:
@@ -111,19 +112,19 @@ class MnistTaskCore:
         reward_shape: str = "prob",
     ):
         if not isinstance(tasks, TaskSet):
-            raise ValueError(f"tasks must be a TaskSet, got {type(tasks).__name__}")
+            raise UserError(f"tasks must be a TaskSet, got {type(tasks).__name__}")
         if codes_ND.dim() != 2 or not codes_ND.dtype.is_floating_point or len(codes_ND) == 0:
-            raise ValueError(f"codes_ND must be a non-empty N×D float tensor, got "
-                             f"{codes_ND.dtype} {tuple(codes_ND.shape)}")
+            raise UserError(f"codes_ND must be a non-empty N×D float tensor, got "
+                            f"{codes_ND.dtype} {tuple(codes_ND.shape)}")
         if labels_N.shape != codes_ND.shape[:1] or labels_N.dtype.is_floating_point:
-            raise ValueError(f"labels_N must be {len(codes_ND)} ints (one per code), got "
-                             f"{labels_N.dtype} {tuple(labels_N.shape)}")
+            raise UserError(f"labels_N must be {len(codes_ND)} ints (one per code), got "
+                            f"{labels_N.dtype} {tuple(labels_N.shape)}")
         if labels_N.min() < 0 or labels_N.max() >= NUM_CLASSES:
-            raise ValueError(f"labels must lie in 0..{NUM_CLASSES - 1}, got "
-                             f"{int(labels_N.min())}..{int(labels_N.max())}")
+            raise UserError(f"labels must lie in 0..{NUM_CLASSES - 1}, got "
+                            f"{int(labels_N.min())}..{int(labels_N.max())}")
         for name, value in (("num_envs", num_envs), ("z_dim", z_dim)):
             if int(value) != value or value < 1:
-                raise ValueError(f"{name}={value} invalid: expected an int >= 1")
+                raise UserError(f"{name}={value} invalid: expected an int >= 1")
         self.codes_ND, self.labels_N = codes_ND.float(), labels_N.long().to(codes_ND.device)
         # Observations carry standardised codes: raw AE codes have a scale of ~10 per unit, which
         # saturates the agents' first layers (they learned nothing at chance level without this).
@@ -139,19 +140,16 @@ class MnistTaskCore:
         self.alpha = _check_number("alpha", alpha, 0.0, strict=False)
         self.beta = _check_number("beta", beta, 0.0, strict=False)
         if reward_shape not in REWARD_SHAPES:
-            raise ValueError(f"reward_shape={reward_shape!r} invalid: expected one of {list(REWARD_SHAPES)}")
+            raise UserError(f"reward_shape={reward_shape!r} invalid: expected one of {list(REWARD_SHAPES)}")
         self.reward_shape = reward_shape
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_dim,), np.float32)
         self.action_space = gym.spaces.Box(-self.action_bound, self.action_bound, (self.z_dim,),
                                            np.float32)
         self._probe()
         n, dev = self.num_envs, self.device
-        self._seeds = torch.zeros(n, dtype=torch.int64, device=dev)
-        self._counters = torch.zeros(n, dtype=torch.int64, device=dev)
         self.digit_idx_N = torch.zeros(n, dtype=torch.int64, device=dev)
         self.task_ids_N = torch.zeros(n, dtype=torch.int64, device=dev)
-        self._needs_reset = torch.ones(n, dtype=torch.bool, device=dev)
-        self.reseed(seeds_for(seed, n), None)
+        self._init_streams(seed)
 
     # ---- construction helpers ------------------------------------------------------------
     def _probe(self) -> None:
@@ -160,14 +158,14 @@ class MnistTaskCore:
         with torch.inference_mode():
             code = self.nets["generator"](z)
             if tuple(code.shape) != (1, self.code_dim):
-                raise ValueError(f"generator maps z (1, {self.z_dim}) to {tuple(code.shape)}: "
-                                 f"expected (1, {self.code_dim}) to match codes_ND")
+                raise UserError(f"generator maps z (1, {self.z_dim}) to {tuple(code.shape)}: "
+                                f"expected (1, {self.code_dim}) to match codes_ND")
             logits = self.nets["reward_classifier"](self.nets["decoder"](code))
             if tuple(logits.shape) != (1, NUM_CLASSES):
-                raise ValueError(f"reward_classifier returns {tuple(logits.shape)} for one image: "
-                                 f"expected (1, {NUM_CLASSES}) logits")
+                raise UserError(f"reward_classifier returns {tuple(logits.shape)} for one image: "
+                                f"expected (1, {NUM_CLASSES}) logits")
             if self.nets["discriminator"](code).numel() != 1:
-                raise ValueError("discriminator must return one score per code (N or N×1)")
+                raise UserError("discriminator must return one score per code (N or N×1)")
 
     def spawn(self, num_envs: int, seed: int | Sequence[int]) -> MnistTaskCore:
         """A new core over the same data, networks and reward settings (e.g. test envs)."""
@@ -219,18 +217,8 @@ class MnistTaskCore:
     def standardise(self, codes_MD: torch.Tensor) -> torch.Tensor:
         """M×D codes -> the observation's code part: standardised with the core's pool mean/std."""
         if codes_MD.dim() != 2 or codes_MD.shape[1] != self.code_dim:
-            raise ValueError(f"codes must be M×{self.code_dim}, got {tuple(codes_MD.shape)}")
+            raise UserError(f"codes must be M×{self.code_dim}, got {tuple(codes_MD.shape)}")
         return (codes_MD.float() - self.code_mean_D) / self.code_std_D
-
-    def reseed(self, seeds: Sequence[int], mask_N: torch.Tensor | None = None) -> None:
-        """Restart the random streams of the masked rows (all when None) with ``seeds`` (one
-        per masked row); those rows must be reset before they are stepped."""
-        rows = self._rows(mask_N)
-        seeds_t = torch.as_tensor([int(s) for s in seeds], dtype=torch.int64, device=self.device)
-        if seeds_t.shape != rows.shape or (seeds_t < 0).any():
-            raise ValueError(f"need {len(rows)} non-negative seeds (one per reseeded row), got "
-                             f"{seeds_t.tolist()}")
-        self._seeds[rows], self._counters[rows], self._needs_reset[rows] = seeds_t, 0, True
 
     def reset(self, mask_N: torch.Tensor | None = None) -> torch.Tensor:
         """Start new episodes in the masked rows (all when None): a random source digit and

@@ -9,7 +9,7 @@ action a feeds T) and T (whose Gaussian output is this action) on the same rewar
 per-step and max-step penalties; optional early end within ``goal_tolerance``).
 
 Like :class:`rl.envs.mnist_task.MnistTaskCore`, the core holds N episodes on one device and runs
-the discriminator (and the encoder for AE distances) once per batched step (SPEC §5); row i draws
+the discriminator (and the encoder for AE distances) once per batched step; row i draws
 its episodes from the counter-based stream of seed ``seed + i`` (:func:`rl.envs.views.row_randint`).
 """
 from __future__ import annotations
@@ -23,7 +23,8 @@ import torch
 from datamodules.mnist_pairs import RAND_HIGH, GoalSampler
 from evaluation.transform import TransformObjective
 from lightning_modules.nets.transform import PIXELS
-from rl.envs.views import RowStreams, check_action, mask_rows, row_randint
+from rl.envs.core import RowStreams, check_action, mask_rows, row_randint
+from utils.errors import UserError
 
 _STREAM_SOURCE, _STREAM_GOAL_A, _STREAM_GOAL_B = 0, 1, 2
 
@@ -42,11 +43,11 @@ class TransformCore(RowStreams):
     def __init__(self, images_N1HW: torch.Tensor, labels_N: torch.Tensor, objective: TransformObjective,
                  goal_class: str = "other", num_envs: int = 1, seed: int | Sequence[int] = 0):
         if images_N1HW.dim() != 4 or images_N1HW.shape[1:] != (1, 28, 28) or len(images_N1HW) == 0:
-            raise ValueError(f"images must be a non-empty N×1×28×28 tensor, got {tuple(images_N1HW.shape)}")
+            raise UserError(f"images must be a non-empty N×1×28×28 tensor, got {tuple(images_N1HW.shape)}")
         if labels_N.shape != images_N1HW.shape[:1]:
-            raise ValueError(f"labels must be {len(images_N1HW)} ints (one per image), got {tuple(labels_N.shape)}")
+            raise UserError(f"labels must be {len(images_N1HW)} ints (one per image), got {tuple(labels_N.shape)}")
         if int(num_envs) != num_envs or num_envs < 1:
-            raise ValueError(f"num_envs={num_envs} invalid: expected an int >= 1")
+            raise UserError(f"num_envs={num_envs} invalid: expected an int >= 1")
         self.images, self.labels_N = images_N1HW.float(), labels_N.long()
         self.objective, self.goal_class = objective, goal_class
         self.sampler = GoalSampler(self.labels_N, goal_class)

@@ -1,29 +1,18 @@
-"""Generic views on a batched environment core (STYLE "RL environments", layers 2 and 3).
+"""Generic views on a batched environment core: the gymnasium env (N = 1) and the Tianshou vector env.
 
-A *core* is any object with this small protocol (``MnistTaskCore`` is one; the face core of
-experiment A is another):
-
-- ``num_envs: int``, ``device``; ``observation_space`` / ``action_space``: the spaces of ONE env;
-- ``reset(mask_N: bool tensor | None) -> obs_NO`` re-samples the masked rows (all when None) and
-  returns the observations of all N rows;
-- ``step(action_RA, ids_R: int64 tensor | None) -> (obs_RO, rew_R, terminated_R, truncated_R,
-  info)`` steps the R rows ``ids`` (all when None) with one batched call; ``info`` is a dict
-  of R-length tensors;
-- ``reseed(seeds, mask_N | None)`` restarts the random streams of the masked rows;
-- ``spawn(num_envs, seed) -> core``: a new core with the same data and networks.
-
-Seeding contract (what makes batched == per-env): row ``i`` of a core draws its episodes from a
-counter-based stream keyed by ``(seed_i, episode counter)`` (:func:`row_randint`), and a core
-built with seed ``s`` gives row ``i`` the seed ``s + i``, which is exactly the seed Tianshou's
-``venv.seed(s)`` hands to env ``i``. So ``BatchedVectorEnv(core.spawn(N, s))`` and
-``make_dummy_vector_env(core.spawn, N, s)`` produce the same episodes.
+A *core* is any object satisfying :class:`BatchedCore` (the three experiments' cores do; a test
+checks it). Seeding contract (what makes batched == per-env): row ``i`` of a core draws its episodes
+from a counter-based stream keyed by ``(seed_i, episode counter)`` (:func:`row_randint`, kept by
+:class:`RowStreams`), and a core built with seed ``s`` gives row ``i`` the seed ``s + i``, which is
+exactly the seed Tianshou's ``venv.seed(s)`` hands to env ``i``. So ``BatchedVectorEnv(core.spawn(N, s))``
+and ``make_dummy_vector_env(core.spawn, N, s)`` produce the same episodes.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -31,56 +20,10 @@ import numpy as np
 import torch
 from tianshou.env import BaseVectorEnv, DummyVectorEnv
 
+from rl.envs.core import seeds_for
+from utils.errors import UserError
+
 log = logging.getLogger(__name__)
-
-_M32 = 0xFFFFFFFF
-
-
-def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
-    # (x * c) mod 2^32 split in 16-bit halves so no int64 product can overflow
-    lo = x * (c & 0xFFFF)
-    hi = ((x * (c >> 16)) & 0xFFFF) << 16
-    return (lo + hi) & _M32
-
-
-def _mix32(x: torch.Tensor) -> torch.Tensor:
-    # "lowbias32" integer hash (C. Wellons): good avalanche, only shifts/xors/multiplies
-    x = x ^ (x >> 16)
-    x = _mul32(x, 0x7FEB352D)
-    x = x ^ (x >> 15)
-    x = _mul32(x, 0x846CA68B)
-    return x ^ (x >> 16)
-
-
-def row_randint(
-    seeds_N: torch.Tensor, counters_N: torch.Tensor, stream: int, high: int
-) -> torch.Tensor:
-    """Counter-based random ints, one per row, with no Python loop over rows.
-
-    Args:
-        seeds_N: N int64 non-negative row seeds.
-        counters_N: N int64 episode counters.
-        stream: small int separating independent draws of one episode (digit, task, ...).
-        high: exclusive upper bound (≤ 2^20 keeps the modulo bias below 1e-6 relative).
-    Returns:
-        N int64 in ``[0, high)``; a pure function of (seed, counter, stream).
-    """
-    h = _mix32((seeds_N & _M32) ^ _mix32((seeds_N >> 32) & _M32))
-    h = _mix32(h ^ (counters_N & _M32))
-    h = _mix32(h ^ ((stream * 0x9E3779B9) & _M32))
-    return torch.remainder(h, int(high))
-
-
-def seeds_for(seed: int | Sequence[int] | None, n: int) -> list[int]:
-    """Tianshou's convention: int ``s`` seeds env ``i`` with ``s + i``; None draws fresh seeds."""
-    if seed is None:
-        return [int(s) for s in np.random.SeedSequence().generate_state(n, dtype=np.uint32)]
-    if isinstance(seed, (int, np.integer)):
-        return [int(seed) + i for i in range(n)]
-    seeds = [int(s) for s in seed]
-    if len(seeds) != n:
-        raise ValueError(f"got {len(seeds)} seeds for {n} environments: expected one per env")
-    return seeds
 
 
 class SingleEnv(gym.Env):
@@ -94,7 +37,7 @@ class SingleEnv(gym.Env):
 
     def __init__(self, core: Any):
         if core.num_envs != 1:
-            raise ValueError(f"SingleEnv needs a core with num_envs=1, got {core.num_envs}")
+            raise UserError(f"SingleEnv needs a core with num_envs=1, got {core.num_envs}")
         self.core = core
         self.observation_space = copy.deepcopy(core.observation_space)
         self.action_space = copy.deepcopy(core.action_space)
@@ -155,7 +98,7 @@ class BatchedVectorEnv(BaseVectorEnv):
     def _ids(self, id: int | list[int] | np.ndarray | None) -> np.ndarray:
         ids = np.asarray(self._wrap_id(id), dtype=np.int64).reshape(-1)
         if ids.size and (ids.min() < 0 or ids.max() >= self.env_num):
-            raise ValueError(f"env ids {ids.tolist()} out of range 0..{self.env_num - 1}")
+            raise UserError(f"env ids {ids.tolist()} out of range 0..{self.env_num - 1}")
         return ids
 
     def reset(
@@ -190,10 +133,10 @@ class BatchedVectorEnv(BaseVectorEnv):
         """Step envs ``id`` (all when None) with ``action`` R×A; numpy out, infos as objects."""
         self._assert_is_not_closed()
         if action is None:
-            raise ValueError("action must not be None: BatchedVectorEnv is synchronous")
+            raise UserError("action must not be None: BatchedVectorEnv is synchronous")
         ids = self._ids(id)
         if len(action) != len(ids):
-            raise ValueError(f"got {len(action)} actions for {len(ids)} env ids")
+            raise UserError(f"got {len(action)} actions for {len(ids)} env ids")
         act = torch.as_tensor(np.asarray(action, dtype=np.float32), device=self.core.device)
         ids_t = torch.as_tensor(ids, device=self.core.device)
         obs, rew, term, trunc, info = self.core.step(act, ids_t)
@@ -235,47 +178,4 @@ def make_dummy_vector_env(
     """
     return DummyVectorEnv([lambda s=s: SingleEnv(core_fn(1, s)) for s in seeds_for(seed, num_envs)])
 
-
-class RowStreams:
-    """The per-row episode streams of a batched core (``_seeds``, ``_counters``, ``_needs_reset``)
-    and its ``reseed``; a core calls ``_init_streams(seed)`` once ``num_envs`` and ``device`` exist."""
-
-    def _init_streams(self, seed: int | Sequence[int]) -> None:
-        n, dev = self.num_envs, self.device
-        self._seeds = torch.zeros(n, dtype=torch.int64, device=dev)
-        self._counters = torch.zeros(n, dtype=torch.int64, device=dev)
-        self._needs_reset = torch.ones(n, dtype=torch.bool, device=dev)
-        self.reseed(seeds_for(seed, n), None)
-
-    def reseed(self, seeds: Sequence[int], mask_N: torch.Tensor | None = None) -> None:
-        """Restart the streams of the masked rows (all when None), one seed per row; reset them next."""
-        rows = mask_rows(mask_N, self.num_envs, self.device)
-        seeds_t = torch.as_tensor([int(s) for s in seeds], dtype=torch.int64, device=self.device)
-        if seeds_t.shape != rows.shape or (seeds_t < 0).any():
-            raise ValueError(f"need {len(rows)} non-negative seeds (one per reseeded row), got {seeds_t.tolist()}")
-        self._seeds[rows], self._counters[rows], self._needs_reset[rows] = seeds_t, 0, True
-
-
-def mask_rows(mask_N: torch.Tensor | None, num_envs: int, device: torch.device) -> torch.Tensor:
-    """Row indices selected by a bool mask of shape (num_envs,) (all rows when None)."""
-    if mask_N is None:
-        return torch.arange(num_envs, device=device)
-    mask = torch.as_tensor(mask_N, device=device)
-    if mask.dtype != torch.bool or mask.shape != (num_envs,):
-        raise ValueError(f"mask must be a bool tensor of shape ({num_envs},), got {mask.dtype} {tuple(mask.shape)}")
-    return mask.nonzero()[:, 0]
-
-
-def check_action(action: torch.Tensor, n: int, act_dim: int, bound: float, device: torch.device,
-                 layout: str) -> torch.Tensor:
-    """An n×act_dim float action on ``device``, clipped to [-bound, bound]; NaN/inf or a wrong
-    shape raise ValueError (``layout`` names the columns in the message)."""
-    action = torch.as_tensor(action, dtype=torch.float32, device=device)
-    if action.shape != (n, act_dim):
-        raise ValueError(f"action must be {n}×{act_dim} (rows × {layout}), got {tuple(action.shape)}")
-    if not torch.isfinite(action).all():
-        kind = "NaN" if torch.isnan(action).any() else "inf"
-        raise ValueError(f"action contains {kind}: expected finite values (clipped to [-{bound}, {bound}]); "
-                         "the policy diverged or was fed bad observations")
-    return action.clamp(-bound, bound)
 

@@ -1,4 +1,4 @@
-"""AE codes of MNIST digits, the training data of the latent GAN.
+"""AE codes of MNIST digits, the training data of the latent GAN (registered as datamodule ``latent_codes``).
 
 Batch keys: ``code`` N×code_dim float, ``label`` N int64. The codes are computed once in
 ``setup`` with the frozen autoencoder from ``ae_checkpoint`` (a .ckpt file or a run folder).
@@ -7,8 +7,11 @@ import logging
 from typing import Literal, Optional
 
 import torch
+
 from datamodules.common import SplitDataModule, TensorDictDataset
 from datamodules.mnist import MNISTDataModule
+from lightning_modules.checkpoints import load_module
+from utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +33,8 @@ class LatentCodesDataModule(SplitDataModule):
     ):
         super().__init__()
         if not ae_checkpoint:
-            raise ValueError("data.ae_checkpoint is required: an autoencoder .ckpt or run folder "
-                             "(e.g. ae_checkpoint=runs/autoencoder)")
+            raise UserError("data.ae_checkpoint is required: an autoencoder .ckpt or run folder "
+                            "(e.g. ae_checkpoint=runs/autoencoder)")
         self.save_hyperparameters()
         self.digits = MNISTDataModule(source=source, root=root, test_root=test_root, batch_size=512,
                                       val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
@@ -39,8 +42,6 @@ class LatentCodesDataModule(SplitDataModule):
     def setup(self, stage: Optional[str] = None) -> None:
         if self.splits:
             return
-        from lightning_modules.runs import load_module
-
         ae = load_module(self.hparams.ae_checkpoint, "autoencoder")
         self.digits.setup()
         for split, ds in self.digits.splits.items():

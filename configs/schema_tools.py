@@ -1,0 +1,130 @@
+"""Schemas OmegaConf can enforce, made from our dataclasses and signatures, and the fixed-choice checks.
+
+OmegaConf validates keys and types of a structured config but knows no ``Literal``; here every
+schema (a dataclass, or the keyword arguments of a class or function) is mirrored into a dataclass
+OmegaConf accepts (``Literal[...]`` -> its base type, nested dataclasses mirrored too), and
+:func:`check_choices` checks the ``Literal`` values after the merge, so a bad choice fails at load time.
+"""
+import dataclasses
+import functools
+import inspect
+import typing
+from typing import Any, Dict, Mapping, Optional
+
+_NO_DEFAULT = object()
+
+
+def _target(obj: Any) -> Any:
+    return obj.__init__ if inspect.isclass(obj) and not dataclasses.is_dataclass(obj) else obj
+
+
+def _params(obj: Any):
+    """(name, type hint, default or _NO_DEFAULT) of a dataclass's fields or a callable's keyword arguments."""
+    if isinstance(obj, Mapping):  # a dict of defaults: types follow the default values
+        return [(k, type(v) if isinstance(v, (bool, int, float, str)) else Any, v) for k, v in obj.items()]
+    hints = typing.get_type_hints(_target(obj))
+    if dataclasses.is_dataclass(obj):
+        out = []
+        for f in dataclasses.fields(obj):
+            default = (f.default if f.default is not dataclasses.MISSING else
+                       f.default_factory() if f.default_factory is not dataclasses.MISSING else _NO_DEFAULT)
+            out.append((f.name, hints.get(f.name, Any), default))
+        return out
+    out = []
+    for name, param in inspect.signature(_target(obj)).parameters.items():
+        if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        default = _NO_DEFAULT if param.default is inspect.Parameter.empty else param.default
+        out.append((name, hints.get(name, Any), default))
+    return out
+
+
+def _omegaconf_type(hint: Any) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return type(args[0])
+    if dataclasses.is_dataclass(hint):
+        return omegaconf_schema(hint)
+    if origin in (tuple, typing.Tuple):
+        return Any
+    if origin in (list, typing.List):
+        return typing.List[_omegaconf_type(args[0])] if args else list
+    if origin is typing.Union:
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return typing.Optional[_omegaconf_type(inner[0])]
+        if float in inner and int not in inner:  # OmegaConf's unions are strict: `p1=5` must fit Union[float, str]
+            return typing.Union[(int, *args)]
+    return hint
+
+
+def _mirror_default(hint: Any, default: Any) -> Any:
+    # a default instance of a mirrored dataclass becomes an instance of its mirror
+    if dataclasses.is_dataclass(hint) and dataclasses.is_dataclass(default):
+        mirror = omegaconf_schema(hint)
+        return mirror(**{f.name: _mirror_default(_hint_of(hint, f.name), getattr(default, f.name))
+                         for f in dataclasses.fields(default)})
+    return default
+
+
+def _hint_of(cls: type, name: str) -> Any:
+    return typing.get_type_hints(cls).get(name, Any)
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_schema(obj: Any) -> type:
+    fields = []
+    for name, hint, default in _params(obj):
+        kind = _omegaconf_type(hint)
+        if default is _NO_DEFAULT:
+            fields.append((name, kind))
+        else:
+            value = _mirror_default(hint, default)
+            fields.append((name, kind, dataclasses.field(default_factory=lambda d=value: _copy(d))))
+    fields.sort(key=len)  # dataclasses need fields without defaults first
+    return dataclasses.make_dataclass(f"{getattr(obj, '__name__', 'Defaults')}Schema", fields)
+
+
+def _copy(value: Any) -> Any:
+    import copy
+    return copy.deepcopy(value)
+
+
+def omegaconf_schema(obj: Any) -> type:
+    """A dataclass mirroring the typed fields of a dataclass, or the keyword arguments of a class's
+    ``__init__`` or of a function (``Literal`` hints become their base type; checked by :func:`check_choices`)."""
+    if isinstance(obj, Mapping):
+        return _cached_schema.__wrapped__(obj)
+    return _cached_schema(obj)
+
+
+def _check_value(hint: Any, value: Any, key: str) -> Optional[str]:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return None if value in args else f"{key}={value!r} is not allowed; expected one of {list(args)}"
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
+        return check_choices(hint, value, prefix=f"{key}.")
+    if origin in (list, typing.List) and args and isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            problem = _check_value(args[0], item, f"{key}[{i}]")
+            if problem:
+                return problem
+    if origin is typing.Union:
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return _check_value(inner[0], value, key)
+    return None
+
+
+def check_choices(obj: Any, values: Dict[str, Any], prefix: str = "") -> Optional[str]:
+    """The first fixed-choice (``Literal``) violation in ``values`` against ``obj``'s fields, as a message; else None."""
+    if isinstance(obj, Mapping):
+        return None
+    for name, hint, _ in _params(obj):
+        if name in values:
+            problem = _check_value(hint, values[name], f"{prefix}{name}")
+            if problem:
+                return problem
+    return None
