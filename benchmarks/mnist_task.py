@@ -8,7 +8,7 @@ from typing import Any, Dict, Tuple
 
 import torch
 
-from benchmarks.stages import Stage, resolve_stage, stage_run, train_stage
+from benchmarks.stages import Stage, check_overrides, resolve_stage, stage_run, train_stage
 from configs import load_config
 from configs.schema import RLConfig
 from datamodules.mnist import MNISTDataModule, read_idx_split
@@ -61,6 +61,7 @@ def agent_values(bench: Dict[str, Any], runs: Dict[str, Stage]) -> Dict[str, Dic
 
 def check_bench(bench: Dict[str, Any]) -> None:
     """One-line errors for bad benchmark values, before anything trains."""
+    check_overrides(bench)
     if int(bench["parallel_agents"]) < 1:
         raise UserError(f"parallel_agents={bench['parallel_agents']} invalid: expected an int >= 1")
     for spec in bench["eval"]["task_sets"]:

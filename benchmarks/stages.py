@@ -18,6 +18,7 @@ from configs.schema import RLConfig
 from lightning_modules import fit as fit_cli
 from rl import train as rl_cli
 from utils.cli import setup_logging
+from utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +84,19 @@ def matching_run(runs_dir: Path, name: str, cfg: Dict[str, Any]) -> Optional[Pat
     return None
 
 
+def check_overrides(bench: Dict[str, Any]) -> None:
+    """Every key of ``overrides`` must name a stage (a key of ``stages``), before anything trains."""
+    unknown = sorted(set(bench["overrides"]) - set(bench["stages"]))
+    if unknown:
+        raise UserError(f"overrides.{unknown[0]}: no such stage; expected one of {sorted(bench['stages'])}")
+
+
 def stage_config(bench: Dict[str, Any], stage: str, config: str, values: Mapping[str, Any], rl: bool) -> Dict[str, Any]:
     """The resolved config of ``stage``: the YAML ``config``, then ``values``, then ``overrides.<stage>``."""
-    values = {"out_dir": str(bench["runs_dir"]), **values}
+    values, overrides = {"out_dir": str(bench["runs_dir"]), **values}, bench["overrides"].get(stage, [])
     if rl:
-        return load_config(config, bench["overrides"][stage], schema=RLConfig, sections=rl_cli.SECTIONS, values=values)
-    return load_config(config, bench["overrides"][stage], sections=fit_cli.SECTIONS, values=values)
+        return load_config(config, overrides, schema=RLConfig, sections=rl_cli.SECTIONS, values=values)
+    return load_config(config, overrides, sections=fit_cli.SECTIONS, values=values)
 
 
 def resolve_stage(bench: Dict[str, Any], stage: str, config: str, values: Mapping[str, Any], rl: bool,

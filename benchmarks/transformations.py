@@ -12,7 +12,7 @@ from typing import Any, Dict
 import torch
 
 from benchmarks.mnist_task import test_digits
-from benchmarks.stages import Stage, stage_run
+from benchmarks.stages import Stage, check_overrides, stage_run
 from configs.schema import TransformRewards
 from datamodules.mnist import MNISTDataModule
 from datamodules.mnist_pairs import RAND_HIGH, GoalSampler
@@ -28,6 +28,7 @@ LEARNED = ("transform_pg", "transform_rnn")
 
 def check_bench(bench: Dict[str, Any]) -> None:
     """One-line errors for bad benchmark values, before anything trains (choices are checked at load)."""
+    check_overrides(bench)
     TransformRewards(**bench["objective"])
     seeds = bench["seeds"]
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:

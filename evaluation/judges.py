@@ -26,7 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from utils.errors import MissingFileError, UnknownNameError, UserError
+from utils.errors import MissingFileError, UserError
+from utils.registry import build_from
 
 log = logging.getLogger(__name__)
 
@@ -260,6 +261,4 @@ def available_judges() -> List[str]:
 
 def build_judge(name: str, **kwargs):
     """The judge registered as ``name`` built with ``kwargs`` (``build_judge("dlib")``)."""
-    if name not in JUDGES:
-        raise UnknownNameError(f"unknown judge '{name}'; expected one of {available_judges()}")
-    return JUDGES[name](**kwargs)
+    return build_from(JUDGES, "judge", name, **kwargs)

@@ -4,7 +4,7 @@ A lower package owns a registry and an upper one may add to it (as gymnasium's r
 so no package needs to import the one above it; ``--help`` and the config loader stay fast.
 """
 from importlib import import_module
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List, Mapping
 
 from utils.errors import UnknownNameError
 
@@ -38,3 +38,10 @@ class Registry:
         """Import and return what ``name`` points to."""
         module, attr = self.target(name).split(":")
         return getattr(import_module(module), attr)
+
+
+def build_from(table: Mapping[str, Callable[..., Any]], kind: str, name: str, **kwargs: Any) -> Any:
+    """``table[name](**kwargs)`` for a table of factories; an unknown ``name`` is one error naming the choices."""
+    if name not in table:
+        raise UnknownNameError(f"unknown {kind} '{name}'; expected one of {sorted(table)}")
+    return table[name](**kwargs)

@@ -25,7 +25,8 @@ from typing import Callable, Dict, List, Optional
 import torch
 from torch import nn
 
-from utils.errors import MissingFileError, UnknownNameError, UserError
+from utils.errors import MissingFileError, UserError
+from utils.registry import build_from
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +230,4 @@ def build_generator(name: str, **kwargs) -> GeneratorAdapter:
 
     Example: ``build_generator("dcgan_digiface")``; ``build_generator("module", net=G, latent_dim=8)``.
     """
-    if name not in GENERATORS:
-        raise UnknownNameError(f"unknown generator '{name}'; expected one of {available_generators()}")
-    return GENERATORS[name](**kwargs)
+    return build_from(GENERATORS, "generator", name, **kwargs)
