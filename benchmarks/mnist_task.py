@@ -8,7 +8,13 @@ from typing import Any, Dict, Tuple
 
 import torch
 
-from benchmarks.stages import Stage, check_overrides, resolve_stage, stage_run, train_stage
+from benchmarks.stages import (
+    Stage,
+    check_overrides,
+    resolve_stage,
+    stage_run,
+    train_stage,
+)
 from configs import load_config
 from configs.schema import RLConfig
 from datamodules.mnist import MNISTDataModule, read_idx_split

@@ -90,19 +90,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error("--quick is implemented for --compare interfacegan only")
     if args.compare == "interfacegan":
         from benchmarks.interfacegan import QUICK
-        from configs.schema import BenchInterfaceGANConfig
+        from configs.bench_schema import BenchInterfaceGANConfig
         overrides = [*QUICK, *args.overrides] if args.quick else args.overrides
         return run_cli(lambda: in_result_folder("bench_interfacegan", BenchInterfaceGANConfig, overrides,
                                                 run_compare_interfacegan))
     if args.suite == "speed":
         from benchmarks.speed_suite import run_speed
-        from configs.schema import BenchSpeedConfig
+        from configs.bench_schema import BenchSpeedConfig
         return run_cli(lambda: in_result_folder("bench_speed", BenchSpeedConfig, args.overrides, run_speed))
     if args.experiment == "transformations":
-        from configs.schema import BenchTransformationsConfig
+        from configs.bench_schema import BenchTransformationsConfig
         return run_cli(lambda: in_result_folder("bench_transformations", BenchTransformationsConfig, args.overrides,
                                                 run_transformations))
-    from configs.schema import BenchMnistTaskConfig
+    from configs.bench_schema import BenchMnistTaskConfig
     return run_cli(lambda: in_result_folder("bench_mnist_task", BenchMnistTaskConfig, args.overrides, run_mnist_task))
 
 

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 
-from configs import schema  # noqa: E402
+from configs import bench_schema, schema  # noqa: E402
 
 _MISSING = dataclasses.MISSING
 
@@ -76,14 +76,14 @@ def _groups() -> List[Tuple[str, List[type]]]:
         ("`python -m rl.train`", [schema.RLConfig, schema.RLLoopConfig]),
         ("Agents (`agent.name=...` and its keys)", [spec.params for spec in AGENTS.values()]),
         ("Parameter groups inside env and module sections", [AgeMDP, schema.TransformRewards]),
-        ("`benchmarks/run.py --experiment mnist-task`", [schema.BenchMnistTaskConfig, schema.MnistTaskStages,
-                                                         schema.MnistTaskEval]),
-        ("`benchmarks/run.py --experiment transformations`", [schema.BenchTransformationsConfig,
-                                                             schema.TransformationsStages,
-                                                             schema.TransformationsEval]),
-        ("`benchmarks/run.py --compare interfacegan`", [schema.BenchInterfaceGANConfig, schema.CompareModels,
-                                                       schema.CompareInterfaceGAN, schema.CompareEval]),
-        ("`benchmarks/run.py --suite speed`", [schema.BenchSpeedConfig]),
+        ("`benchmarks/run.py --experiment mnist-task`", [bench_schema.BenchMnistTaskConfig, bench_schema.MnistTaskStages,
+                                                         bench_schema.MnistTaskEval]),
+        ("`benchmarks/run.py --experiment transformations`", [bench_schema.BenchTransformationsConfig,
+                                                             bench_schema.TransformationsStages,
+                                                             bench_schema.TransformationsEval]),
+        ("`benchmarks/run.py --compare interfacegan`", [bench_schema.BenchInterfaceGANConfig, bench_schema.CompareModels,
+                                                       bench_schema.CompareInterfaceGAN, bench_schema.CompareEval]),
+        ("`benchmarks/run.py --suite speed`", [bench_schema.BenchSpeedConfig]),
     ]
 
 

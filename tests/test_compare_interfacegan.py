@@ -25,7 +25,7 @@ from benchmarks.interfacegan_judging import (
 )
 from benchmarks.interfacegan_report import rl_aggregate, verdicts
 from configs import load_config
-from configs.schema import BenchInterfaceGANConfig
+from configs.bench_schema import BenchInterfaceGANConfig
 from evaluation.face_age import linear_policy, rollout
 from evaluation.interfacegan import linear_interpolate
 from tests.test_face_age_env import transparent_core

@@ -14,13 +14,13 @@ def load(name="autoencoder", *overrides):
 
 
 def test_shipped_configs_all_load():
-    from configs.schema import (
+    from configs.bench_schema import (
         BenchInterfaceGANConfig,
         BenchMnistTaskConfig,
         BenchSpeedConfig,
         BenchTransformationsConfig,
-        RLConfig,
     )
+    from configs.schema import RLConfig
     from rl.train import SECTIONS as RL_SECTIONS
 
     other = {"mnist_task": (RLConfig, RL_SECTIONS), "bench_mnist_task": (BenchMnistTaskConfig, None),

@@ -94,7 +94,7 @@ def test_bad_config_values_name_the_value(name, schema, override, message):
 ])
 def test_bad_benchmark_values(override, message):
     from benchmarks.transformations import check_bench
-    from configs.schema import BenchTransformationsConfig
+    from configs.bench_schema import BenchTransformationsConfig
 
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         check_bench(load_config("bench_transformations", [override], schema=BenchTransformationsConfig))

