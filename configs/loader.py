@@ -1,8 +1,9 @@
 """Load a run config: schema defaults -> experiment YAML -> values set by code -> ``key=value`` overrides.
 
 Every error is a :class:`ConfigError` whose one-line message names the key, what arrived and
-what is allowed; fixed choices (``Literal`` hints, in the schema or in a section's class) are
-checked here, before anything is built or trained. The result is a plain ``dict`` (resolved),
+what is allowed; fixed choices (``Literal`` hints, in the schema or in a section's class), ranges
+(``Annotated[int, Range(1)]`` hints) and, for every key, finite floats and positive sizes
+(:func:`configs.schema_tools.check_values`) are checked here, before anything is built or trained. The result is a plain ``dict`` (resolved),
 safe to pass to constructors and to store in checkpoints (torch loads them with ``weights_only``).
 """
 import dataclasses
@@ -18,7 +19,7 @@ from omegaconf.errors import (
     OmegaConfBaseException,
 )
 
-from configs.schema_tools import check_choices, omegaconf_schema
+from configs.schema_tools import check_choices, check_values, omegaconf_schema
 from utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ def load_config(
     _raise_bad_choice(check_choices(schema, container))
     for key, lookup in (sections or {}).items():
         container[key] = validate_section(key, container.get(key) or {}, lookup)
+    _raise_bad_choice(check_values(container))  # NaN/inf floats and 0 or negative sizes, in every section
     return container
 
 

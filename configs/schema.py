@@ -6,25 +6,35 @@ The ``module``/``data``/... sections are free-form here; the loader validates th
 """
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Literal, Optional, Union
+from typing import Annotated, Any, Dict, List, Literal, Optional, Union
 
+from configs.schema_tools import NON_NEGATIVE, POSITIVE, Range
 from utils.errors import UserError
+
+Count = Annotated[int, POSITIVE]
+"""An int >= 1 (checked when the config loads)."""
+Count0 = Annotated[int, NON_NEGATIVE]
+"""An int >= 0."""
+NonNegative = Annotated[float, Range(0.0)]
+Positive = Annotated[float, Range(0.0, low_open=True)]
+Fraction = Annotated[float, Range(0.0, 1.0, low_open=True, high_open=True)]
+"""A number in (0, 1)."""
 
 
 @dataclass
 class TrainerConfig:
     """The subset of ``pl.Trainer`` arguments a run may set."""
 
-    max_epochs: int = 10
+    max_epochs: Annotated[int, Range(-1)] = 10
     """Epochs to train (-1: until max_steps)."""
-    max_steps: int = -1
+    max_steps: Annotated[int, Range(-1)] = -1
     """Optimizer steps to train (-1: until max_epochs)."""
     accelerator: str = "auto"
     """'cpu', 'gpu' or 'auto' (GPU when one is visible)."""
     devices: Union[int, str] = 1
     precision: str = "32-true"
     """Numeric precision, chosen here only ('32-true', 'bf16-mixed', ...)."""
-    log_every_n_steps: int = 20
+    log_every_n_steps: Count = 20
     limit_train_batches: Union[int, float] = 1.0
     """Fraction (float) or number (int) of training batches per epoch."""
     limit_val_batches: Union[int, float] = 1.0
@@ -47,7 +57,7 @@ class RunConfig:
     resume: Optional[str] = None
     """A run folder to continue (``fit``: from its ``checkpoints/last.ckpt``; ``rl.train``: from its
     ``train_state.pt``, with the same config), e.g. after a kill."""
-    num_threads: int = 0
+    num_threads: Count0 = 0
     """torch intra-op threads (0: torch's default)."""
 
 
@@ -73,29 +83,29 @@ class FitConfig(RunConfig):
 class RLLoopConfig:
     """Budget and collection settings of the training loop (``rl.loop.train``) and its envs."""
 
-    total_steps: int = 100_000
+    total_steps: Count = 100_000
     """Environment steps, off-policy warm-up included."""
-    epochs: int = 10
+    epochs: Count = 10
     """The budget is split into this many epochs; the policy is tested after each."""
-    num_envs: int = 64
+    num_envs: Count = 64
     """Training environments (rows of the batched core)."""
-    test_envs: int = 64
-    test_episodes: Optional[int] = None
+    test_envs: Count = 64
+    test_episodes: Optional[Count] = None
     """Episodes per test (default 4 × test_envs)."""
     batch_size: int = 256
     buffer_size: int = 100_000
-    warmup_steps: int = 5_000
+    warmup_steps: Count0 = 5_000
     """Off-policy random-action steps before learning starts."""
-    collect_steps: Optional[int] = None
+    collect_steps: Optional[Count] = None
     """Env steps per collection (default: one batched step off-policy, 2048 on-policy)."""
-    update_per_step: float = 0.25
+    update_per_step: Positive = 0.25
     """Off-policy gradient steps per collected env step."""
-    repeat: int = 10
+    repeat: Count = 10
     """On-policy passes over each collection."""
     vector: Literal["batched", "dummy"] = "batched"
     """'batched' (one core, every network once per step) or 'dummy' (Tianshou DummyVectorEnv over single envs)."""
     show_progress: bool = True
-    strip_every: int = 2
+    strip_every: Count0 = 2
     """Every this many epochs, a PNG of trajectories from the evaluation pool in ``strips/`` (envs
     with an evaluation pool, i.e. face_age; 0 = never)."""
 

@@ -20,7 +20,7 @@ from typing import Dict, List, Literal, Optional, Tuple
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from datamodules.common import SplitDataModule
@@ -135,11 +135,18 @@ def read_imdb_wiki_mat(path: str, db: str, min_face_score: float = 1.0
 
 
 def load_face_image(path: Path, resolution: int) -> torch.Tensor:
-    """One image file -> 3×R×R uint8 (RGB, resized with antialiasing)."""
-    with Image.open(path) as img:
-        img.draft("RGB", (resolution, resolution))  # JPEG: decode at a reduced scale, much faster
-        img = img.convert("RGB").resize((resolution, resolution), Image.BILINEAR, reducing_gap=None)
-        arr = np.asarray(img, dtype=np.uint8)
+    """One image file -> 3×R×R uint8 (RGB, resized with antialiasing); a file that is no image, or a
+    truncated one, raises :class:`UserError` naming it."""
+    try:
+        with Image.open(path) as img:
+            img.draft("RGB", (resolution, resolution))  # JPEG: decode at a reduced scale, much faster
+            img = img.convert("RGB").resize((resolution, resolution), Image.BILINEAR, reducing_gap=None)
+            arr = np.asarray(img, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:  # PIL's ways of saying "bad image data"
+        if isinstance(err, FileNotFoundError):
+            raise MissingFileError(f"image '{path}' does not exist") from None
+        raise UserError(f"image '{path}' cannot be decoded ({type(err).__name__}: {err}): not an image, or "
+                        "truncated; remove or replace it") from None
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
 

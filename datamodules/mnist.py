@@ -12,6 +12,7 @@ without noise, ``label`` N int64.
 import functools
 import gzip
 import logging
+import zlib
 from pathlib import Path
 from typing import Dict, Literal, Optional, Tuple
 
@@ -32,8 +33,12 @@ IDX_FILES = {
 def read_idx(path: Path) -> np.ndarray:
     """Read one IDX file (raw or ``.gz``) into a numpy array of its declared shape."""
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as fh:
-        data = fh.read()
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:  # cut off, or a raw IDX file named .gz
+        raise UserError(f"'{path}' is not a readable gzip file ({type(err).__name__}: {err}): truncated or "
+                        "corrupt download? (a raw IDX file must not end in .gz)") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise UserError(f"'{path}' is not an unsigned-byte IDX file (bad magic number)")
     ndim = data[3]
@@ -57,6 +62,10 @@ def read_idx_split(root: str, split: Literal["train", "t10k"]) -> Tuple[torch.Te
     images, labels = read_idx(found[0]), read_idx(found[1])
     if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != (images.shape[0],):
         raise UserError(f"IDX files in '{folder}' have shapes {images.shape} / {labels.shape}, expected N×28×28 / N")
+    if labels.size and labels.max() > 9:
+        bad = np.flatnonzero(labels > 9)
+        raise UserError(f"'{found[1]}' holds labels outside 0..9 ({len(bad)} of {labels.size}, e.g. {int(labels[bad[0]])} "
+                        f"at index {int(bad[0])}): expected MNIST digit labels")
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
 
 

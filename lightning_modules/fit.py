@@ -4,8 +4,14 @@
 
 NAME is a file in ``configs/`` (default: ``autoencoder``, the offline MNIST autoencoder), a
 .yaml path, or an earlier run folder. Writes ``runs/<name>/<stamp>/`` with ``config.yaml``,
-``checkpoints/{best,last}.ckpt``, ``metrics.csv``, TensorBoard events and ``test_metrics.json``;
-prints that folder. ``resume=<run folder>`` continues a run from its ``last.ckpt``.
+``checkpoints/{best,last}.ckpt``, ``metrics.csv``, TensorBoard events and ``test_metrics.json``
+(written last: the run's completion mark); prints that folder.
+
+    python -m lightning_modules.fit resume=runs/autoencoder/<stamp>
+
+continues an unfinished run (killed, interrupted) in its own folder from its ``checkpoints/last.ckpt``,
+with the run's saved config (overrides must not change it); a moved or copied run folder resumes in
+place, from and into its own checkpoints.
 """
 import csv
 import json
@@ -18,22 +24,34 @@ from typing import Any, Dict, List, Optional
 
 import pytorch_lightning as pl
 import torch
+from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.plugins.io import TorchCheckpointIO
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from configs import available_configs, load_config
 from datamodules import get_datamodule_class
 from lightning_modules import get_module_class
-from lightning_modules.checkpoints import CHECKPOINT_TAG
+from lightning_modules.checkpoints import CHECKPOINT_TAG, checkpoint_kind
 from utils.cli import run_cli
-from utils.errors import MissingFileError
+from utils.errors import Interrupted, MissingFileError, UserError
 from utils.io import atomic_torch_save, atomic_write_text
-from utils.runs import latest_run, new_run_dir, save_run_config
+from utils.runs import (
+    RUN_CONFIG,
+    check_output_dir,
+    config_changes,
+    finished,
+    latest_run,
+    new_run_dir,
+    save_run_config,
+)
 
 log = logging.getLogger("lightning_modules.fit")
 SECTIONS = {"module": get_module_class, "data": get_datamodule_class}
+SUMMARY_FILE = "test_metrics.json"  # written last: the run's completion mark (utils.runs.FINISHED_FILES)
+NOT_COMPARED = ("resume", "out_dir")  # keys a resume may change: where the run is, not what it computes
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -61,6 +79,35 @@ class RunCSVLogger(CSVLogger):
         return self._experiment
 
 
+class RunCheckpoint(ModelCheckpoint):
+    """``best.ckpt`` / ``last.ckpt`` of a run folder, overwritten in place (never ``best-v1.ckpt``).
+
+    A run folder that was moved or copied since its checkpoints were written resumes with its own
+    files: the stored paths of the old folder are mapped onto this one, so the best score is kept and
+    nothing in the old folder is read, replaced or deleted.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(enable_version_counter=False, **kwargs)
+
+    @property
+    def state_key(self) -> str:  # the key ModelCheckpoint stored: runs written before this class resume too
+        return "ModelCheckpoint" + super().state_key[len(type(self).__qualname__):]
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        old, new = state_dict.get("dirpath"), self.dirpath
+        if old and new and os.path.normpath(old) != os.path.normpath(new):
+            def here(path):
+                return os.path.join(new, os.path.relpath(path, old)) if isinstance(path, str) and path else path
+            log.warning("run folder moved (checkpoints were in %s): resuming with the checkpoints in %s", old, new)
+            state_dict = {**state_dict, "dirpath": new,
+                          "best_model_path": here(state_dict.get("best_model_path")),
+                          "kth_best_model_path": here(state_dict.get("kth_best_model_path")),
+                          "last_model_path": here(state_dict.get("last_model_path")),
+                          "best_k_models": {here(k): v for k, v in (state_dict.get("best_k_models") or {}).items()}}
+        super().load_state_dict(state_dict)
+
+
 class TagCheckpoint(Callback):
     """Stores the registry name and the run config inside every checkpoint."""
 
@@ -71,47 +118,89 @@ class TagCheckpoint(Callback):
         checkpoint[CHECKPOINT_TAG] = {"module": self.cfg["module"]["name"], "config": self.cfg}
 
 
+def resume_folder(cfg: Dict[str, Any]) -> Path:
+    """The unfinished run ``cfg['resume']`` names, checked before anything is written: its config equals
+    ``cfg`` (up to :data:`NOT_COMPARED`), its ``last.ckpt`` is a readable checkpoint of its module, the
+    folder is writable."""
+    run_dir = latest_run(Path(cfg["resume"]))
+    if finished(run_dir):
+        raise UserError(f"cannot resume '{run_dir}': it finished ({SUMMARY_FILE} exists)")
+    saved = OmegaConf.to_container(OmegaConf.load(run_dir / RUN_CONFIG), resolve=True)
+    changed = config_changes(saved, cfg, NOT_COMPARED)
+    if changed:
+        shown = ", ".join(changed[:8]) + (" ..." if len(changed) > 8 else "")
+        raise UserError(f"cannot resume '{run_dir}' with a different config ({shown} differ): run "
+                        f"`python -m lightning_modules.fit resume={run_dir}` without a config or overrides")
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    if not ckpt.is_file():
+        raise MissingFileError(f"cannot resume: '{ckpt}' does not exist (the run stopped before its first epoch "
+                               "ended; start it again instead)")
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - empty, truncated or not a torch file: the user's file
+        detail = " ".join(str(err).split())[:200]
+        raise UserError(f"cannot resume: '{ckpt}' is not a readable checkpoint ({type(err).__name__}: {detail})") from None
+    if not isinstance(state, dict) or "state_dict" not in state or checkpoint_kind(state) != cfg["module"]["name"]:
+        found = checkpoint_kind(state) if isinstance(state, dict) else None
+        raise UserError(f"cannot resume: '{ckpt}' is not a '{cfg['module']['name']}' checkpoint of this suite "
+                        f"(holds {found!r})")
+    check_output_dir(run_dir, "resume")
+    return run_dir
+
+
 def fit(cfg: Dict[str, Any]) -> Path:
     """Run one training from a resolved config (see ``configs.schema.FitConfig``); return the run folder."""
+    resume_ckpt: Optional[Path] = None
+    if cfg["resume"]:
+        run_dir = resume_folder(cfg)
+        resume_ckpt = run_dir / "checkpoints" / "last.ckpt"
+    else:
+        check_output_dir(cfg["out_dir"], "out_dir")
     if cfg["num_threads"]:
         torch.set_num_threads(cfg["num_threads"])
     pl.seed_everything(cfg["seed"], workers=True)
-    resume_ckpt: Optional[Path] = None
-    if cfg["resume"]:
-        run_dir = latest_run(Path(cfg["resume"]))
-        resume_ckpt = run_dir / "checkpoints" / "last.ckpt"
-        if not resume_ckpt.is_file():
-            raise MissingFileError(f"cannot resume: '{resume_ckpt}' does not exist")
-    else:
+    if resume_ckpt is None:
         run_dir = new_run_dir(cfg["out_dir"], cfg["name"])
     try:
         return _fit_in(cfg, run_dir, resume_ckpt)
-    except BaseException:
-        if resume_ckpt is None and not any((run_dir / "checkpoints").glob("*.ckpt")):
+    except BaseException as err:
+        kept = resume_ckpt is not None or any((run_dir / "checkpoints").glob("*.ckpt"))
+        if not kept:
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping: leave no half-written run
+        elif isinstance(err, Interrupted):
+            err.notes.append(f"run {run_dir} kept: continue it with python -m lightning_modules.fit resume={run_dir}")
         raise
+
+
+def _trainer(cfg: Dict[str, Any], **kwargs) -> pl.Trainer:
+    try:
+        return pl.Trainer(**cfg["trainer"], **kwargs)
+    except (MisconfigurationException, ValueError) as err:  # the trainer.* values the user set
+        detail = " ".join(str(err).split())
+        raise UserError(f"bad trainer settings (trainer.* = {cfg['trainer']}): {detail}") from None
 
 
 def _fit_in(cfg: Dict[str, Any], run_dir: Path, resume_ckpt: Optional[Path]) -> Path:
     module_cls = get_module_class(cfg["module"]["name"])
     module = module_cls(**{k: v for k, v in cfg["module"].items() if k != "name"})
     data = get_datamodule_class(cfg["data"]["name"])(**{k: v for k, v in cfg["data"].items() if k != "name"})
-    save_run_config(cfg, run_dir)
     monitor = cfg["monitor"] or module_cls.monitor[0]
     mode = cfg["monitor_mode"] or module_cls.monitor[1]
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
-                                 save_last=True, save_top_k=1, auto_insert_metric_name=False)
-    trainer = pl.Trainer(
-        **cfg["trainer"], default_root_dir=run_dir, callbacks=[checkpoint, TagCheckpoint(cfg)],
+    checkpoint = RunCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
+                               save_last=True, save_top_k=1, auto_insert_metric_name=False)
+    trainer = _trainer(
+        cfg, default_root_dir=run_dir, callbacks=[checkpoint, TagCheckpoint(cfg)],
         logger=[RunCSVLogger(run_dir, name="", version=""), TensorBoardLogger(run_dir, name="tensorboard", version="")],
         plugins=[AtomicCheckpointIO()],
     )
+    if resume_ckpt is None:
+        save_run_config(cfg, run_dir)  # a resumed run keeps its own (equal) config.yaml untouched
     log.info("run folder: %s", run_dir)
     trainer.fit(module, datamodule=data, ckpt_path=resume_ckpt)
     has_best = bool(checkpoint.best_model_path)
     results = trainer.test(module, datamodule=data, ckpt_path="best" if has_best else None)
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
-    atomic_write_text(run_dir / "test_metrics.json", json.dumps(
+    atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(
         {"checkpoint": checkpoint.best_model_path or None, "monitor": monitor, "metrics": metrics}, indent=2))
     return run_dir
 
@@ -127,7 +216,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if any(a in ("-h", "--help") for a in args):
         print(_usage())
         return 0
-    name = args.pop(0) if args and "=" not in args[0] else "autoencoder"
+    if args and "=" not in args[0]:
+        name = args.pop(0)
+    else:  # `resume=RUN` alone continues that run with its own saved config
+        resume = [a.split("=", 1)[1] for a in args if a.startswith("resume=")]
+        name = str(latest_run(Path(resume[-1]))) if resume and Path(resume[-1]).exists() else "autoencoder"
     return run_cli(lambda: fit(load_config(name, args, sections=SECTIONS)))
 
 

@@ -75,6 +75,10 @@ class LatentGANModule(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         dm = getattr(self.trainer, "datamodule", None)
+        if dm is not None and hasattr(dm, "code_mean") and dm.code_mean.shape != self.code_mean.shape:
+            source = getattr(getattr(dm, "hparams", None), "ae_checkpoint", "the data")
+            raise UserError(f"module.code_dim={self.hparams.code_dim} but the autoencoder '{source}' makes "
+                            f"{dm.code_mean.numel()}-d codes: set module.code_dim={dm.code_mean.numel()}")
         if dm is not None and hasattr(dm, "code_mean") and self.global_step == 0:
             self.code_mean.copy_(dm.code_mean)
             self.code_std.copy_(dm.code_std)

@@ -32,6 +32,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from configs.schema import RLLoopConfig
 from rl.agents import POLICY_FILE, save_policy
+from rl.envs.views import replay_streams, stream_state
 from utils.errors import MissingFileError, UserError
 from utils.io import atomic_torch_save, atomic_write_text
 from utils.seeding import rng_state, seed_everything, set_rng_state
@@ -136,6 +137,12 @@ def load_train_state(run_dir: str | os.PathLike) -> dict[str, Any]:
     return state
 
 
+def _algorithm_counters(algorithm: Algorithm) -> dict[str, int | float]:
+    # private numbers an algorithm keeps outside its state_dict (TD3's update count for the delayed actor)
+    return {name: value for name, value in vars(algorithm).items()
+            if name.startswith("_") and type(value) in (int, float)}
+
+
 def _budget(loop: RLLoopConfig, off_policy: bool, n_envs: int) -> tuple[int, int, int]:
     # whole batched steps: the Collector would overshoot a non-multiple anyway (and warn)
     warmup = math.ceil(loop.warmup_steps / n_envs) * n_envs if off_policy else 0
@@ -154,9 +161,16 @@ def _start(algorithm, train_envs, train_collector, state, warmup: int, seed: int
             train_collector.collect(n_step=warmup, random=True)
         return
     algorithm.load_state_dict(state["algorithm"])
+    for name, value in (state.get("counters_of_algorithm") or {}).items():
+        setattr(algorithm, name, value)
     train_collector.buffer = state["buffer"]
-    train_envs.seed(seed + RESUME_SEED_STRIDE * state["counters"][0])
-    train_collector.reset(reset_buffer=False)
+    if state.get("streams") is not None:
+        # each train env starts again the episode it was in (the trainer's reset draws it): with
+        # one-step episodes (experiment B) the run continues exactly as if it had not stopped
+        replay_streams(train_envs, state["streams"])
+    else:  # a state written before streams were saved
+        train_envs.seed(seed + RESUME_SEED_STRIDE * state["counters"][0])
+        train_collector.reset(reset_buffer=False)
     set_rng_state(state["rng"])
     log.warning("resuming %s at epoch %d (%d env steps after warm-up, best test reward %.3f)",
                 run_dir, state["counters"][0], state["counters"][1], state["best"]["score"])
@@ -195,7 +209,9 @@ class _Hooks:
         if self.epoch_hook is not None:
             self.epoch_hook(self.algorithm, epoch)
         atomic_torch_save({"format": _STATE_FORMAT, "algorithm": self.algorithm.state_dict(),
+                           "counters_of_algorithm": _algorithm_counters(self.algorithm),
                            "buffer": self.train_collector.buffer, "best": dict(self.best), "rng": rng_state(),
+                           "streams": stream_state(self.train_collector.env),
                            "counters": (epoch, env_step, gradient_step), "warmup": self.warmup,
                            "curve": self.curve.rows}, path)
         return str(path)

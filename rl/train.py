@@ -31,9 +31,15 @@ from rl.builders import get_env_builder
 from rl.envs.views import BatchedVectorEnv, make_dummy_vector_env
 from rl.loop import TRAIN_STATE_FILE, load_train_state, train
 from utils.cli import run_cli
-from utils.errors import UserError
+from utils.errors import Interrupted, UserError
 from utils.io import atomic_write_text
-from utils.runs import latest_run, new_run_dir, save_run_config
+from utils.runs import (
+    check_output_dir,
+    config_changes,
+    latest_run,
+    new_run_dir,
+    save_run_config,
+)
 from utils.seeding import seed_everything
 
 log = logging.getLogger("rl.train")
@@ -60,11 +66,12 @@ def _resume_folder(cfg: Dict[str, Any]) -> Path:
         raise UserError(f"cannot resume '{run_dir}': it finished ({SUMMARY_FILE} exists)")
     load_train_state(run_dir)  # missing or corrupt state: fail before building anything
     saved = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=True)
-    drop = ("resume", "out_dir")
-    changed = sorted(k for k in set(saved) | set(cfg) if k not in drop and saved.get(k) != cfg.get(k))
+    changed = config_changes(saved, cfg, ("resume", "out_dir"))
     if changed:
-        raise UserError(f"cannot resume '{run_dir}' with a different config (sections {changed} differ): "
+        shown = ", ".join(changed[:8]) + (" ..." if len(changed) > 8 else "")
+        raise UserError(f"cannot resume '{run_dir}' with a different config ({shown} differ): "
                         f"run `python -m rl.train resume={run_dir}` without overrides")
+    check_output_dir(run_dir, "resume")
     return run_dir
 
 
@@ -110,6 +117,8 @@ def _build_agent(cfg: Dict[str, Any], make_core):
 def train_agent(cfg: Dict[str, Any]) -> Path:
     """Train from a resolved :class:`configs.schema.RLConfig` dict; return the run folder."""
     run_dir = _resume_folder(cfg) if cfg["resume"] else None
+    if run_dir is None:
+        check_output_dir(cfg["out_dir"], "out_dir")  # before the env is built
     make_params(cfg["agent"]["name"], {k: v for k, v in cfg["agent"].items() if k != "name"})  # bad values fail first
     torch.set_num_threads(cfg["num_threads"])
     seed_everything(cfg["seed"])
@@ -128,9 +137,11 @@ def train_agent(cfg: Dict[str, Any]) -> Path:
     try:
         stats = train(algorithm, train_envs, test_envs, run_dir, loop, seed=cfg["seed"], num_threads=cfg["num_threads"],
                       resume=resume, epoch_hook=_strip_hook(make_core, run_dir, loop.strip_every))
-    except BaseException:
+    except BaseException as err:
         if not resume and not (run_dir / TRAIN_STATE_FILE).is_file():
             shutil.rmtree(run_dir, ignore_errors=True)  # no epoch finished: nothing worth keeping
+        elif isinstance(err, Interrupted):
+            err.notes.append(f"run {run_dir} kept: continue it with python -m rl.train resume={run_dir}")
         raise
     summary = {**stats, "wall_s": round(time.time() - start, 1), "vector": loop.vector}
     atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2))

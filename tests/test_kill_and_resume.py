@@ -76,3 +76,72 @@ def test_fit_resumes_after_kill_9(mnist_stage_runs, tmp_path):
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["epoch"] == 39 and ckpt["global_step"] == 80  # 40 epochs of 2 batches, none lost or repeated
     assert json.loads((run_dir / "test_metrics.json").read_text())["metrics"]
+
+
+def descendants(pid: int) -> set:
+    """Every live process below ``pid`` (children of children included), from /proc."""
+    found, todo = set(), [pid]
+    while todo:
+        for task in Path(f"/proc/{todo.pop()}/task").glob("*"):
+            try:
+                kids = [int(k) for k in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            todo += [k for k in kids if k not in found]
+            found.update(kids)
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def benchmark_args(runs: dict, root: Path) -> list:
+    stages = [f"stages.{k}={runs[k]}" for k in ("autoencoder", "latent_gan", "classifier", "judge")]
+    agent = [o for o in tiny_agent_overrides(runs) if not o.startswith(("env.ae_", "env.gan_", "env.classifier_"))]
+    agent = "[" + ",".join(f"'{o}'" for o in [*agent, "train.total_steps=1280", "train.epochs=4"]) + "]"
+    return ["benchmarks/run.py", "--experiment", "mnist-task", *stages, f"overrides.agent={agent}",
+            f"runs_dir={root / 'runs'}", f"results_dir={root / 'results'}", f"eval.test_root={runs['idx']}",
+            "eval.max_digits=12", "eval.task_sets=['+1','-1']", "parallel_agents=2"]
+
+
+def figures(result: Path) -> dict:
+    summary = json.loads((result / "summary.json").read_text())
+    return {k: v for k, v in summary.items() if "wall" not in k and k not in ("runs", "config")}
+
+
+def test_benchmark_killed_mid_training_leaves_no_worker_and_resumes_to_the_same_figures(mnist_stage_runs, tmp_path):
+    reference = figures(finish(*benchmark_args(mnist_stage_runs, tmp_path / "uninterrupted")))
+
+    root = tmp_path / "killed"
+    proc = start(*benchmark_args(mnist_stage_runs, root))
+    workers: set = set()
+    deadline = time.time() + 300
+    while not list(root.glob("runs/mnist_task/*/train_state.pt")):  # an agent finished its first epoch
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        assert time.time() < deadline, "no agent epoch within 300 s"
+        workers |= descendants(proc.pid)
+        time.sleep(0.02)
+    workers |= descendants(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(workers) >= 2  # the two agents' processes (and multiprocessing's resource tracker)
+    deadline = time.time() + 60
+    while any(running(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in workers if running(pid)], "workers outlived the killed benchmark"
+    states = list(root.glob("runs/mnist_task/*/train_state.pt"))
+    assert states and not list(root.glob("runs/mnist_task/*/train_summary.json"))
+
+    again = subprocess.run([sys.executable, *benchmark_args(mnist_stage_runs, root)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming the interrupted run" in again.stderr
+    for state in states:  # resumed in place, not trained again
+        assert (state.parent / "train_summary.json").is_file()
+        assert json.loads((state.parent / "train_summary.json").read_text())["resumed_from_epoch"] >= 1
+    assert figures(Path(again.stdout.strip().splitlines()[-1])) == reference

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from utils.errors import UserError
+from utils.errors import Interrupted, UserError
 
 
 def setup_logging() -> None:
@@ -13,20 +13,34 @@ def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def _raise_interrupted(signum, frame) -> None:
+    raise Interrupted(signum)
+
+
+def install_interrupt_handlers() -> None:
+    """SIGINT (Ctrl-C) and SIGTERM raise :class:`utils.errors.Interrupted` in the main thread, so every
+    ``except BaseException`` cleanup runs (SIGKILL cannot be caught: atomic writes cover it)."""
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    signal.signal(signal.SIGINT, _raise_interrupted)
+
+
 def run_cli(job: Callable[[], Path]) -> int:
     """Run an entry point's ``job``; a :class:`UserError` becomes one ``error: ...`` line on stderr and
-    exit code 2. On success the run/result folder is printed (the CLI's only stdout) and 0 returned.
+    exit code 2, an interruption (Ctrl-C, SIGTERM) one ``interrupted by ...`` line and exit code
+    128 + the signal (130 for Ctrl-C). On success the run/result folder is printed (the CLI's only
+    stdout) and 0 returned.
 
-    Only user errors are caught: a bug (any other exception) still shows its traceback.
+    Only user errors and interruptions are caught: a bug (any other exception) keeps its traceback.
     """
-    # SIGTERM (e.g. `kill`, a job scheduler) becomes SystemExit, so the cleanup of half-written
-    # run/result folders in the entry points runs; SIGKILL cannot be caught (atomic writes cover it).
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    install_interrupt_handlers()
     setup_logging()
     try:
         out = job()
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Interrupted as stop:
+        print(str(stop), file=sys.stderr)
+        return stop.exit_code
     print(out)
     return 0

@@ -1,4 +1,4 @@
-"""The one error type for user mistakes.
+"""The one error type for user mistakes, and the interruption a signal turns into.
 
 A :class:`UserError` says what the user gave (a config key, a value, a file) and what was
 expected, in one line; :func:`utils.cli.run_cli` prints it as ``error: ...`` and exits with code 2.
@@ -7,6 +7,7 @@ Any other exception is a bug (ours or a library's) and keeps its traceback.
 The subclasses also derive from the built-in type a caller would catch for that case, so
 ``except FileNotFoundError`` or ``except KeyError`` still works around code that raises them.
 """
+import signal
 
 
 class UserError(ValueError):
@@ -22,3 +23,29 @@ class UnknownNameError(UserError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class Interrupted(BaseException):
+    """SIGINT (Ctrl-C) or SIGTERM, raised in the main thread by :func:`utils.cli.run_cli`'s handlers.
+
+    A ``BaseException`` that is *not* a ``KeyboardInterrupt``, so no library swallows it on the way
+    (Lightning turns a KeyboardInterrupt into ``sys.exit(1)``); every ``except BaseException`` cleanup
+    still runs. ``notes`` are what the code it passed through adds (e.g. how to resume), printed on the
+    same line; the exit code is ``128 + signum`` (130 for Ctrl-C, 143 for SIGTERM).
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = int(signum)
+        self.notes: list = []
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    def __str__(self) -> str:
+        try:
+            name = signal.Signals(self.signum).name
+        except ValueError:
+            name = str(self.signum)
+        return "; ".join([f"interrupted by {name}", *self.notes])

@@ -22,6 +22,9 @@ def load_mnist_task_models(ae_checkpoint: str, gan_checkpoint: str, classifier_c
     gan = load_module(gan_checkpoint, "latent_gan")
     classifier = load_module(classifier_checkpoint, "classifier")
     code_dim = gan.hparams.code_dim
+    if ae.hparams.code_dim != code_dim:
+        raise UserError(f"the autoencoder '{ae_checkpoint}' makes {ae.hparams.code_dim}-d codes but the latent GAN "
+                        f"'{gan_checkpoint}' was trained on {code_dim}-d ones: give a GAN trained on this autoencoder")
     # The decoder and the classifier are most of an env step and of the evaluation: frozen copies
     # of their plain nets (AutoencoderModule.decode = sigmoid(decoder(code))).
     return {"encoder": MethodModule(ae, "encode"),

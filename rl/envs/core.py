@@ -120,6 +120,19 @@ class RowStreams:
             raise UserError(f"need {len(rows)} non-negative seeds (one per reseeded row), got {seeds_t.tolist()}")
         self._seeds[rows], self._counters[rows], self._needs_reset[rows] = seeds_t, 0, True
 
+    def stream_state(self) -> dict[str, torch.Tensor]:
+        """Every row's stream (seed, episodes started), for a training state to carry (CPU copies)."""
+        return {"seeds": self._seeds.cpu().clone(), "counters": self._counters.cpu().clone()}
+
+    def replay_streams(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`stream_state` one episode back: the next reset of each row starts again the
+        episode that row was in (the same draws), so a resumed run continues the saved one's streams."""
+        seeds, counters = state["seeds"].to(self.device), state["counters"].to(self.device)
+        if seeds.shape != self._seeds.shape or counters.shape != self._counters.shape:
+            raise UserError(f"saved streams are for {len(seeds)} rows, this core has {self.num_envs}")
+        self._seeds[:], self._counters[:] = seeds, (counters - 1).clamp_min(0)
+        self._needs_reset[:] = True
+
 
 def mask_rows(mask_N: torch.Tensor | None, num_envs: int, device: torch.device) -> torch.Tensor:
     """Row indices selected by a bool mask of shape (num_envs,) (all rows when None)."""

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tianshou.env import BaseVectorEnv, DummyVectorEnv
 
-from rl.envs.core import seeds_for
+from rl.envs.core import RowStreams, seeds_for
 from utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -179,3 +179,32 @@ def make_dummy_vector_env(
     return DummyVectorEnv([lambda s=s: SingleEnv(core_fn(1, s)) for s in seeds_for(seed, num_envs)])
 
 
+
+
+def vector_cores(venv: Any) -> list[Any]:
+    """The cores behind a vector env: the one core of a ``BatchedVectorEnv``, or one per ``SingleEnv`` of
+    a ``DummyVectorEnv`` (in env order)."""
+    if isinstance(venv, BatchedVectorEnv):
+        return [venv.core]
+    return list(venv.get_env_attr("core"))
+
+
+def stream_state(venv: Any) -> dict[str, torch.Tensor] | None:
+    """Every env's random stream (seed, episodes started) in env order, or None when a core keeps no
+    :class:`~rl.envs.core.RowStreams`."""
+    cores = vector_cores(venv)
+    if not all(isinstance(core, RowStreams) for core in cores):
+        return None
+    states = [core.stream_state() for core in cores]
+    return {key: torch.cat([s[key] for s in states]) for key in ("seeds", "counters")}
+
+
+def replay_streams(venv: Any, state: dict[str, torch.Tensor]) -> None:
+    """Restore :func:`stream_state` so each env's next reset starts again the episode it was in."""
+    start = 0
+    for core in vector_cores(venv):
+        n = core.num_envs
+        core.replay_streams({key: value[start:start + n] for key, value in state.items()})
+        start += n
+    if start != len(state["seeds"]):
+        raise UserError(f"saved streams are for {len(state['seeds'])} envs, this vector env has {start}")
