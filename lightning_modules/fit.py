@@ -20,7 +20,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytorch_lightning as pl
 import torch
@@ -52,6 +52,7 @@ log = logging.getLogger("lightning_modules.fit")
 SECTIONS = {"module": get_module_class, "data": get_datamodule_class}
 SUMMARY_FILE = "test_metrics.json"  # written last: the run's completion mark (utils.runs.FINISHED_FILES)
 NOT_COMPARED = ("resume", "out_dir")  # keys a resume may change: where the run is, not what it computes
+BUDGET = ("trainer.max_epochs", "trainer.max_steps")  # a resume may raise these: train the same run further
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -118,15 +119,18 @@ class TagCheckpoint(Callback):
         checkpoint[CHECKPOINT_TAG] = {"module": self.cfg["module"]["name"], "config": self.cfg}
 
 
-def resume_folder(cfg: Dict[str, Any]) -> Path:
-    """The unfinished run ``cfg['resume']`` names, checked before anything is written: its config equals
-    ``cfg`` (up to :data:`NOT_COMPARED`), its ``last.ckpt`` is a readable checkpoint of its module, the
+def resume_folder(cfg: Dict[str, Any]) -> Tuple[Path, bool]:
+    """The run ``cfg['resume']`` names and whether its budget (:data:`BUDGET`) changes, checked before
+    anything is written: its config equals ``cfg`` up to :data:`NOT_COMPARED` and the budget, a finished
+    run is resumed only to train further, its ``last.ckpt`` is a readable checkpoint of its module, the
     folder is writable."""
     run_dir = latest_run(Path(cfg["resume"]))
-    if finished(run_dir):
-        raise UserError(f"cannot resume '{run_dir}': it finished ({SUMMARY_FILE} exists)")
     saved = OmegaConf.to_container(OmegaConf.load(run_dir / RUN_CONFIG), resolve=True)
-    changed = config_changes(saved, cfg, NOT_COMPARED)
+    all_changes = config_changes(saved, cfg, NOT_COMPARED)
+    changed = [key for key in all_changes if key not in BUDGET]
+    if finished(run_dir) and not all_changes:
+        raise UserError(f"cannot resume '{run_dir}': it finished ({SUMMARY_FILE} exists); to train it further "
+                        "raise trainer.max_epochs or trainer.max_steps")
     if changed:
         shown = ", ".join(changed[:8]) + (" ..." if len(changed) > 8 else "")
         raise UserError(f"cannot resume '{run_dir}' with a different config ({shown} differ): run "
@@ -145,15 +149,20 @@ def resume_folder(cfg: Dict[str, Any]) -> Path:
         raise UserError(f"cannot resume: '{ckpt}' is not a '{cfg['module']['name']}' checkpoint of this suite "
                         f"(holds {found!r})")
     check_output_dir(run_dir, "resume")
-    return run_dir
+    return run_dir, bool(all_changes)
 
 
 def fit(cfg: Dict[str, Any]) -> Path:
     """Run one training from a resolved config (see ``configs.schema.FitConfig``); return the run folder."""
     resume_ckpt: Optional[Path] = None
     if cfg["resume"]:
-        run_dir = resume_folder(cfg)
+        run_dir, extended = resume_folder(cfg)
         resume_ckpt = run_dir / "checkpoints" / "last.ckpt"
+        if extended:  # unfinished again until the longer training ends; config.yaml states the new budget
+            (run_dir / SUMMARY_FILE).unlink(missing_ok=True)
+            save_run_config(cfg, run_dir)
+            log.warning("resuming %s with a new budget: trainer.max_epochs=%s, trainer.max_steps=%s", run_dir,
+                        cfg["trainer"]["max_epochs"], cfg["trainer"]["max_steps"])
     else:
         check_output_dir(cfg["out_dir"], "out_dir")
     if cfg["num_threads"]:
@@ -194,7 +203,7 @@ def _fit_in(cfg: Dict[str, Any], run_dir: Path, resume_ckpt: Optional[Path]) -> 
         plugins=[AtomicCheckpointIO()],
     )
     if resume_ckpt is None:
-        save_run_config(cfg, run_dir)  # a resumed run keeps its own (equal) config.yaml untouched
+        save_run_config(cfg, run_dir)  # a resumed run keeps its own config.yaml (rewritten above for a new budget)
     log.info("run folder: %s", run_dir)
     trainer.fit(module, datamodule=data, ckpt_path=resume_ckpt)
     has_best = bool(checkpoint.best_model_path)

@@ -15,6 +15,7 @@ from lightning_modules.classifier import DigitClassifierModule, random_affine
 from lightning_modules.fit import SECTIONS, fit
 from lightning_modules.latent_gan import LatentGANModule
 from tests.conftest import FAST_TRAINER
+from utils.errors import UserError
 from utils.runs import resolve_checkpoint
 
 
@@ -131,5 +132,12 @@ def test_resume_continues_the_same_run_and_its_metrics(idx_dir, tmp_path):
     assert rows_after[: len(rows_before)] == rows_before and len(rows_after) > len(rows_before)
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["epoch"] == 1 and ckpt["global_step"] == 4  # 2 epochs of 2 batches
+    assert "max_epochs: 2" in (run_dir / "config.yaml").read_text() and (run_dir / "test_metrics.json").is_file()
+    same = load_config("autoencoder", [*FAST_TRAINER, "trainer.max_epochs=2", f"resume={run_dir}", "data.source=idx",
+                                       f"data.root={idx_dir}", "data.batch_size=8"], sections=SECTIONS)
+    with pytest.raises(UserError, match="it finished .* raise trainer.max_epochs"):
+        fit(same)
+    with pytest.raises(UserError, match=r"different config \(module.lr differ\)"):
+        fit({**same, "trainer": {**same["trainer"], "max_epochs": 3}, "module": {**same["module"], "lr": 0.5}})
     with pytest.raises(FileNotFoundError, match="neither a run folder"):
         fit(load_config("autoencoder", [f"resume={tmp_path}", f"out_dir={tmp_path}"], sections=SECTIONS))
