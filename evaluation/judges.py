@@ -255,9 +255,6 @@ JUDGES: Dict[str, Callable[..., object]] = {
 }
 
 
-def available_judges() -> List[str]:
-    return sorted(JUDGES)
-
 
 def build_judge(name: str, **kwargs):
     """The judge registered as ``name`` built with ``kwargs`` (``build_judge("dlib")``)."""

@@ -35,7 +35,7 @@ from configs import available_configs, load_config
 from datamodules import get_datamodule_class
 from lightning_modules import get_module_class
 from lightning_modules.checkpoints import CHECKPOINT_TAG, checkpoint_kind
-from utils.cli import run_cli
+from utils.cli import config_name, run_cli, wants_help
 from utils.errors import Interrupted, MissingFileError, UserError
 from utils.io import atomic_torch_save, atomic_write_text
 from utils.runs import (
@@ -222,14 +222,10 @@ def _usage() -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
-    if any(a in ("-h", "--help") for a in args):
+    if wants_help(args):
         print(_usage())
         return 0
-    if args and "=" not in args[0]:
-        name = args.pop(0)
-    else:  # `resume=RUN` alone continues that run with its own saved config
-        resume = [a.split("=", 1)[1] for a in args if a.startswith("resume=")]
-        name = str(latest_run(Path(resume[-1]))) if resume and Path(resume[-1]).exists() else "autoencoder"
+    name, args = config_name(args, "autoencoder")
     return run_cli(lambda: fit(load_config(name, args, sections=SECTIONS)))
 
 

@@ -30,7 +30,7 @@ from rl.agents import AGENTS, act, agent_spec, build_algorithm, make_params, pre
 from rl.builders import get_env_builder
 from rl.envs.views import BatchedVectorEnv, make_dummy_vector_env
 from rl.loop import TRAIN_STATE_FILE, load_train_state, train
-from utils.cli import run_cli
+from utils.cli import config_name, run_cli, wants_help
 from utils.errors import Interrupted, UserError
 from utils.io import atomic_write_text
 from utils.runs import (
@@ -150,16 +150,12 @@ def train_agent(cfg: Dict[str, Any]) -> Path:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
-    if any(a in ("-h", "--help") for a in args):
+    if wants_help(args):
         agents = "\n".join(f"  {name:13s} {spec.doc}" for name, spec in AGENTS.items())
         print(__doc__ + f"\nagents (agent.name=...):\n{agents}\n\nexamples:\n"
               "  python -m rl.train mnist_task train.total_steps=20000 agent.name=ppo\n")
         return 0
-    if args and "=" not in args[0]:
-        name = args.pop(0)
-    else:  # `resume=RUN` alone continues that run with its own saved config
-        resume = [a.split("=", 1)[1] for a in args if a.startswith("resume=")]
-        name = str(latest_run(Path(resume[-1]))) if resume and Path(resume[-1]).exists() else "mnist_task"
+    name, args = config_name(args, "mnist_task")
     return run_cli(lambda: train_agent(load_config(name, args, schema=RLConfig, sections=SECTIONS)))
 
 

@@ -3,9 +3,10 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, List, Tuple
 
 from utils.errors import Interrupted, UserError
+from utils.runs import latest_run
 
 
 def setup_logging() -> None:
@@ -44,3 +45,19 @@ def run_cli(job: Callable[[], Path]) -> int:
         return stop.exit_code
     print(out)
     return 0
+
+
+def wants_help(args: List[str]) -> bool:
+    return any(a in ("-h", "--help") for a in args)
+
+
+def config_name(args: List[str], default: str) -> Tuple[str, List[str]]:
+    """Split an entry point's arguments into the config to load and its ``key=value`` overrides: the first
+    argument when it is a name, else the saved config of a ``resume=RUN`` folder (continue that run as it
+    was configured), else ``default``."""
+    if args and "=" not in args[0]:
+        return args[0], args[1:]
+    resume = [a.split("=", 1)[1] for a in args if a.startswith("resume=")]
+    if resume and Path(resume[-1]).exists():
+        return str(latest_run(Path(resume[-1]))), args
+    return default, args

@@ -20,7 +20,7 @@ need images wrap calls in ``torch.inference_mode()``.
 import importlib.util
 import logging
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 from torch import nn
@@ -220,9 +220,6 @@ GENERATORS: Dict[str, Callable[..., GeneratorAdapter]] = {
     "module": module_generator,
 }
 
-
-def available_generators() -> List[str]:
-    return sorted(GENERATORS)
 
 
 def build_generator(name: str, **kwargs) -> GeneratorAdapter:
