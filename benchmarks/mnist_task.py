@@ -159,15 +159,16 @@ def evaluate(bench: Dict[str, Any], runs: Dict[str, Path], out_dir: Path) -> Dic
                              action_bound=base.action_bound, **base.nets)
         policy = load_policy(agent_run[spec])
         act_fn = lambda obs: act(policy, obs)  # noqa: E731
-        per_set = {}
+        per_set, kept = {}, {}
         for label, sigma in (("clean", 0.0), ("noisy", ev["noise_std"])):
-            keep = ev["export"] is not None and i == 0 and sigma == 0.0
+            keep = ev["export"] is not None and i == 0
             scores = evaluate_translation(act_fn, core, encoder.encode, judge, images, labels, sigma,
                                           ev["batch_size"], seed=bench["seed"], keep_outputs=keep)
-            if keep:
-                export_npz(scores.outputs, Path(ev["export"]))
+            kept[label] = scores.outputs
             per_set[label] = {k: v for k, v in scores.__dict__.items() if k != "outputs"}
             translation_grid(act_fn, core, encoder.encode, images[: ev["grid_digits"]],
                              out_dir / f"grid_{spec.replace(':', '_')}_{label}.png", sigma, bench["seed"])
+        if kept["clean"] is not None:  # the first task set's outputs, clean and noisy, for outside judges
+            export_npz(kept["clean"], Path(ev["export"]), noisy=kept["noisy"])
         results["task_sets"][spec] = per_set
     return results

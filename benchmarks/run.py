@@ -1,6 +1,7 @@
 """Benchmarks of latentnav.
 
-    python benchmarks/run.py --experiment mnist-task [key=value ...]   # experiment B end to end
+    python benchmarks/run.py --experiment mnist-task [key=value ...]   # experiment B end to end (best measured)
+    python benchmarks/run.py --experiment mnist-task --config bench_mnist_task_paper   # the paper's stages
     python benchmarks/run.py --experiment transformations [key=value ...]  # experiment C: RL π+T vs BPTT RNN
     python benchmarks/run.py --compare interfacegan [key=value ...]    # experiment A: RL vs InterfaceGAN
     python benchmarks/run.py --compare interfacegan --quick            # its ~2-minute smoke version
@@ -93,10 +94,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     group.add_argument("--compare", choices=["interfacegan"])
     group.add_argument("--suite", choices=["speed"])
     parser.add_argument("--quick", action="store_true", help="~2-minute smoke version (--compare interfacegan)")
+    parser.add_argument("--config", metavar="NAME_OR_YAML",
+                        help="benchmark config instead of the default (--experiment mnist-task: bench_mnist_task; "
+                             "bench_mnist_task_paper is the paper's configuration)")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_args(argv)
     if args.quick and args.compare != "interfacegan":
         parser.error("--quick is implemented for --compare interfacegan only")
+    if args.config is not None and args.experiment != "mnist-task":
+        parser.error("--config is implemented for --experiment mnist-task only")
     if args.compare == "interfacegan":
         from benchmarks.interfacegan import QUICK
         from configs.bench_schema import BenchInterfaceGANConfig
@@ -112,7 +118,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return run_cli(lambda: in_result_folder("bench_transformations", BenchTransformationsConfig, args.overrides,
                                                 run_transformations))
     from configs.bench_schema import BenchMnistTaskConfig
-    return run_cli(lambda: in_result_folder("bench_mnist_task", BenchMnistTaskConfig, args.overrides, run_mnist_task))
+    return run_cli(lambda: in_result_folder(args.config or "bench_mnist_task", BenchMnistTaskConfig, args.overrides,
+                                            run_mnist_task))
 
 
 if __name__ == "__main__":
