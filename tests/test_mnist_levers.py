@@ -1,9 +1,13 @@
 """Experiment B's options not from the paper: AE label head / augmentation / width, every-target rewards,
 z prior, TD3's one-step options (relabeling, per-target critic, self-imitation), the tuned and paper presets."""
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from tianshou.algorithm import TD3
 from tianshou.algorithm.algorithm_base import policy_within_training_step
 from tianshou.data import Collector, VectorReplayBuffer
@@ -207,3 +211,38 @@ def test_tuned_overrides_come_before_the_users(tmp_path):
     assert cfg["trainer"]["max_epochs"] == 2  # the user's override wins
     with pytest.raises(UserError, match="tuned.agnet"):
         check_overrides({**bench, "tuned": {"agnet": []}})
+
+
+# ---- benchmark: tuned default, noisy export, overlap schedule -----------------------------------
+def test_tuned_benchmark_exports_noisy_outputs_and_overlap_gives_the_same_figures(mnist_stage_runs, tmp_path, capsys):
+    from benchmarks.run import main as bench_main
+    from tests.conftest import FAST_TRAINER, tiny_agent_overrides
+
+    runs = mnist_stage_runs
+    stages = [f"stages.{k}={runs[k]}" for k in ("autoencoder", "latent_gan", "classifier")]
+    agent = "[" + ",".join(f"'{o}'" for o in tiny_agent_overrides(runs) if not o.startswith("env.")) + "]"
+    judge = "[" + ",".join([*FAST_TRAINER, "data.source=idx", f"data.root={runs['idx']}", "data.batch_size=16"]) + "]"
+    common = [*stages, f"overrides.agent={agent}", f"overrides.judge={judge}", f"runs_dir={tmp_path / 'runs'}",
+              f"eval.test_root={runs['idx']}", "eval.max_digits=6", "eval.task_sets=['+1','-1']"]
+
+    def bench(i, *extra):
+        code = bench_main(["--experiment", "mnist-task", *common, f"results_dir={tmp_path / f'results{i}'}", *extra])
+        assert code == 0, capsys.readouterr().err[-2000:]
+        out = Path(capsys.readouterr().out.strip().splitlines()[-1])
+        return json.loads((out / "summary.json").read_text())
+
+    export = tmp_path / "out.npz"
+    serial = bench(0, f"eval.export={export}")
+    agent_cfg = yaml.safe_load((Path(serial["runs"]["agent[+1]"]) / "config.yaml").read_text())
+    assert agent_cfg["agent"]["critic"] == "per_target" and agent_cfg["env"]["augment_copies"] == 4  # tuned default
+    data = np.load(export)
+    assert {"images", "targets", "noisy_images", "noisy_targets"} <= set(data.files)
+    assert data["noisy_images"].shape == data["images"].shape == (6, 28, 28)
+    assert (data["noisy_targets"] == data["targets"]).all() and not np.array_equal(data["noisy_images"], data["images"])
+    overlap = bench(1, "schedule=overlap")  # every stage reused; the evaluation runs in workers
+    assert overlap["runs"] == serial["runs"] and set(overlap["eval_wall_s"]) == {"eval[+1]", "eval[-1]", "eval[common]"}
+    assert overlap["task_sets"] == serial["task_sets"]
+    assert overlap["recognition_ceiling"] == pytest.approx(serial["recognition_ceiling"], abs=0.05)
+    retrained = bench(2, "schedule=overlap", "overrides.judge=[" + judge[1:-1] + ",seed=5]")  # judge in a worker
+    assert retrained["runs"]["judge"] != serial["runs"]["judge"] and "judge" in retrained["stage_wall_s"]
+    assert retrained["runs"]["agent[+1]"] == serial["runs"]["agent[+1]"]
