@@ -137,9 +137,8 @@ def _recognition_ceiling(bench, pool: MnistTaskCore, encoder, images, labels) ->
     return out
 
 
-def evaluate(bench: Dict[str, Any], runs: Dict[str, Path], out_dir: Path) -> Dict[str, Any]:
-    """``runs``: stage -> run folder (see :func:`train_stages`)."""
-    """Judge accuracy per task set, clean and noisy; grids; optional .npz export."""
+def eval_context(bench: Dict[str, Any], runs: Dict[str, Path]) -> Dict[str, Any]:
+    """What every task set's evaluation needs: agent runs, judge, encoder, test digits, the first agent's pool."""
     ev = bench["eval"]
     agent_run = {spec: runs.get(agent_key(spec), runs.get("agent")) for spec in ev["task_sets"]}
     first = agent_run[ev["task_sets"][0]]
@@ -150,24 +149,45 @@ def evaluate(bench: Dict[str, Any], runs: Dict[str, Path], out_dir: Path) -> Dic
     images, labels, where = test_digits(bench)
     # the first agent's own episode pool: evaluation codes get that pool's standardisation
     base = get_env_builder("mnist_task")(**env_kwargs)(1, 0)
-    results = {"test_data": where, "n_digits": len(labels), "task_sets": {},
-               "lgan_sample_quality": sample_quality(base, judge, seed=bench["seed"]),
-               "recognition_ceiling": _recognition_ceiling(bench, base, encoder, images, labels)}
-    for i, spec in enumerate(ev["task_sets"]):
-        # the observation encodes (op, operand), not a task index: any subset of the trained set fits
-        core = MnistTaskCore(base.codes_ND, base.labels_N, tasks=TaskSet.parse([spec]), z_dim=base.z_dim,
-                             action_bound=base.action_bound, **base.nets)
-        policy = load_policy(agent_run[spec])
-        act_fn = lambda obs: act(policy, obs)  # noqa: E731
-        per_set = {}
-        for label, sigma in (("clean", 0.0), ("noisy", ev["noise_std"])):
-            keep = ev["export"] is not None and i == 0 and sigma == 0.0
-            scores = evaluate_translation(act_fn, core, encoder.encode, judge, images, labels, sigma,
-                                          ev["batch_size"], seed=bench["seed"], keep_outputs=keep)
-            if keep:
-                export_npz(scores.outputs, Path(ev["export"]))
-            per_set[label] = {k: v for k, v in scores.__dict__.items() if k != "outputs"}
-            translation_grid(act_fn, core, encoder.encode, images[: ev["grid_digits"]],
-                             out_dir / f"grid_{spec.replace(':', '_')}_{label}.png", sigma, bench["seed"])
-        results["task_sets"][spec] = per_set
+    return {"agent_run": agent_run, "judge": judge, "encoder": encoder, "images": images, "labels": labels,
+            "where": where, "base": base}
+
+
+def evaluate_common(bench: Dict[str, Any], ctx: Dict[str, Any]) -> Dict[str, Any]:
+    """The task-set-independent figures: test data, l-GAN sample quality, recognition ceiling."""
+    return {"test_data": ctx["where"], "n_digits": len(ctx["labels"]), "task_sets": {},
+            "lgan_sample_quality": sample_quality(ctx["base"], ctx["judge"], seed=bench["seed"]),
+            "recognition_ceiling": _recognition_ceiling(bench, ctx["base"], ctx["encoder"], ctx["images"],
+                                                        ctx["labels"])}
+
+
+def evaluate_set(bench: Dict[str, Any], ctx: Dict[str, Any], i: int, spec: str, out_dir: Path) -> Dict[str, Any]:
+    """Judged and reward-classifier accuracy of task set ``spec`` (the ``i``-th), clean and noisy; its grids;
+    for the first set the optional .npz export."""
+    ev, base, encoder, images = bench["eval"], ctx["base"], ctx["encoder"], ctx["images"]
+    # the observation encodes (op, operand), not a task index: any subset of the trained set fits
+    core = MnistTaskCore(base.codes_ND, base.labels_N, tasks=TaskSet.parse([spec]), z_dim=base.z_dim,
+                         action_bound=base.action_bound, **base.nets)
+    policy = load_policy(ctx["agent_run"][spec])
+    act_fn = lambda obs: act(policy, obs)  # noqa: E731
+    per_set, kept, keep = {}, {}, ev["export"] is not None and i == 0
+    for label, sigma in (("clean", 0.0), ("noisy", ev["noise_std"])):
+        scores = evaluate_translation(act_fn, core, encoder.encode, ctx["judge"], images, ctx["labels"], sigma,
+                                      ev["batch_size"], seed=bench["seed"], keep_outputs=keep)
+        kept[label] = scores.outputs
+        per_set[label] = {k: v for k, v in scores.__dict__.items() if k != "outputs"}
+        translation_grid(act_fn, core, encoder.encode, images[: ev["grid_digits"]],
+                         out_dir / f"grid_{spec.replace(':', '_')}_{label}.png", sigma, bench["seed"])
+    if kept["clean"] is not None:  # the first task set's outputs, clean and noisy, for outside judges
+        export_npz(kept["clean"], Path(ev["export"]), noisy=kept["noisy"])
+    return per_set
+
+
+def evaluate(bench: Dict[str, Any], runs: Dict[str, Path], out_dir: Path) -> Dict[str, Any]:
+    """Judge accuracy per task set, clean and noisy; grids; optional .npz export. ``runs``: stage -> run folder
+    (see :func:`train_stages`)."""
+    ctx = eval_context(bench, runs)
+    results = evaluate_common(bench, ctx)
+    for i, spec in enumerate(bench["eval"]["task_sets"]):
+        results["task_sets"][spec] = evaluate_set(bench, ctx, i, spec, out_dir)
     return results

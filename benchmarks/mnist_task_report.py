@@ -20,6 +20,14 @@ def _rows(results: Dict[str, Any]):
     return rows, per_task
 
 
+def _configuration(bench: Dict[str, Any]) -> str:
+    tuned = {stage: values for stage, values in (bench.get("tuned") or {}).items() if values}
+    if not tuned:
+        return "Stages: the paper's configuration (no `tuned` overrides)."
+    return "Stages: tuned, not from the paper (docs/experiment-b.md): " + "; ".join(
+        f"{stage} `{' '.join(values)}`" for stage, values in tuned.items()) + "."
+
+
 def write_mnist_task_report(bench: Dict[str, Any], runs: Dict[str, Path], results: Dict[str, Any], out_dir: Path,
                             wall_s: float, stage_wall_s: Dict[str, float]) -> None:
     """Write the three result files (atomically) into ``out_dir``; ``stage_wall_s``: stages trained here -> seconds."""
@@ -39,7 +47,9 @@ def write_mnist_task_report(bench: Dict[str, Any], runs: Dict[str, Path], result
         f"Input noise for the 'noisy' rows: N(0, {bench['eval']['noise_std']}²) on [0, 1] pixels, clipped.",
         "Agents: " + ("one per task set, trained on that set alone (as the paper trains on + alone)."
                       if bench["agents"] == "per_task_set" else "one agent trained on the union of the task sets."),
-        f"Whole benchmark wall time: {wall_s / 60:.1f} min (stages trained here: {stage_wall_s or 'none'}).",
+        _configuration(bench),
+        f"Whole benchmark wall time: {wall_s / 60:.1f} min, schedule {bench['schedule']} (stages trained here: "
+        f"{stage_wall_s or 'none'}).",
         "",
         "Accuracy = the independent judge says Dec(G(π(obs))) shows op(label, operand) mod 10. The reward",
         "classifier's accuracy on the same outputs is beside it: the gap is how much the agent fools its reward model.",

@@ -127,15 +127,18 @@ def check_stages(bench: Dict[str, Any], configs: Mapping[str, Tuple[str, bool]])
 
 
 def check_overrides(bench: Dict[str, Any]) -> None:
-    """Every key of ``overrides`` must name a stage (a key of ``stages``), before anything trains."""
-    unknown = sorted(set(bench["overrides"]) - set(bench["stages"]))
-    if unknown:
-        raise UserError(f"overrides.{unknown[0]}: no such stage; expected one of {sorted(bench['stages'])}")
+    """Every key of ``overrides`` (and ``tuned``) must name a stage (a key of ``stages``), before anything trains."""
+    for section in ("tuned", "overrides"):
+        unknown = sorted(set(bench.get(section) or {}) - set(bench["stages"]))
+        if unknown:
+            raise UserError(f"{section}.{unknown[0]}: no such stage; expected one of {sorted(bench['stages'])}")
 
 
 def stage_config(bench: Dict[str, Any], stage: str, config: str, values: Mapping[str, Any], rl: bool) -> Dict[str, Any]:
-    """The resolved config of ``stage``: the YAML ``config``, then ``values``, then ``overrides.<stage>``."""
-    values, overrides = {"out_dir": str(bench["runs_dir"]), **values}, bench["overrides"].get(stage, [])
+    """The resolved config of ``stage``: the YAML ``config``, then ``values``, then ``tuned.<stage>`` (where the
+    benchmark has that key), then ``overrides.<stage>``."""
+    values = {"out_dir": str(bench["runs_dir"]), **values}
+    overrides = [*(bench.get("tuned") or {}).get(stage, []), *bench["overrides"].get(stage, [])]
     if rl:
         return load_config(config, overrides, schema=RLConfig, sections=rl_cli.SECTIONS, values=values)
     return load_config(config, overrides, sections=fit_cli.SECTIONS, values=values)

@@ -12,14 +12,15 @@
 
 When the parent stops (an error, Ctrl-C, SIGTERM) it terminates the workers and waits for them.
 """
+import contextlib
 import logging
 import multiprocessing
 import os
 import signal
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Callable, Dict, Tuple
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any, Callable, Dict, Iterator, Tuple
 
 from utils.errors import Interrupted
 
@@ -81,23 +82,35 @@ def _stop(pool: ProcessPoolExecutor) -> None:
             process.join()
 
 
+@contextlib.contextmanager
+def worker_pool(workers: int) -> Iterator[Callable[..., Future]]:
+    """``with worker_pool(n) as submit:`` ``submit(fn, *args)`` runs ``fn(*args)`` in one of ``n`` fresh (spawned)
+    worker processes and returns its ``Future``. A failure or an interruption inside the block stops every
+    worker before it propagates; a normal exit waits for the jobs still running."""
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                               initargs=(os.getpid(),))
+
+    def submit(fn: Callable[..., Any], *args: Any) -> Future:
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)  # inherited by workers started here
+        try:
+            return pool.submit(_call, fn, *args)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+    try:
+        yield submit
+    except BaseException:
+        _stop(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
 def run_in_workers(fn: Callable[..., Any], jobs: Dict[str, Tuple], workers: int) -> Dict[str, Any]:
     """``{key: fn(*args)}`` for ``jobs`` (key -> args), ``workers`` at a time in fresh (spawned) processes.
 
     The first failure, or an interruption of this process, stops every worker before it propagates.
     """
-    context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
-                               initializer=_init_worker, initargs=(os.getpid(),))
-    try:
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)  # inherited by the workers
-        try:
-            futures = {key: pool.submit(_call, fn, *args) for key, args in jobs.items()}
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        results = {key: future.result() for key, future in futures.items()}
-    except BaseException:
-        _stop(pool)
-        raise
-    pool.shutdown(wait=True)
-    return results
+    with worker_pool(min(workers, len(jobs))) as submit:
+        futures = {key: submit(fn, *args) for key, args in jobs.items()}
+        return {key: future.result() for key, future in futures.items()}

@@ -94,11 +94,15 @@ def evaluate_translation(
     )
 
 
-def export_npz(outputs: Dict[str, np.ndarray], path: Path) -> None:
-    """Write ``images`` (M×28×28 float32 in [0,1]), ``targets`` (M int64), ``labels`` and ``task_ids`` atomically."""
+def export_npz(outputs: Dict[str, np.ndarray], path: Path, noisy: Optional[Dict[str, np.ndarray]] = None) -> None:
+    """Write ``images`` (M×28×28 float32 in [0,1]), ``targets`` (M int64), ``labels`` and ``task_ids`` atomically;
+    with ``noisy`` (the outputs for noisy inputs of the same digits) also ``noisy_images`` and ``noisy_targets``."""
+    arrays = {"images": outputs["images"].astype(np.float32), "targets": outputs["targets"].astype(np.int64),
+              "labels": outputs["labels"].astype(np.int64), "task_ids": outputs["task_ids"].astype(np.int64)}
+    if noisy is not None:
+        arrays.update(noisy_images=noisy["images"].astype(np.float32), noisy_targets=noisy["targets"].astype(np.int64))
     buf = io.BytesIO()
-    np.savez(buf, images=outputs["images"].astype(np.float32), targets=outputs["targets"].astype(np.int64),
-             labels=outputs["labels"].astype(np.int64), task_ids=outputs["task_ids"].astype(np.int64))
+    np.savez(buf, **arrays)
     atomic_write_bytes(Path(path), buf.getvalue())
 
 

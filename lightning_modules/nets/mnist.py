@@ -5,15 +5,17 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 
 class ConvEncoder(nn.Module):
-    """image N×1×28×28 in [0,1] -> code N×code_dim (three stride-2 convs, 1→16→32→32 channels)."""
+    """image N×1×28×28 in [0,1] -> code N×code_dim (three stride-2 convs, 1→w→2w→2w channels; w = 16
+    is the paper's encoder, a wider one is not from the paper)."""
 
-    def __init__(self, code_dim: int = 32):
+    def __init__(self, code_dim: int = 32, width: int = 16):
         super().__init__()
+        w = int(width)
         self.net = nn.Sequential(
-            nn.Conv2d(1, 16, 3, stride=2, padding=1), nn.ReLU(),   # 14×14
-            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),  # 7×7
-            nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.ReLU(),  # 4×4
-            nn.Flatten(), nn.Linear(32 * 4 * 4, code_dim),
+            nn.Conv2d(1, w, 3, stride=2, padding=1), nn.ReLU(),          # 14×14
+            nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.ReLU(),      # 7×7
+            nn.Conv2d(2 * w, 2 * w, 3, stride=2, padding=1), nn.ReLU(),  # 4×4
+            nn.Flatten(), nn.Linear(2 * w * 4 * 4, code_dim),
         )
 
     def forward(self, image_N1HW: torch.Tensor) -> torch.Tensor:

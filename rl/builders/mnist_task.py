@@ -1,6 +1,6 @@
 """Experiment B's environment builder: AE, l-GAN and reward classifier from checkpoints -> MnistTaskCore."""
 import logging
-from typing import Callable, Dict, List, Literal, Optional
+from typing import Any, Dict, List, Literal, Optional
 
 import torch
 from torch import nn
@@ -54,14 +54,20 @@ def mnist_task(
     beta: float = 3.0,
     reward_shape: Literal["prob", "log_prob"] = "prob",
     action_bound: float = 3.0,
-) -> Callable[[int, int], MnistTaskCore]:
+    all_rewards: bool = False,
+    z_prior_weight: float = 0.0,
+    z_prior_radius: float = 3.9,
+) -> "MnistTaskFactory":
     """Experiment B's env over the *training* split of the MNIST source (never its test split).
 
     ``augment_copies`` (not from the paper) adds that many randomly rotated/scaled/shifted copies
     of every training digit (:func:`datamodules.mnist.random_affine`): the offline source has
     4,000 training digits where the paper had 60,000. ``noisy_copies`` then adds that many copies
     of the whole pool with pixel noise of a sigma drawn in [0, noise_max], so the policy also sees
-    codes of noisy inputs.
+    codes of noisy inputs. ``all_rewards`` (not from the paper) adds every target's reward to each
+    step's info (``rewards_all``, N×10), which TD3's one-step options (``agent.relabel``,
+    ``agent.critic=per_target``, ...) need. ``z_prior_weight`` w > 0 (not from the paper) subtracts
+    ``w * relu(|z| - z_prior_radius)^2`` from the reward.
     """
     task_set = TaskSet.parse(list(tasks))  # bad task specs fail before any model is loaded
     for key, value in (("noisy_copies", noisy_copies), ("augment_copies", augment_copies)):
@@ -86,5 +92,35 @@ def mnist_task(
                 "+ %d noisy copies), tasks %s", len(codes), len(labels), augment_copies, noisy_copies, task_set.names)
     base = MnistTaskCore(codes, torch.cat(pool_labels), nets["generator"], nets["decoder"], nets["reward_classifier"],
                          nets["discriminator"], task_set, num_envs=1, z_dim=nets["z_dim"],
-                         action_bound=action_bound, alpha=alpha, beta=beta, seed=0, reward_shape=reward_shape)
-    return base.spawn
+                         action_bound=action_bound, alpha=alpha, beta=beta, seed=0, reward_shape=reward_shape,
+                         all_rewards=all_rewards, z_prior_weight=z_prior_weight, z_prior_radius=z_prior_radius)
+    return MnistTaskFactory(base)
+
+
+class MnistTaskFactory:
+    """``make_core(num_envs, seed)`` over the episode pool; :meth:`agent_hparams` hands TD3's one-step options
+    the task set's tables."""
+
+    def __init__(self, base: MnistTaskCore):
+        self.base = base
+
+    def __call__(self, num_envs: int, seed) -> MnistTaskCore:
+        return self.base.spawn(num_envs, seed)
+
+    def agent_hparams(self, name: str, hparams: Dict[str, Any]) -> Dict[str, Any]:
+        """With TD3's one-step options (not from the paper: ``relabel``, ``critic=per_target``, ``actor_q``,
+        ``imitate``), the task set as plain values: ``task_encodings`` (T×13 encodings of the observation's task
+        part) and ``task_targets`` (10×T: the target of task t for input label l); they need ``all_rewards``."""
+        from rl.agents import make_params
+
+        out = dict(hparams)
+        if name.lower() != "td3" or not make_params(name, out).bandit():
+            return out
+        if not self.base.all_rewards:
+            raise UserError("agent.relabel / critic=per_target / actor_q / imitate need env.all_rewards=true "
+                            "(every target digit's reward in the step info)")
+        tasks = self.base.tasks
+        ids = torch.arange(len(tasks))
+        out["task_encodings"] = tasks.encode(ids).tolist()
+        out["task_targets"] = [tasks.targets(torch.full_like(ids, label), ids).tolist() for label in range(10)]
+        return out

@@ -68,6 +68,24 @@ def task_reward(
     return alpha * quality - beta * hinge
 
 
+def task_rewards_all(logits_NC: torch.Tensor, d_score_N: torch.Tensor, alpha: float = 30.0, beta: float = 3.0,
+                     shape: str = "prob") -> torch.Tensor:
+    """N×C: the :func:`task_reward` of each image for every target class (not from the paper: one
+    reward-classifier pass scores a transition for every task of the set)."""
+    n, c = logits_NC.shape
+    targets = torch.arange(c, device=logits_NC.device).repeat(n)
+    return task_reward(logits_NC.repeat_interleave(c, 0), targets, d_score_N.reshape(-1).repeat_interleave(c),
+                       alpha, beta, shape).reshape(n, c)
+
+
+def z_prior_penalty(z_NK: torch.Tensor, weight: float, radius: float) -> torch.Tensor:
+    """``weight * relu(|z| - radius)^2`` per row (not from the paper): keeps actions where the l-GAN was
+    trained (|z| of N(0, I_5) is below 3.9 in 99 % of draws)."""
+    if weight == 0:
+        return torch.zeros(len(z_NK), device=z_NK.device)
+    return weight * torch.relu(z_NK.float().norm(dim=1) - radius).pow(2)
+
+
 def _check_number(name: str, value: float, minimum: float, strict: bool) -> float:
     value = float(value)
     ok = math.isfinite(value) and (value > minimum if strict else value >= minimum)
@@ -90,6 +108,8 @@ class MnistTaskCore(RowStreams):
         tasks: the task set (part of the observation).
         num_envs: N. z_dim: K. action_bound: actions are clipped to ``[-b, b]^K``.
         alpha, beta, reward_shape: reward weights and shape (:func:`task_reward`).
+        all_rewards: also put every target's reward (N×10) in the step info as ``rewards_all``.
+        z_prior_weight, z_prior_radius: subtract :func:`z_prior_penalty` from the reward(s).
         seed: int (row i gets ``seed + i``) or one seed per row.
     The networks are put in eval mode and only ever run under ``torch.inference_mode``.
     """
@@ -110,6 +130,9 @@ class MnistTaskCore(RowStreams):
         beta: float = 3.0,
         seed: int | Sequence[int] = 0,
         reward_shape: str = "prob",
+        all_rewards: bool = False,
+        z_prior_weight: float = 0.0,
+        z_prior_radius: float = 3.9,
     ):
         if not isinstance(tasks, TaskSet):
             raise UserError(f"tasks must be a TaskSet, got {type(tasks).__name__}")
@@ -141,7 +164,9 @@ class MnistTaskCore(RowStreams):
         self.beta = _check_number("beta", beta, 0.0, strict=False)
         if reward_shape not in REWARD_SHAPES:
             raise UserError(f"reward_shape={reward_shape!r} invalid: expected one of {list(REWARD_SHAPES)}")
-        self.reward_shape = reward_shape
+        self.reward_shape, self.all_rewards = reward_shape, bool(all_rewards)
+        self.z_prior_weight = _check_number("z_prior_weight", z_prior_weight, 0.0, strict=False)
+        self.z_prior_radius = _check_number("z_prior_radius", z_prior_radius, 0.0, strict=False)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_dim,), np.float32)
         self.action_space = gym.spaces.Box(-self.action_bound, self.action_bound, (self.z_dim,),
                                            np.float32)
@@ -171,7 +196,8 @@ class MnistTaskCore(RowStreams):
         """A new core over the same data, networks and reward settings (e.g. test envs)."""
         return MnistTaskCore(self.codes_ND, self.labels_N, tasks=self.tasks, num_envs=num_envs,
                              z_dim=self.z_dim, action_bound=self.action_bound, alpha=self.alpha,
-                             beta=self.beta, seed=seed, reward_shape=self.reward_shape, **self.nets)
+                             beta=self.beta, seed=seed, reward_shape=self.reward_shape, all_rewards=self.all_rewards,
+                             z_prior_weight=self.z_prior_weight, z_prior_radius=self.z_prior_radius, **self.nets)
 
     # ---- properties ------------------------------------------------------------------------
     @property
@@ -237,7 +263,8 @@ class MnistTaskCore(RowStreams):
         Returns:
             ``(obs_RO, reward_R, terminated_R, truncated_R, info)``; every episode terminates
             (obs is the final observation); info holds R-tensors ``target``, ``prob`` (reward
-            classifier's p(target)), ``d_score``, ``label``, ``task_id``.
+            classifier's p(target)), ``d_score``, ``label``, ``task_id`` (+ ``rewards_all`` R×10 with
+            ``all_rewards``).
         """
         ids = torch.arange(self.num_envs, device=self.device) if ids_R is None else ids_R.long()
         z = self._check_action(action_RK, len(ids))
@@ -252,13 +279,17 @@ class MnistTaskCore(RowStreams):
             d_score = self.nets["discriminator"](code)
         # reward math outside inference mode so callers get ordinary (mutable) tensors
         d_score = d_score.float().reshape(-1).clone()
-        reward = task_reward(logits, targets, d_score, self.alpha, self.beta, self.reward_shape)
+        penalty = z_prior_penalty(z, self.z_prior_weight, self.z_prior_radius)
+        reward = task_reward(logits, targets, d_score, self.alpha, self.beta, self.reward_shape) - penalty
         prob = target_probability(logits, targets)
         self._needs_reset[ids] = True
         obs = self.observe(self.codes_ND[self.digit_idx_N[ids]], task_ids)
         done = torch.ones(len(ids), dtype=torch.bool, device=self.device)
         info = {"target": targets, "prob": prob, "d_score": d_score, "label": labels,
                 "task_id": task_ids}
+        if self.all_rewards:
+            info["rewards_all"] = task_rewards_all(logits, d_score, self.alpha, self.beta,
+                                                   self.reward_shape) - penalty[:, None]
         return obs, reward, done, torch.zeros_like(done), info
 
     def decode_actions(self, action_NK: torch.Tensor) -> torch.Tensor:

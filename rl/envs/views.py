@@ -56,7 +56,7 @@ class SingleEnv(gym.Env):
         """Apply a K-vector action; returns ``(obs_O, reward, terminated, truncated, info)``."""
         act = torch.as_tensor(np.asarray(action, dtype=np.float32), device=self.core.device)
         obs, rew, term, trunc, info = self.core.step(act.reshape(1, -1), None)
-        info_1 = {k: v[0].item() for k, v in info.items()}
+        info_1 = {k: v[0].item() if v[0].numel() == 1 else v[0].cpu().numpy() for k, v in info.items()}
         return (obs[0].cpu().numpy().copy(), float(rew[0]), bool(term[0]), bool(trunc[0]), info_1)
 
 

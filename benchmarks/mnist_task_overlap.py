@@ -1,0 +1,122 @@
+"""Experiment B with its stages overlapped in worker processes (``schedule: overlap``; not from the paper).
+
+The same stages, configs and reuse rules as the serial schedule (every job is seeded and runs on one torch
+thread); only the order changes: the reward classifier and the judge train in a worker while the autoencoder
+and the l-GAN train in this process, then the agents train ``parallel_agents`` at a time (at least two
+workers), and each task set is evaluated in a worker as soon as its agent (and the first set's) is done,
+beside the agents still training. Workers never outlive the benchmark (:mod:`benchmarks.workers`).
+"""
+import logging
+import time
+from concurrent.futures import FIRST_COMPLETED, wait
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Tuple
+
+import torch
+
+from benchmarks.mnist_task import (
+    agent_key,
+    agent_values,
+    eval_context,
+    evaluate_common,
+    evaluate_set,
+)
+from benchmarks.stages import Stage, resolve_stage, stage_run, train_stage
+from benchmarks.workers import worker_pool
+from utils.cli import setup_logging
+
+log = logging.getLogger(__name__)
+SIDE_STAGES = ("classifier", "judge")  # need no upstream stage: trained beside the AE and the l-GAN
+
+
+def _fit_stages(cfgs: List[Dict[str, Any]]) -> List[Tuple[Path, float]]:
+    torch.set_num_threads(1)
+    return [train_stage(cfg, rl=False) for cfg in cfgs]
+
+
+def _timed(fn: Callable[..., Any], *args: Any) -> Tuple[Any, float]:
+    setup_logging()
+    torch.set_num_threads(1)
+    start = time.time()
+    return fn(*args), round(time.time() - start, 1)
+
+
+def _evaluate_set(bench, runs, i: int, spec: str, out_dir: Path) -> Tuple[Dict[str, Any], float]:
+    return _timed(lambda: evaluate_set(bench, eval_context(bench, runs), i, spec, out_dir))
+
+
+def _evaluate_common(bench, runs) -> Tuple[Dict[str, Any], float]:
+    return _timed(lambda: evaluate_common(bench, eval_context(bench, runs)))
+
+
+def _upstream_stages(bench: Dict[str, Any], submit) -> Dict[str, Stage]:
+    """AE and l-GAN here, classifier and judge in a worker meanwhile."""
+    side = {stage: resolve_stage(bench, stage, stage, {}, rl=False) for stage in SIDE_STAGES}
+    todo = [stage for stage, (run, _) in side.items() if run is None]
+    for stage in todo:
+        log.warning("stage %s: training (%s, in a worker)", stage, stage)
+    future = submit(_fit_stages, [side[stage][1] for stage in todo]) if todo else None
+    stages = {"autoencoder": stage_run(bench, "autoencoder", "autoencoder", {})}
+    stages["latent_gan"] = stage_run(bench, "latent_gan", "latent_gan",
+                                     {"ae_checkpoint": str(stages["autoencoder"].run)})
+    trained = dict(zip(todo, future.result())) if future else {}
+    for stage, (run, _) in side.items():
+        stages[stage] = Stage(run) if run is not None else Stage(*trained[stage])
+    return stages
+
+
+class _Queue:
+    """The agents' training and the evaluation jobs, submitted as soon as what they need exists."""
+
+    def __init__(self, bench: Dict[str, Any], stages: Dict[str, Stage], submit, out_dir: Path):
+        self.bench, self.stages, self.submit, self.out_dir = bench, stages, submit, out_dir
+        self.pending: Dict[Any, Tuple[str, Any]] = {}
+        self.sets: Dict[str, Any] = {}
+        self.common, self.walls = None, {}
+        resolved = {key: resolve_stage(bench, "agent", "mnist_task", values, rl=True)
+                    for key, values in agent_values(bench, stages).items()}
+        for key, (run, cfg) in resolved.items():
+            if run is not None:
+                stages[key] = Stage(run)
+            else:
+                log.warning("stage %s: training (mnist_task, in a worker)", key)
+                self.pending[submit(train_stage, cfg, True)] = ("agent", key)
+        self.specs = bench["eval"]["task_sets"]
+        self.key_of = {spec: agent_key(spec) if agent_key(spec) in resolved else "agent" for spec in self.specs}
+
+    def _submit_ready(self) -> None:
+        if self.key_of[self.specs[0]] not in self.stages:  # every evaluation uses the first agent's pool
+            return
+        runs = {key: stage.run for key, stage in self.stages.items()}
+        for i, spec in enumerate(self.specs):
+            if spec not in self.sets and self.key_of[spec] in self.stages:
+                self.sets[spec] = None
+                self.pending[self.submit(_evaluate_set, self.bench, runs, i, spec, self.out_dir)] = ("eval", spec)
+        if self.common is None:
+            self.common = False
+            self.pending[self.submit(_evaluate_common, self.bench, runs)] = ("common", "common")
+
+    def run(self) -> Dict[str, Any]:
+        self._submit_ready()
+        while self.pending:
+            done, _ = wait(list(self.pending), return_when=FIRST_COMPLETED)
+            for future in done:
+                kind, key = self.pending.pop(future)
+                value, wall = future.result()
+                if kind == "agent":
+                    self.stages[key] = Stage(value, wall)
+                elif kind == "eval":
+                    self.sets[key], self.walls[f"eval[{key}]"] = value, wall
+                else:
+                    self.common, self.walls["eval[common]"] = value, wall
+            self._submit_ready()
+        return {**self.common, "task_sets": {spec: self.sets[spec] for spec in self.specs},
+                "eval_wall_s": self.walls}
+
+
+def train_and_evaluate(bench: Dict[str, Any], out_dir: Path) -> Tuple[Dict[str, Stage], Dict[str, Any]]:
+    """``(stages, results)`` as :func:`benchmarks.mnist_task.train_stages` and ``evaluate`` give them."""
+    with worker_pool(max(2, int(bench["parallel_agents"]))) as submit:
+        stages = _upstream_stages(bench, submit)
+        results = _Queue(bench, stages, submit, out_dir).run()
+    return stages, results
