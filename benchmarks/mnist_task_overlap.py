@@ -56,6 +56,7 @@ def _upstream_stages(bench: Dict[str, Any], submit) -> Dict[str, Stage]:
     for stage in todo:
         log.warning("stage %s: training (%s, in a worker)", stage, stage)
     future = submit(_fit_stages, [side[stage][1] for stage in todo]) if todo else None
+    torch.set_num_threads(1)  # one thread beside the worker's: oversubscribed cores slowed the AE many-fold
     stages = {"autoencoder": stage_run(bench, "autoencoder", "autoencoder", {})}
     stages["latent_gan"] = stage_run(bench, "latent_gan", "latent_gan",
                                      {"ae_checkpoint": str(stages["autoencoder"].run)})
