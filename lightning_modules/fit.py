@@ -216,12 +216,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     if any(a in ("-h", "--help") for a in args):
         print(_usage())
         return 0
-    if args and "=" not in args[0]:
-        name = args.pop(0)
-    else:  # `resume=RUN` alone continues that run with its own saved config
-        resume = [a.split("=", 1)[1] for a in args if a.startswith("resume=")]
-        name = str(latest_run(Path(resume[-1]))) if resume and Path(resume[-1]).exists() else "autoencoder"
-    return run_cli(lambda: fit(load_config(name, args, sections=SECTIONS)))
+    name = args.pop(0) if args and "=" not in args[0] else None
+    return run_cli(lambda: fit(load_config(name or _resumed_config(args), args, sections=SECTIONS)))
+
+
+def _resumed_config(args: List[str]) -> str:
+    # `resume=RUN` alone continues that run with its own saved config (inside run_cli: a bad RUN is one line)
+    resume = [a.split("=", 1)[1] for a in args if a.startswith("resume=")]
+    return str(latest_run(Path(resume[-1]))) if resume and Path(resume[-1]).exists() else "autoencoder"
 
 
 if __name__ == "__main__":
