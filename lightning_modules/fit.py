@@ -225,8 +225,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if wants_help(args):
         print(_usage())
         return 0
-    name, args = config_name(args, "autoencoder")
-    return run_cli(lambda: fit(load_config(name, args, sections=SECTIONS)))
+    # config_name inside run_cli: a `resume=` that names no run is one line, not a traceback
+    return run_cli(lambda: fit(load_config(*config_name(args, "autoencoder"), sections=SECTIONS)))
 
 
 if __name__ == "__main__":

@@ -155,8 +155,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(__doc__ + f"\nagents (agent.name=...):\n{agents}\n\nexamples:\n"
               "  python -m rl.train mnist_task train.total_steps=20000 agent.name=ppo\n")
         return 0
-    name, args = config_name(args, "mnist_task")
-    return run_cli(lambda: train_agent(load_config(name, args, schema=RLConfig, sections=SECTIONS)))
+    return run_cli(lambda: train_agent(load_config(*config_name(args, "mnist_task"), schema=RLConfig,
+                                                   sections=SECTIONS)))
 
 
 if __name__ == "__main__":

@@ -19,14 +19,16 @@ def start(*args) -> subprocess.Popen:
                             text=True)
 
 
-def kill_when(proc: subprocess.Popen, pattern: str, root: Path, timeout: float = 300.0) -> Path:
-    """SIGKILL ``proc`` as soon as a file matching ``pattern`` appears under ``root``; return that file."""
+def kill_when(proc: subprocess.Popen, pattern: str, root: Path, timeout: float = 300.0,
+              sig: int = signal.SIGKILL) -> Path:
+    """Send ``sig`` (SIGKILL) to ``proc`` as soon as a file matching ``pattern`` appears under ``root``, wait
+    for it to end; return that file."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         found = sorted(root.glob(pattern))
         if found:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+            os.kill(proc.pid, sig)
+            proc.wait(timeout=120)
             return found[0]
         assert proc.poll() is None, f"finished before it could be killed:\n{proc.stderr.read()[-3000:]}"
         time.sleep(0.02)
@@ -76,6 +78,29 @@ def test_fit_resumes_after_kill_9(mnist_stage_runs, tmp_path):
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["epoch"] == 39 and ckpt["global_step"] == 80  # 40 epochs of 2 batches, none lost or repeated
     assert json.loads((run_dir / "test_metrics.json").read_text())["metrics"]
+
+
+def test_ctrl_c_and_sigterm_end_with_one_line_exit_130_143_and_resume(mnist_stage_runs, tmp_path):
+    data = ["data.source=idx", f"data.root={mnist_stage_runs['idx']}", "data.batch_size=16"]
+    fit_args = [*FAST_TRAINER, "trainer.max_epochs=40", f"out_dir={tmp_path}", *data]
+    agent_args = [*tiny_agent_overrides(mnist_stage_runs), f"out_dir={tmp_path}", "train.total_steps=3200",
+                  "train.epochs=10"]
+    cases = [(signal.SIGINT, 130, ["-m", "lightning_modules.fit", "autoencoder", *fit_args],
+              "autoencoder/*/checkpoints/last.ckpt", "test_metrics.json"),
+             (signal.SIGTERM, 143, ["-m", "rl.train", "mnist_task", *agent_args], "mnist_task/*/train_state.pt",
+              "train_summary.json")]
+    for sig, code, args, pattern, mark in cases:
+        proc = start(*args)
+        found = kill_when(proc, pattern, tmp_path, sig=sig)
+        run_dir = found.parent if found.name == "train_state.pt" else found.parents[1]
+        err = proc.stderr.read()
+        assert proc.returncode == code, err[-3000:]
+        assert "Traceback" not in err, err[-3000:]
+        last = err.strip().splitlines()[-1]
+        assert last.startswith(f"interrupted by {sig.name}") and f"resume={run_dir}" in last, last
+        assert not (run_dir / mark).exists() and not list(run_dir.rglob(".*.tmp"))
+        assert finish(*args[:2], f"resume={run_dir}") == run_dir
+        assert (run_dir / mark).is_file()
 
 
 def descendants(pid: int) -> set:

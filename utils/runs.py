@@ -49,10 +49,10 @@ def _writable(folder: Path) -> bool:
     return os.access(folder, os.W_OK | os.X_OK) and bool(folder.stat().st_mode & 0o222)
 
 
-def check_output_dir(path: Any, key: str) -> None:
-    """Fail now, with one line naming ``key``, when folder ``path`` could not be created or written to
-    (a file in the way, a read-only folder); writes nothing."""
-    target = Path(path)
+def check_output_dir(path: Any, key: str, value: Any = None) -> None:
+    """Fail now, with one line naming ``key`` and its ``value`` (default ``path``), when folder ``path``
+    could not be created or written to (a file in the way, a read-only folder); writes nothing."""
+    target, path = Path(path), path if value is None else value
     probe = target
     while not probe.exists() and probe.parent != probe:
         probe = probe.parent
@@ -69,7 +69,7 @@ def check_output_file(path: Any, key: str) -> None:
         raise UserError(f"{key}='{path}' is a folder, expected a file path")
     if target.exists() and not os.access(target, os.W_OK):
         raise UserError(f"{key}='{path}' exists and is not writable")
-    check_output_dir(target.parent, key)
+    check_output_dir(target.parent, key, value=path)
 
 
 def save_run_config(cfg: Mapping[str, Any], run_dir: Path) -> Path:
