@@ -24,6 +24,7 @@ def test_shipped_configs_all_load():
     from rl.train import SECTIONS as RL_SECTIONS
 
     other = {"mnist_task": (RLConfig, RL_SECTIONS), "bench_mnist_task": (BenchMnistTaskConfig, None),
+             "bench_mnist_task_paper": (BenchMnistTaskConfig, None),
              "age_ppo": (RLConfig, RL_SECTIONS), "bench_speed": (BenchSpeedConfig, None),
              "bench_interfacegan": (BenchInterfaceGANConfig, None),
              "transform_pg": (RLConfig, RL_SECTIONS), "bench_transformations": (BenchTransformationsConfig, None)}
