@@ -22,6 +22,8 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Callable, Dict, Iterator, Tuple
 
+import tqdm
+
 from utils.errors import Interrupted
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,9 @@ def _watch_parent(parent_pid: int) -> None:
 
 
 def _init_worker(parent_pid: int) -> None:
+    # tqdm's default lock is a named multiprocessing semaphore; a worker that ends by os._exit would leak it
+    # and the resource tracker would warn about it after the parent's last line. A thread lock does here.
+    tqdm.tqdm.set_lock(threading.RLock())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)

@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -32,6 +33,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from configs import available_configs, load_config
+from configs.schema import TrainerConfig
 from datamodules import get_datamodule_class
 from lightning_modules import get_module_class
 from lightning_modules.checkpoints import CHECKPOINT_TAG, checkpoint_kind
@@ -186,7 +188,10 @@ def _trainer(cfg: Dict[str, Any], **kwargs) -> pl.Trainer:
         return pl.Trainer(**cfg["trainer"], **kwargs)
     except (MisconfigurationException, ValueError) as err:  # the trainer.* values the user set
         detail = " ".join(str(err).split())
-        raise UserError(f"bad trainer settings (trainer.* = {cfg['trainer']}): {detail}") from None
+        defaults = asdict(TrainerConfig())
+        changed = {k: v for k, v in cfg["trainer"].items() if defaults.get(k, object()) != v} or cfg["trainer"]
+        shown = " ".join(f"trainer.{k}={v}" for k, v in changed.items())
+        raise UserError(f"bad trainer settings ({shown}): {detail}") from None
 
 
 def _fit_in(cfg: Dict[str, Any], run_dir: Path, resume_ckpt: Optional[Path]) -> Path:

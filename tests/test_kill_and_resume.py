@@ -170,3 +170,36 @@ def test_benchmark_killed_mid_training_leaves_no_worker_and_resumes_to_the_same_
         assert (state.parent / "train_summary.json").is_file()
         assert json.loads((state.parent / "train_summary.json").read_text())["resumed_from_epoch"] >= 1
     assert figures(Path(again.stdout.strip().splitlines()[-1])) == reference
+
+
+def test_benchmark_sigint_and_sigterm_stop_the_workers_with_one_line(mnist_stage_runs, tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) and ``kill`` (SIGTERM to the parent
+    alone) end a two-agent benchmark promptly with exit 130 / 143, one line naming how to continue, and no
+    worker left behind."""
+    for sig, code, group in ((signal.SIGINT, 130, True), (signal.SIGTERM, 143, False)):
+        root = tmp_path / sig.name
+        proc = subprocess.Popen([sys.executable, *benchmark_args(mnist_stage_runs, root)], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        workers: set = set()
+        deadline = time.time() + 300
+        while not list(root.glob("runs/mnist_task/*/train_state.pt")):
+            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            assert time.time() < deadline, "no agent epoch within 300 s"
+            workers |= descendants(proc.pid)
+            time.sleep(0.02)
+        workers |= descendants(proc.pid)
+        os.killpg(proc.pid, sig) if group else os.kill(proc.pid, sig)
+        try:
+            _, err = proc.communicate(timeout=60)  # not "after the agents finish"
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        assert proc.returncode == code, err[-3000:]
+        assert "Traceback" not in err, err[-3000:]
+        last = err.strip().splitlines()[-1]
+        assert last.startswith(f"interrupted by {sig.name}") and "run the same command again" in last, err[-2500:]
+        deadline = time.time() + 30
+        while any(running(pid) for pid in workers) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in workers if running(pid)], f"workers outlived the {sig.name}"
+        assert not list(root.rglob(".*.tmp")) and not list((root / "results").glob("*/summary.json"))
