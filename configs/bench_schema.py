@@ -8,6 +8,25 @@ from configs.schema_tools import Range
 
 
 @dataclass
+class BenchConfig:
+    """The keys every benchmark has (each benchmark names itself)."""
+
+    name: str
+    seed: int = 0
+    """Seeds the benchmark's own random draws; the stages it trains take their seeds from their configs."""
+    results_dir: str = "benchmarks/results"
+    """Folder of the result folders, one ``<stamp>/`` per benchmark run."""
+
+
+@dataclass
+class BenchRunsConfig(BenchConfig):
+    """A benchmark that trains the runs it needs, or reuses matching ones."""
+
+    runs_dir: str = "runs"
+    """Folder of the stages' run folders (``<runs_dir>/<run name>/<stamp>/``), searched for reusable runs."""
+
+
+@dataclass
 class MnistTaskStages:
     """A checkpoint/run folder per stage, or 'auto' (reuse a run with the same config, else train)."""
 
@@ -36,13 +55,10 @@ class MnistTaskEval:
 
 
 @dataclass
-class BenchMnistTaskConfig:
+class BenchMnistTaskConfig(BenchRunsConfig):
     """``benchmarks/run.py --experiment mnist-task``."""
 
     name: str = "mnist-task"
-    seed: int = 0
-    runs_dir: str = "runs"
-    results_dir: str = "benchmarks/results"
     agents: Literal["per_task_set", "union"] = "per_task_set"
     """'per_task_set': one agent per task set of eval.task_sets (the paper trains on its + set alone);
     'union': one agent for every task of every set."""
@@ -64,12 +80,10 @@ class BenchMnistTaskConfig:
 
 
 @dataclass
-class BenchSpeedConfig:
+class BenchSpeedConfig(BenchConfig):
     """``benchmarks/run.py --suite speed``."""
 
     name: str = "speed"
-    seed: int = 0
-    results_dir: str = "benchmarks/results"
     envs: List[str] = field(default_factory=lambda: ["mnist_task", "face_age"])
     env_overrides: Dict[str, List[str]] = field(default_factory=dict)
     """Per env, ``key=value`` overrides of its RL config (e.g. checkpoints)."""
@@ -132,13 +146,10 @@ class CompareEval:
 
 
 @dataclass
-class BenchInterfaceGANConfig:
+class BenchInterfaceGANConfig(BenchRunsConfig):
     """``benchmarks/run.py --compare interfacegan``: the RL policy vs InterfaceGAN under independent judges."""
 
     name: str = "interfacegan"
-    seed: int = 0
-    runs_dir: str = "runs"
-    results_dir: str = "benchmarks/results"
     agent_runs: List[str] = field(default_factory=list)
     """RL run folders to evaluate; empty: one per ``agent_seeds`` (a matching run, else trained)."""
     agent_seeds: List[int] = field(default_factory=lambda: [0])
@@ -172,15 +183,12 @@ class TransformationsEval:
 
 
 @dataclass
-class BenchTransformationsConfig:
+class BenchTransformationsConfig(BenchRunsConfig):
     """``benchmarks/run.py --experiment transformations`` (experiment C)."""
 
     name: str = "transformations"
-    seed: int = 0
-    """Seeds the test pairs (the learned methods use ``seeds``)."""
     seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
-    runs_dir: str = "runs"
-    results_dir: str = "benchmarks/results"
+    """One run of each learned method per seed; ``seed`` draws the test pairs."""
     stages: TransformationsStages = field(default_factory=TransformationsStages)
     overrides: Dict[str, List[str]] = field(default_factory=dict)
     """Stage name (a key of ``stages``) -> extra ``key=value`` overrides of that stage's own config; the YAML

