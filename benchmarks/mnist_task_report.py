@@ -28,6 +28,17 @@ def _configuration(bench: Dict[str, Any]) -> str:
         f"{stage} `{' '.join(values)}`" for stage, values in tuned.items()) + "."
 
 
+def _coverage(quality: Dict[str, Any]) -> list:
+    if "coverage_share" not in quality:
+        return []
+    rows = [{"target_digit": c, "share_judged_c": share, "best_judged_p_c": best}
+            for c, (share, best) in enumerate(zip(quality["coverage_share"], quality["coverage_best_judged_p"]))]
+    return ["Generator coverage per target digit c, from the same samples: the share judged c with p > "
+            f"{quality['threshold']}, and the judge's mean p(c) over the {quality['coverage_top_k']} samples the reward "
+            "classifier rates most likely c (low: G rarely draws c, or reward and judge disagree on it).", "",
+            markdown_table(rows, ["target_digit", "share_judged_c", "best_judged_p_c"])]
+
+
 def write_mnist_task_report(bench: Dict[str, Any], runs: Dict[str, Path], results: Dict[str, Any], out_dir: Path,
                             wall_s: float, stage_wall_s: Dict[str, float]) -> None:
     """Write the three result files (atomically) into ``out_dir``; ``stage_wall_s``: stages trained here -> seconds."""
@@ -62,6 +73,8 @@ def write_mnist_task_report(bench: Dict[str, Any], runs: Dict[str, Path], result
         "l-GAN sample quality (the ceiling a policy starts from): {frac_confident:.1%} of {n} random samples "
         "are judged with p > {threshold}; judged class histogram {hist}.".format(
             **results["lgan_sample_quality"], hist=[round(h, 3) for h in results["lgan_sample_quality"]["class_hist"]]),
+        "",
+        *_coverage(results["lgan_sample_quality"]),
         "",
         "Recognition ceiling: a supervised MLP (the actor's width) trained with labels on the agent's own episode",
         "pool tells the input digit from its code in {clean:.2%} of the clean and {noisy:.2%} of the noisy test".format(

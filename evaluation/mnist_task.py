@@ -125,18 +125,31 @@ def translation_grid(act_fn, core, encoder: nn.Module, images_N1HW: torch.Tensor
 
 
 @torch.inference_mode()
-def sample_quality(core, judge: nn.Module, n: int = 5000, seed: int = 0, threshold: float = 0.9) -> Dict[str, object]:
+def sample_quality(core, judge: nn.Module, n: int = 5000, seed: int = 0, threshold: float = 0.9,
+                   top_k: int = 10) -> Dict[str, object]:
     """How good the l-GAN's random samples are by the judge: the ceiling any policy starts from.
 
     Draws z ~ N(0, I) (clipped to the action box), decodes Dec(G(z)) and reports the fraction the
-    judge classifies with probability > ``threshold`` and the judged class histogram.
+    judge classifies with probability > ``threshold``, the judged class histogram, and the generator's
+    coverage per target digit c: the share of samples judged c with p > ``threshold``, and the judge's mean
+    p(c) over the ``top_k`` samples the *reward* classifier rates most likely c (near 1: a reward-maximiser
+    finds a c that the judge agrees with among random samples alone; low: the generator hardly draws c, or
+    the reward and the judge disagree about it).
     """
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn(n, core.z_dim, generator=gen).clamp(-core.action_bound, core.action_bound)
-    probs = judge(core.decode_actions(z)).softmax(1)
+    images = core.decode_actions(z)
+    probs = judge(images).softmax(1)
+    reward_p = core.nets["reward_classifier"](images).softmax(1)
     top_p, top_c = probs.max(1)
-    return {"n": n, "threshold": threshold, "frac_confident": float((top_p > threshold).float().mean()),
-            "class_hist": (torch.bincount(top_c, minlength=probs.shape[1]).float() / n).tolist()}
+    confident = top_p > threshold
+    classes = torch.arange(probs.shape[1])
+    best = reward_p.topk(min(top_k, n), dim=0).indices  # k×C: the reward's favourite samples per class
+    return {"n": n, "threshold": threshold, "frac_confident": float(confident.float().mean()),
+            "class_hist": (torch.bincount(top_c, minlength=probs.shape[1]).float() / n).tolist(),
+            "coverage_share": [float((confident & (top_c == c)).float().mean()) for c in classes.tolist()],
+            "coverage_top_k": top_k,
+            "coverage_best_judged_p": probs[best, classes].mean(0).tolist()}
 
 
 def recognition_ceiling(

@@ -110,6 +110,17 @@ def test_sample_quality_histogram():
     quality = sample_quality(core, judge, n=400)
     assert sum(quality["class_hist"]) == pytest.approx(1.0)
     assert 0.0 <= quality["frac_confident"] <= 1.0
+    assert sum(quality["coverage_share"]) == pytest.approx(quality["frac_confident"])
+
+
+def test_generator_coverage_tells_a_judge_that_agrees_from_one_that_does_not():
+    core, _, judge, _, _ = toy_world()  # here the judge reads the image as the reward classifier does
+    agrees = sample_quality(core, judge, n=400, threshold=0.5)
+    shifted = Lambda(lambda img: judge(img).roll(1, dims=1))  # calls every digit c what the reward calls c-1
+    disagrees = sample_quality(core, shifted, n=400, threshold=0.5)
+    assert min(agrees["coverage_best_judged_p"]) > 0.35  # about e^2.7 / (e^2.7 + 9 e^0.5) at z_c ≈ 2.7
+    assert max(disagrees["coverage_best_judged_p"]) < 0.15
+    assert agrees["coverage_share"] == pytest.approx(np.roll(disagrees["coverage_share"], -1).tolist())
 
 
 def _cluster_core(labels_N: torch.Tensor, gen: torch.Generator, spread: float) -> tuple[MnistTaskCore, torch.Tensor]:
