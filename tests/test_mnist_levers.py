@@ -20,7 +20,7 @@ from rl.agents import act, build_algorithm, load_policy
 from rl.agents.td3_bandit import BanditTD3, PerTargetCritic
 from rl.builders.mnist_task import MnistTaskFactory
 from rl.envs import BatchedVectorEnv, SingleEnv, task_reward
-from rl.envs.mnist_task import task_rewards_all, z_prior_penalty
+from rl.envs.mnist_rewards import task_rewards_all, z_prior_penalty
 from tests.test_rl_mnist_env import K, make_core
 from utils.errors import UserError
 

@@ -2,7 +2,7 @@
 
 One-step episodes (as in the reference code): the observation is
 ``[AE code of the input digit, task one-hot]``; the action is a latent ``z`` of the l-GAN; the
-image is ``Dec(G(z))``; the reward is :func:`task_reward` (docs/experiment-b.md). The core holds N episodes
+image is ``Dec(G(z))``; the reward is :func:`rl.envs.mnist_rewards.task_reward` (docs/experiment-b.md). The core holds N episodes
 on one device and runs every network once per batched step.
 """
 
@@ -18,6 +18,13 @@ import torch
 from torch import nn
 
 from rl.envs.core import RowStreams, check_action, mask_rows, row_randint
+from rl.envs.mnist_rewards import (
+    REWARD_SHAPES,
+    target_probability,
+    task_reward,
+    task_rewards_all,
+    z_prior_penalty,
+)
 from rl.tasks import ENCODING_DIM, NUM_CLASSES, TaskSet
 from utils.errors import UserError
 
@@ -26,64 +33,14 @@ log = logging.getLogger(__name__)
 _STREAM_DIGIT, _STREAM_TASK = 0, 1
 
 
-def target_probability(logits_NC: torch.Tensor, targets_N: torch.Tensor) -> torch.Tensor:
-    """Softmax probability of each row's target class: N×C logits, N int targets -> N float."""
-    return torch.softmax(logits_NC.float(), dim=1).gather(1, targets_N.long()[:, None])[:, 0]
-
-
-REWARD_SHAPES = ("prob", "log_prob")
-LOG_FLOOR = 10.0  # log_prob shape: log p below -10 (p < 4.5e-5) all score 0
-
-
-def task_reward(
-    logits_NC: torch.Tensor,
-    targets_N: torch.Tensor,
-    d_score_N: torch.Tensor,
-    alpha: float = 30.0,
-    beta: float = 3.0,
-    shape: str = "prob",
-) -> torch.Tensor:
-    """Reward ``alpha * q(target | image) - beta * relu(1 - D(G(z)))`` (hinge realism).
-
-    Args:
-        logits_NC: reward-classifier logits of the generated images.
-        targets_N: int target digits.
-        d_score_N: latent-discriminator scores of ``G(z)`` (N or N×1).
-        alpha, beta: weights (reference 30 and 3).
-        shape: ``"prob"``: q = p_cls(target) (the reference); ``"log_prob"`` (not from the
-            paper): q = 1 + max(log p_cls(target), -10) / 10, also in [0, 1] and 1 at p = 1, but
-            it still rises where p is tiny, so the critic sees a slope far from the target's
-            region of z (with ``prob`` most of z space is a flat 0).
-    Returns:
-        N float32 rewards. Evaluation calls this same function.
-    """
-    hinge = torch.relu(1.0 - d_score_N.float().reshape(-1))
-    if shape == "prob":
-        quality = target_probability(logits_NC, targets_N)
-    elif shape == "log_prob":
-        log_p = torch.log_softmax(logits_NC.float(), dim=1).gather(1, targets_N.long()[:, None])[:, 0]
-        quality = 1.0 + log_p.clamp_min(-LOG_FLOOR) / LOG_FLOOR
-    else:
-        raise UserError(f"reward shape {shape!r} invalid: expected one of {list(REWARD_SHAPES)}")
-    return alpha * quality - beta * hinge
-
-
-def task_rewards_all(logits_NC: torch.Tensor, d_score_N: torch.Tensor, alpha: float = 30.0, beta: float = 3.0,
-                     shape: str = "prob") -> torch.Tensor:
-    """N×C: the :func:`task_reward` of each image for every target class (not from the paper: one
-    reward-classifier pass scores a transition for every task of the set)."""
-    n, c = logits_NC.shape
-    targets = torch.arange(c, device=logits_NC.device).repeat(n)
-    return task_reward(logits_NC.repeat_interleave(c, 0), targets, d_score_N.reshape(-1).repeat_interleave(c),
-                       alpha, beta, shape).reshape(n, c)
-
-
-def z_prior_penalty(z_NK: torch.Tensor, weight: float, radius: float) -> torch.Tensor:
-    """``weight * relu(|z| - radius)^2`` per row (not from the paper): keeps actions where the l-GAN was
-    trained (|z| of N(0, I_5) is below 3.9 in 99 % of draws)."""
-    if weight == 0:
-        return torch.zeros(len(z_NK), device=z_NK.device)
-    return weight * torch.relu(z_NK.float().norm(dim=1) - radius).pow(2)
+def _check_pool(codes_ND: torch.Tensor, labels_N: torch.Tensor) -> None:
+    if codes_ND.dim() != 2 or not codes_ND.dtype.is_floating_point or len(codes_ND) == 0:
+        raise UserError(f"codes_ND must be a non-empty N×D float tensor, got {codes_ND.dtype} {tuple(codes_ND.shape)}")
+    if labels_N.shape != codes_ND.shape[:1] or labels_N.dtype.is_floating_point:
+        raise UserError(f"labels_N must be {len(codes_ND)} ints (one per code), got "
+                        f"{labels_N.dtype} {tuple(labels_N.shape)}")
+    if labels_N.min() < 0 or labels_N.max() >= NUM_CLASSES:
+        raise UserError(f"labels must lie in 0..{NUM_CLASSES - 1}, got {int(labels_N.min())}..{int(labels_N.max())}")
 
 
 def _check_number(name: str, value: float, minimum: float, strict: bool) -> float:
@@ -136,15 +93,7 @@ class MnistTaskCore(RowStreams):
     ):
         if not isinstance(tasks, TaskSet):
             raise UserError(f"tasks must be a TaskSet, got {type(tasks).__name__}")
-        if codes_ND.dim() != 2 or not codes_ND.dtype.is_floating_point or len(codes_ND) == 0:
-            raise UserError(f"codes_ND must be a non-empty N×D float tensor, got "
-                            f"{codes_ND.dtype} {tuple(codes_ND.shape)}")
-        if labels_N.shape != codes_ND.shape[:1] or labels_N.dtype.is_floating_point:
-            raise UserError(f"labels_N must be {len(codes_ND)} ints (one per code), got "
-                            f"{labels_N.dtype} {tuple(labels_N.shape)}")
-        if labels_N.min() < 0 or labels_N.max() >= NUM_CLASSES:
-            raise UserError(f"labels must lie in 0..{NUM_CLASSES - 1}, got "
-                            f"{int(labels_N.min())}..{int(labels_N.max())}")
+        _check_pool(codes_ND, labels_N)
         for name, value in (("num_envs", num_envs), ("z_dim", z_dim)):
             if int(value) != value or value < 1:
                 raise UserError(f"{name}={value} invalid: expected an int >= 1")
