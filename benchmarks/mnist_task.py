@@ -15,6 +15,7 @@ from evaluation.mnist_task import (
     encode_noisy,
     evaluate_translation,
     export_npz,
+    pipeline_ceiling,
     recognition_ceiling,
     sample_quality,
     translation_grid,
@@ -153,12 +154,29 @@ def eval_context(bench: Dict[str, Any], runs: Dict[str, Path]) -> Dict[str, Any]
             "where": where, "base": base}
 
 
+def _pipeline_ceiling(bench: Dict[str, Any], ctx: Dict[str, Any]) -> Dict[str, Any]:
+    """Judged accuracy of the gradient-trained policy on the first task set (see pipeline_ceiling), clean and noisy."""
+    ev, steps = bench["eval"], int(bench["eval"]["pipeline_ceiling_steps"])
+    if steps == 0:
+        return {"steps": 0}
+    start = time.time()
+    act_fn = pipeline_ceiling(ctx["base"], steps, seed=bench["seed"])
+    out = {"steps": steps, "task_set": ev["task_sets"][0]}
+    for label, sigma in (("clean", 0.0), ("noisy", ev["noise_std"])):
+        out[label] = evaluate_translation(act_fn, ctx["base"], ctx["encoder"].encode, ctx["judge"], ctx["images"],
+                                          ctx["labels"], sigma, ev["batch_size"], seed=bench["seed"]).judge_acc
+    out["wall_s"] = round(time.time() - start, 1)
+    log.warning("pipeline ceiling (policy trained by gradient, %d steps): %s", steps, out)
+    return out
+
+
 def evaluate_common(bench: Dict[str, Any], ctx: Dict[str, Any]) -> Dict[str, Any]:
-    """The task-set-independent figures: test data, l-GAN sample quality, recognition ceiling."""
+    """The task-set-independent figures: test data, l-GAN sample quality, recognition and pipeline ceilings."""
     return {"test_data": ctx["where"], "n_digits": len(ctx["labels"]), "task_sets": {},
             "lgan_sample_quality": sample_quality(ctx["base"], ctx["judge"], seed=bench["seed"]),
             "recognition_ceiling": _recognition_ceiling(bench, ctx["base"], ctx["encoder"], ctx["images"],
-                                                        ctx["labels"])}
+                                                        ctx["labels"]),
+            "pipeline_ceiling": _pipeline_ceiling(bench, ctx)}
 
 
 def evaluate_set(bench: Dict[str, Any], ctx: Dict[str, Any], i: int, spec: str, out_dir: Path) -> Dict[str, Any]:

@@ -39,6 +39,15 @@ def _coverage(quality: Dict[str, Any]) -> list:
             markdown_table(rows, ["target_digit", "share_judged_c", "best_judged_p_c"])]
 
 
+def _pipeline_line(ceiling: Dict[str, Any]) -> str:
+    if not ceiling["steps"]:
+        return ("Pipeline ceiling: not measured (`eval.pipeline_ceiling_steps=N` trains a policy of the actor's shape "
+                "by gradient through the frozen Dec∘G, reward classifier and D, and judges it like the agents).")
+    return (f"Pipeline ceiling (not RL: a policy of the actor's shape trained by gradient through the frozen Dec∘G, "
+            f"reward classifier and D, {ceiling['steps']} Adam steps, {ceiling['task_set']} set): judged "
+            f"{ceiling['clean']:.2%} clean, {ceiling['noisy']:.2%} noisy, in {ceiling['wall_s']:.0f} s.")
+
+
 def write_mnist_task_report(bench: Dict[str, Any], runs: Dict[str, Path], results: Dict[str, Any], out_dir: Path,
                             wall_s: float, stage_wall_s: Dict[str, float]) -> None:
     """Write the three result files (atomically) into ``out_dir``; ``stage_wall_s``: stages trained here -> seconds."""
@@ -81,6 +90,8 @@ def write_mnist_task_report(bench: Dict[str, Any], runs: Dict[str, Path], result
             **results["recognition_ceiling"]),
         "digits. On the + and − sets a misread input always gives a wrong target, so no policy that reads this",
         "code can be expected to beat these figures.",
+        "",
+        _pipeline_line(results.get("pipeline_ceiling") or {"steps": 0}),
         "",
         "## Per task",
         "",

@@ -199,3 +199,44 @@ def recognition_ceiling(
             pred = probe(core.standardise(codes)).argmax(1)
             out[name] = float((pred == test_labels_N).float().mean())
     return out
+
+
+def pipeline_ceiling(core, steps: int, hidden_sizes: tuple = (256, 256), batch_size: int = 128,
+                     seed: int = 0) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A reference for what the generator and the reward allow, found without RL: a policy of the actor's shape
+    (MLP, ``bound · tanh`` output) trained by gradient through the frozen Dec∘G, reward classifier and D.
+
+    The loss is minus the env's reward for the row's target digit, plus ``-max(log p(target), -10)`` so that
+    regions of z where the reward classifier gives the target p ≈ 0 (flat in the reward) still have a slope.
+    Observations come from the core's own episode pool, as the agent's do. Returns the trained policy's
+    ``obs -> z`` (score it with :func:`evaluate_translation`).
+    """
+    from rl.envs.mnist_rewards import task_rewards_all, z_prior_penalty
+
+    nets = {k: getattr(net, "original", net) for k, net in core.nets.items()}  # eager copies carry gradients
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        layers, width = [], core.obs_dim
+        for h in hidden_sizes:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        policy = nn.Sequential(*layers, nn.Linear(width, core.z_dim))
+    bound = core.action_bound
+    opt = torch.optim.Adam(policy.parameters(), lr=1e-3)
+    for _ in range(steps):
+        rows = torch.randint(len(core.codes_ND), (batch_size,), generator=gen)
+        task_ids = torch.randint(len(core.tasks), (batch_size,), generator=gen)
+        z = bound * torch.tanh(policy(core.observe(core.codes_ND[rows], task_ids)))
+        code = nets["generator"](z)
+        logits = nets["reward_classifier"](nets["decoder"](code))
+        target = core.tasks.targets(core.labels_N[rows], task_ids)[:, None]
+        rewards = task_rewards_all(logits, nets["discriminator"](code), core.alpha, core.beta, core.reward_shape)
+        reward = rewards.gather(1, target)[:, 0] - z_prior_penalty(z, core.z_prior_weight, core.z_prior_radius)
+        slope = torch.log_softmax(logits, 1).gather(1, target)[:, 0].clamp_min(-10.0)
+        loss = -(reward + slope).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    policy.eval()
+    return lambda obs: bound * torch.tanh(policy(obs))

@@ -149,3 +149,13 @@ def test_recognition_ceiling_reads_separable_codes_and_not_random_labels():
     shuffled = labels[torch.randperm(600, generator=gen)]
     core_rand = MnistTaskCore(core.codes_ND, shuffled, **core.nets, tasks=core.tasks, z_dim=2)
     assert recognition_ceiling(core_rand, {"clean": clean}, test_labels, hidden_sizes=(32,), steps=300)["clean"] < 0.3
+
+
+def test_pipeline_ceiling_learns_the_oracle_by_gradient_on_a_differentiable_world():
+    from evaluation.mnist_task import pipeline_ceiling
+
+    core, encoder, judge, images, labels = toy_world()  # the right z writes the target's logit into the image
+    untrained = evaluate_translation(pipeline_ceiling(core, steps=0), core, encoder, judge, images, labels)
+    trained = evaluate_translation(pipeline_ceiling(core, steps=1000, hidden_sizes=(64,)), core, encoder, judge,
+                                   images, labels)
+    assert untrained.judge_acc < 0.3 and trained.judge_acc > 0.9

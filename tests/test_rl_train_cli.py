@@ -50,7 +50,8 @@ def test_mnist_task_benchmark_writes_report(mnist_stage_runs, tmp_path):
     export = tmp_path / "out.npz"
     proc = run("benchmarks/run.py", "--experiment", "mnist-task", *stages, f"overrides.agent={agent}",
                f"runs_dir={tmp_path / 'runs'}", f"results_dir={tmp_path / 'results'}", f"eval.test_root={runs['idx']}",
-               "eval.max_digits=12", "eval.task_sets=[add:0-9,'+1']", f"eval.export={export}")
+               "eval.max_digits=12", "eval.task_sets=[add:0-9,'+1']", f"eval.export={export}",
+               "eval.pipeline_ceiling_steps=3")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = Path(proc.stdout.strip().splitlines()[-1])
     for name in ("report.md", "summary.json", "table.csv", "config.yaml", "grid_add_0-9_clean.png", "grid_+1_noisy.png"):
@@ -71,6 +72,10 @@ def test_mnist_task_benchmark_writes_report(mnist_stage_runs, tmp_path):
     tasks = {k: yaml.safe_load((Path(v) / "config.yaml").read_text())["env"]["tasks"] for k, v in agents.items()}
     assert tasks == {"agent[+1]": ["+1"], "agent[add:0-9]": ["add:0-9"]}
     assert sum(summary["lgan_sample_quality"]["class_hist"]) == pytest.approx(1.0)
+    assert len(summary["lgan_sample_quality"]["coverage_best_judged_p"]) == 10
+    ceiling = summary["pipeline_ceiling"]
+    assert ceiling["steps"] == 3 and ceiling["task_set"] == "add:0-9" and 0.0 <= ceiling["clean"] <= 1.0
+    assert "Pipeline ceiling (not RL" in (out / "report.md").read_text()
 
 
 def test_speed_suite_reports_batched_vs_dummy(mnist_stage_runs, tmp_path):
