@@ -152,6 +152,17 @@ def sample_quality(core, judge: nn.Module, n: int = 5000, seed: int = 0, thresho
             "coverage_best_judged_p": probs[best, classes].mean(0).tolist()}
 
 
+def seeded_mlp(width: int, hidden_sizes: tuple, out: int, seed: int) -> nn.Sequential:
+    """A ReLU MLP whose initial weights depend on ``seed`` only (the global random state is left as it was)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        layers = []
+        for h in hidden_sizes:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        return nn.Sequential(*layers, nn.Linear(width, out))
+
+
 def recognition_ceiling(
     core,
     test_codes: Dict[str, torch.Tensor],
@@ -178,13 +189,7 @@ def recognition_ceiling(
         condition -> accuracy (fraction).
     """
     gen = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        layers, width = [], core.code_dim
-        for h in hidden_sizes:
-            layers += [nn.Linear(width, h), nn.ReLU()]
-            width = h
-        probe = nn.Sequential(*layers, nn.Linear(width, 10))
+    probe = seeded_mlp(core.code_dim, hidden_sizes, 10, seed)
     x, y = core.standardise(core.codes_ND), core.labels_N
     opt = torch.optim.Adam(probe.parameters(), lr=1e-3)
     for _ in range(steps):  # a fixed number of Adam steps, whatever the pool's size
@@ -215,13 +220,7 @@ def pipeline_ceiling(core, steps: int, hidden_sizes: tuple = (256, 256), batch_s
 
     nets = {k: getattr(net, "original", net) for k, net in core.nets.items()}  # eager copies carry gradients
     gen = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        layers, width = [], core.obs_dim
-        for h in hidden_sizes:
-            layers += [nn.Linear(width, h), nn.ReLU()]
-            width = h
-        policy = nn.Sequential(*layers, nn.Linear(width, core.z_dim))
+    policy = seeded_mlp(core.obs_dim, hidden_sizes, core.z_dim, seed)
     bound = core.action_bound
     opt = torch.optim.Adam(policy.parameters(), lr=1e-3)
     for _ in range(steps):
