@@ -42,7 +42,7 @@ def test_linear_step_beyond_the_action_box_is_refused():
 
 def test_speed_measurement_times_every_network_of_the_core():
     from benchmarks.speed import measure_env
-    from tests.test_face_age_env import random_core
+    from tests.test_face_age_batched import random_core
 
     base = random_core(num_envs=1)
     result = measure_env(base.spawn, num_envs=4, steps=3, dummy_steps=2)
