@@ -216,9 +216,6 @@ def pipeline_ceiling(core, steps: int, hidden_sizes: tuple = (256, 256), batch_s
     Observations come from the core's own episode pool, as the agent's do. Returns the trained policy's
     ``obs -> z`` (score it with :func:`evaluate_translation`).
     """
-    from rl.envs.mnist_rewards import task_rewards_all, z_prior_penalty
-
-    nets = {k: getattr(net, "original", net) for k, net in core.nets.items()}  # eager copies carry gradients
     gen = torch.Generator().manual_seed(seed)
     policy = seeded_mlp(core.obs_dim, hidden_sizes, core.z_dim, seed)
     bound = core.action_bound
@@ -227,11 +224,9 @@ def pipeline_ceiling(core, steps: int, hidden_sizes: tuple = (256, 256), batch_s
         rows = torch.randint(len(core.codes_ND), (batch_size,), generator=gen)
         task_ids = torch.randint(len(core.tasks), (batch_size,), generator=gen)
         z = bound * torch.tanh(policy(core.observe(core.codes_ND[rows], task_ids)))
-        code = nets["generator"](z)
-        logits = nets["reward_classifier"](nets["decoder"](code))
+        rewards, logits = core.rewards_with_grad(z)
         target = core.tasks.targets(core.labels_N[rows], task_ids)[:, None]
-        rewards = task_rewards_all(logits, nets["discriminator"](code), core.alpha, core.beta, core.reward_shape)
-        reward = rewards.gather(1, target)[:, 0] - z_prior_penalty(z, core.z_prior_weight, core.z_prior_radius)
+        reward = rewards.gather(1, target)[:, 0]
         slope = torch.log_softmax(logits, 1).gather(1, target)[:, 0].clamp_min(-10.0)
         loss = -(reward + slope).mean()
         opt.zero_grad()

@@ -241,6 +241,15 @@ class MnistTaskCore(RowStreams):
                                                    self.reward_shape) - penalty[:, None]
         return obs, reward, done, torch.zeros_like(done), info
 
+    def rewards_with_grad(self, z_NK: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N×10 rewards for every target digit, N×10 reward-classifier logits) of actions ``z_NK``, through the
+        eager networks so gradients reach ``z`` (no clipping, no env state): for references trained by gradient."""
+        nets = {k: getattr(net, "original", net) for k, net in self.nets.items()}  # frozen copies carry no grad
+        code = nets["generator"](z_NK)
+        logits = nets["reward_classifier"](nets["decoder"](code))
+        rewards = task_rewards_all(logits, nets["discriminator"](code), self.alpha, self.beta, self.reward_shape)
+        return rewards - z_prior_penalty(z_NK, self.z_prior_weight, self.z_prior_radius)[:, None], logits
+
     def decode_actions(self, action_NK: torch.Tensor) -> torch.Tensor:
         """Images ``Dec(G(clip(z)))`` N×1×28×28 for evaluation and figures (no env state);
         an inference tensor: read it, do not modify it in place."""
