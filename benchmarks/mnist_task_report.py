@@ -29,8 +29,6 @@ def _configuration(bench: Dict[str, Any]) -> str:
 
 
 def _coverage(quality: Dict[str, Any]) -> list:
-    if "coverage_share" not in quality:
-        return []
     rows = [{"target_digit": c, "share_judged_c": share, "best_judged_p_c": best}
             for c, (share, best) in enumerate(zip(quality["coverage_share"], quality["coverage_best_judged_p"]))]
     return ["Generator coverage per target digit c, from the same samples: the share judged c with p > "
@@ -91,7 +89,7 @@ def write_mnist_task_report(bench: Dict[str, Any], runs: Dict[str, Path], result
         "digits. On the + and − sets a misread input always gives a wrong target, so no policy that reads this",
         "code can be expected to beat these figures.",
         "",
-        _pipeline_line(results.get("pipeline_ceiling") or {"steps": 0}),
+        _pipeline_line(results["pipeline_ceiling"]),
         "",
         "## Per task",
         "",
