@@ -49,14 +49,17 @@ def _train_agents(pending: Dict[str, Dict[str, Any]], workers: int) -> Dict[str,
 
 
 def agent_values(bench: Dict[str, Any], runs: Dict[str, Stage]) -> Dict[str, Dict[str, Any]]:
-    """Per agent key, the values of its ``mnist_task`` config: the stages' checkpoints and its task set."""
-    env = {"env.ae_checkpoint": str(runs["autoencoder"].run), "env.gan_checkpoint": str(runs["latent_gan"].run),
-           "env.classifier_checkpoint": str(runs["classifier"].run)}
+    """Per agent key, the values of its ``mnist_task`` config: the stages' checkpoints, its task set
+    and, for one seed of a ``seeds`` grid, that seed."""
+    shared = {"env.ae_checkpoint": str(runs["autoencoder"].run), "env.gan_checkpoint": str(runs["latent_gan"].run),
+              "env.classifier_checkpoint": str(runs["classifier"].run)}
+    if bench.get("seeds"):  # one seed of a grid (benchmarks.mnist_task_grid): its agents train with that seed
+        shared["seed"] = bench["seed"]
     task_sets = bench["eval"]["task_sets"]
     if bench["agents"] == "per_task_set":  # the paper trains its agent on the + set alone
-        return {agent_key(spec): {**env, "env.tasks": [spec]} for spec in task_sets}
+        return {agent_key(spec): {**shared, "env.tasks": [spec]} for spec in task_sets}
     union = list(dict.fromkeys(n for spec in task_sets for n in TaskSet.parse([spec]).names))
-    return {"agent": {**env, "env.tasks": union}}
+    return {"agent": {**shared, "env.tasks": union}}
 
 
 STAGE_CONFIGS = {"autoencoder": ("autoencoder", False), "latent_gan": ("latent_gan", False),

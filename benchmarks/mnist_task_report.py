@@ -46,12 +46,20 @@ def _pipeline_line(ceiling: Dict[str, Any]) -> str:
             f"{ceiling['clean']:.2%} clean, {ceiling['noisy']:.2%} noisy, in {ceiling['wall_s']:.0f} s.")
 
 
+def _schedule(bench: Dict[str, Any]) -> str:
+    if bench.get("launcher") == "ray":
+        return "launcher ray (every job a Ray task" + (f", seeds {bench['seeds']} queued together)" if bench["seeds"] else ")")
+    return f"schedule {bench['schedule']}"
+
+
 def write_mnist_task_report(bench: Dict[str, Any], runs: Dict[str, Path], results: Dict[str, Any], out_dir: Path,
-                            wall_s: float, stage_wall_s: Dict[str, float]) -> None:
-    """Write the three result files (atomically) into ``out_dir``; ``stage_wall_s``: stages trained here -> seconds."""
+                            wall_s: float, stage_wall_s: Dict[str, float]) -> Dict[str, Any]:
+    """Write the three result files (atomically) into ``out_dir``; ``stage_wall_s``: stages trained here -> seconds.
+    Returns the summary."""
     rows, per_task = _rows(results)
     write_table(rows, out_dir / "table.csv")
-    summary = {"experiment": "mnist-task", "seed": bench["seed"], "wall_s": round(wall_s, 1),
+    summary = {"experiment": "mnist-task", "seed": bench["seed"], "launcher": bench.get("launcher", "local"),
+               "wall_s": round(wall_s, 1),
                "stage_wall_s": stage_wall_s, "runs": {k: str(v) for k, v in runs.items()},
                "roles": {"reward_classifier": str(runs["classifier"]), "judge": str(runs["judge"]),
                          "note": "the judge (another architecture and seed) never enters the reward"},
@@ -66,7 +74,7 @@ def write_mnist_task_report(bench: Dict[str, Any], runs: Dict[str, Path], result
         "Agents: " + ("one per task set, trained on that set alone (as the paper trains on + alone)."
                       if bench["agents"] == "per_task_set" else "one agent trained on the union of the task sets."),
         _configuration(bench),
-        f"Whole benchmark wall time: {wall_s / 60:.1f} min, schedule {bench['schedule']} (stages trained here: "
+        f"Whole benchmark wall time: {wall_s / 60:.1f} min, {_schedule(bench)} (stages trained here: "
         f"{stage_wall_s or 'none'}).",
         "",
         "Accuracy = the independent judge says Dec(G(π(obs))) shows op(label, operand) mod 10. The reward",
@@ -105,3 +113,4 @@ def write_mnist_task_report(bench: Dict[str, Any], runs: Dict[str, Path], result
         "",
     ]
     atomic_write_text(out_dir / "report.md", "\n".join(text))
+    return summary

@@ -2,6 +2,7 @@
 
     python benchmarks/run.py --experiment mnist-task [key=value ...]   # experiment B end to end (best measured)
     python benchmarks/run.py --experiment mnist-task --config bench_mnist_task_paper   # the paper's stages
+    python benchmarks/run.py --experiment mnist-task launcher=ray "seeds=[0,1,2]"     # a seed grid on Ray
     python benchmarks/run.py --experiment transformations [key=value ...]  # experiment C: RL π+T vs BPTT RNN
     python benchmarks/run.py --compare interfacegan [key=value ...]    # experiment A: RL vs InterfaceGAN
     python benchmarks/run.py --compare interfacegan --quick            # its ~2-minute smoke version
@@ -47,20 +48,9 @@ def in_result_folder(config: str, schema: type, overrides: List[str], job: Calla
 
 
 def run_mnist_task(bench: dict, out_dir: Path) -> None:
-    from benchmarks.mnist_task import check_bench, evaluate, train_stages
-    from benchmarks.mnist_task_report import write_mnist_task_report
+    from benchmarks.mnist_task_grid import run_mnist_task as run
 
-    start = time.time()
-    check_bench(bench)
-    if bench["schedule"] == "overlap":  # not from the paper: the same stages, overlapped in worker processes
-        from benchmarks.mnist_task_overlap import train_and_evaluate
-        stages, results = train_and_evaluate(bench, out_dir)
-    else:
-        stages = train_stages(bench)
-        results = evaluate(bench, {key: stage.run for key, stage in stages.items()}, out_dir)
-    runs = {key: stage.run for key, stage in stages.items()}
-    walls = {key: stage.wall_s for key, stage in stages.items() if stage.wall_s is not None}
-    write_mnist_task_report(bench, runs, results, out_dir, wall_s=time.time() - start, stage_wall_s=walls)
+    run(bench, out_dir)
 
 
 def run_compare_interfacegan(bench: dict, out_dir: Path) -> None:

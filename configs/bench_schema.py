@@ -59,7 +59,47 @@ class MnistTaskEval:
 
 
 @dataclass
-class BenchMnistTaskConfig(BenchRunsConfig):
+class JobResources:
+    """What one job holds under ``launcher: ray`` (fractions allowed; a job runs one torch thread per whole CPU)."""
+
+    num_cpus: Annotated[float, Range(0.0, low_open=True)] = 1.0
+    num_gpus: NonNegative = 0.0
+
+
+@dataclass
+class MnistTaskResources:
+    """Per job kind, its Ray resources: each fit stage, each agent, each evaluation job."""
+
+    autoencoder: JobResources = field(default_factory=JobResources)
+    latent_gan: JobResources = field(default_factory=JobResources)
+    classifier: JobResources = field(default_factory=JobResources)
+    judge: JobResources = field(default_factory=JobResources)
+    agent: JobResources = field(default_factory=JobResources)
+    eval: JobResources = field(default_factory=JobResources)
+
+
+@dataclass
+class RayOptions:
+    """How ``launcher: ray`` reaches Ray."""
+
+    address: Optional[str] = None
+    """A running cluster to join ('auto', or 'host:port' of ``ray start --head``); None starts a local Ray."""
+    num_cpus: Optional[Count] = None
+    """CPUs of a local Ray started here (None: all of this machine's)."""
+
+
+@dataclass
+class LauncherConfig:
+    """Where the stage jobs of a benchmark run."""
+
+    launcher: Literal["local", "ray"] = "local"
+    """'local': this machine's worker processes; 'ray' (install the ``[ray]`` extra): every fit stage, agent and
+    evaluation is a Ray task with ``resources.<kind>``, and a ``seeds`` grid is queued at once."""
+    ray: RayOptions = field(default_factory=RayOptions)
+
+
+@dataclass
+class BenchMnistTaskConfig(LauncherConfig, BenchRunsConfig):
     """``benchmarks/run.py --experiment mnist-task``."""
 
     name: str = "mnist-task"
@@ -82,6 +122,12 @@ class BenchMnistTaskConfig(BenchRunsConfig):
     """Stage name (a key of ``stages``) -> extra ``key=value`` overrides of that stage's own config (after
     ``tuned``; a list given on the command line replaces the YAML's)."""
     eval: MnistTaskEval = field(default_factory=MnistTaskEval)
+    seeds: List[int] = field(default_factory=list)
+    """Empty: one run, its draws seeded by ``seed``, its agents by their config. A list: a grid, one run per seed
+    s (its draws and its agents seeded by s; the fit stages are shared), written to ``seed_<s>/`` of the result
+    folder, with the mean ± std over seeds in its report; ``eval.export`` then writes one file per seed
+    (``<name>.seed<s>.npz``)."""
+    resources: MnistTaskResources = field(default_factory=MnistTaskResources)
 
 
 @dataclass

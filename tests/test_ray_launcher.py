@@ -1,0 +1,124 @@
+"""launcher=ray: a seeds grid on Ray gives each seed the figures of a local run of that seed; job errors and
+impossible resources reach the user as one line; the local path works without Ray."""
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from benchmarks.run import main as bench_main
+from tests.conftest import tiny_agent_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+NOT_COMPARED = ("wall", "runs", "config", "launcher")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray (2 CPUs, no dashboard) in this process; the benchmarks find it and leave it running."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+    yield ray
+    ray.shutdown()
+
+
+def tiny_bench(runs: dict, tmp: Path, *extra: str) -> list:
+    stages = [f"stages.{k}={runs[k]}" for k in ("autoencoder", "latent_gan", "classifier", "judge")]
+    agent = "[" + ",".join(f"'{o}'" for o in tiny_agent_overrides(runs) if not o.startswith("env.")) + "]"
+    return ["--experiment", "mnist-task", *stages, f"overrides.agent={agent}", f"runs_dir={tmp / 'runs'}",
+            f"results_dir={tmp / 'results'}", f"eval.test_root={runs['idx']}", "eval.max_digits=12",
+            "eval.task_sets=['+1']", *extra]
+
+
+def run_bench(args: list, capsys) -> Path:
+    code = bench_main(args)
+    assert code == 0, capsys.readouterr().err[-3000:]
+    return Path(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def figures(summary_file: Path) -> dict:
+    summary = json.loads(summary_file.read_text())
+    return {k: v for k, v in summary.items() if not any(word in k for word in NOT_COMPARED)}
+
+
+def test_ray_seed_grid_equals_local_runs_of_each_seed(mnist_stage_runs, tmp_path, capsys, local_ray):
+    grid = run_bench(tiny_bench(mnist_stage_runs, tmp_path / "ray", "launcher=ray", "seeds=[0,1]"), capsys)
+    local = run_bench(tiny_bench(mnist_stage_runs, tmp_path / "local", "seeds=[1]"), capsys)
+    assert figures(grid / "seed_1" / "summary.json") == figures(local / "seed_1" / "summary.json")
+    assert figures(grid / "seed_0" / "summary.json") != figures(grid / "seed_1" / "summary.json")  # the seed matters
+    top = json.loads((grid / "summary.json").read_text())
+    assert top["seeds"] == [0, 1] and top["launcher"] == "ray"
+    row = top["rows"][0]
+    per_seed = [row["judge_acc_seed0"], row["judge_acc_seed1"]]
+    assert row["judge_acc_mean"] == pytest.approx(sum(per_seed) / 2)
+    agents = sorted((tmp_path / "ray" / "runs" / "mnist_task").glob("*/config.yaml"))
+    assert len(agents) == 2  # one agent per seed, trained with that seed
+    assert "Experiment B over seeds" in (grid / "report.md").read_text()
+
+
+def test_a_user_error_inside_a_ray_job_reaches_the_user_as_its_own_line(local_ray, tmp_path):
+    from benchmarks.launchers import ray_pool
+    from benchmarks.mnist_task import check_test_root
+    from utils.errors import UserError
+
+    resources = {"eval": {"num_cpus": 1, "num_gpus": 0}}
+    with pytest.raises(UserError) as err:
+        with ray_pool({"address": None, "num_cpus": None}, resources) as submit:
+            submit("eval", check_test_root, str(tmp_path / "no_such_folder")).result()
+    message = str(err.value)
+    assert "no_such_folder" in message and "\n" not in message and "Traceback" not in message
+
+
+def test_resources_no_node_has_fail_before_any_work(mnist_stage_runs, tmp_path, capsys, local_ray):
+    code = bench_main(tiny_bench(mnist_stage_runs, tmp_path, "launcher=ray", "resources.agent.num_gpus=1"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("error: resources.agent=") and "no node of the Ray cluster" in err[-1]
+    assert not list((tmp_path / "results").glob("*")) and not (tmp_path / "runs").exists()
+
+
+def test_launcher_ray_without_ray_installed_is_one_line(monkeypatch):
+    from benchmarks.launchers import _import_ray
+    from utils.errors import UserError
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    with pytest.raises(UserError, match=r"launcher=ray needs the ray package"):
+        _import_ray()
+
+
+def test_the_local_path_needs_no_ray():
+    # Tianshou imports ray when it is installed; our code must work with it absent: block it, then import
+    # every module of the default path and open a local job pool
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "import benchmarks.run, benchmarks.mnist_task_grid, benchmarks.mnist_task_overlap, rl.train\n"
+            "from benchmarks.launchers import job_pool\n"
+            "with job_pool({'launcher': 'local'}, 1) as submit: assert submit('eval', abs, -3).result() == 3\n")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+TWO_NODES = textwrap.dedent("""
+    import sys
+    from ray.cluster_utils import Cluster
+    from benchmarks.run import main
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=1)
+    try:
+        code = main([*sys.argv[1:], f"ray.address={cluster.address}"])
+    finally:
+        cluster.shutdown()
+    sys.exit(code)
+""")
+
+
+@pytest.mark.slow
+def test_a_two_node_cluster_on_loopback_runs_the_grid_to_the_local_figures(mnist_stage_runs, tmp_path, capsys):
+    args = tiny_bench(mnist_stage_runs, tmp_path / "ray", "launcher=ray", "seeds=[0,1]")
+    done = subprocess.run([sys.executable, "-c", TWO_NODES, *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    grid = Path(done.stdout.strip().splitlines()[-1])
+    local = run_bench(tiny_bench(mnist_stage_runs, tmp_path / "local", "seeds=[0]"), capsys)
+    assert figures(grid / "seed_0" / "summary.json") == figures(local / "seed_0" / "summary.json")
