@@ -32,6 +32,15 @@ class TrainerConfig:
     accelerator: str = "auto"
     """'cpu', 'gpu' or 'auto' (GPU when one is visible)."""
     devices: Union[int, str] = 1
+    """Devices (GPUs, or CPU processes) per node: a count, or -1 / 'auto' (all visible). More than one
+    trains data-parallel: one process per device, each on its share of every epoch's batches."""
+    strategy: str = "auto"
+    """How the processes train together: 'auto' (one process: none; several: 'ddp'), 'ddp' (Lightning starts
+    the other processes by re-running the command line; srun and torchrun start them themselves),
+    'ddp_spawn' (started from inside the fit: for ``fit()`` called in-process), ... (any ``pl.Trainer``
+    strategy name)."""
+    num_nodes: Count = 1
+    """Machines of a distributed run (each runs ``devices`` processes), e.g. under SLURM's srun."""
     precision: str = "32-true"
     """Numeric precision, chosen here only ('32-true', 'bf16-mixed', ...)."""
     log_every_n_steps: Count = 20

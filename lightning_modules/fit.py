@@ -12,6 +12,11 @@ NAME is a file in ``configs/`` (default: ``autoencoder``, the offline MNIST auto
 continues an unfinished run (killed, interrupted) in its own folder from its ``checkpoints/last.ckpt``,
 with the run's saved config (overrides must not change it); a moved or copied run folder resumes in
 place, from and into its own checkpoints.
+
+    python -m lightning_modules.fit autoencoder trainer.strategy=ddp trainer.devices=2 [trainer.num_nodes=M]
+
+trains data-parallel on 2 processes (GPUs, or CPU processes over gloo) into one run folder, written by
+rank 0 (``lightning_modules/distributed.py``; under SLURM start it with srun, or use torchrun).
 """
 import csv
 import json
@@ -29,6 +34,7 @@ from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+from pytorch_lightning.loggers.logger import rank_zero_experiment
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
@@ -37,6 +43,7 @@ from configs.schema import TrainerConfig
 from datamodules import get_datamodule_class
 from lightning_modules import get_module_class
 from lightning_modules.checkpoints import CHECKPOINT_TAG, checkpoint_kind
+from lightning_modules.distributed import SharedRunFolder, check_launch, is_first_process, placeholder_dir
 from utils.cli import config_name, run_cli, wants_help
 from utils.errors import Interrupted, MissingFileError, UserError
 from utils.io import atomic_torch_save, atomic_write_text
@@ -76,6 +83,7 @@ class RunCSVLogger(CSVLogger):
     """``metrics.csv`` directly in the run folder, continued (not replaced) when a run resumes."""
 
     @property
+    @rank_zero_experiment  # ranks > 0 of a distributed run write nothing
     def experiment(self) -> ExperimentWriter:
         if self._experiment is None:
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
@@ -155,12 +163,16 @@ def resume_folder(cfg: Dict[str, Any]) -> Tuple[Path, bool]:
 
 
 def fit(cfg: Dict[str, Any]) -> Path:
-    """Run one training from a resolved config (see ``configs.schema.FitConfig``); return the run folder."""
+    """Run one training from a resolved config (see ``configs.schema.FitConfig``); return the run folder.
+
+    In a distributed run every process calls this; only rank 0 creates and writes the run folder
+    (:mod:`lightning_modules.distributed`), and every process returns it."""
     resume_ckpt: Optional[Path] = None
+    first = is_first_process()
     if cfg["resume"]:
         run_dir, extended = resume_folder(cfg)
         resume_ckpt = run_dir / "checkpoints" / "last.ckpt"
-        if extended:  # unfinished again until the longer training ends; config.yaml states the new budget
+        if extended and first:  # unfinished again until the longer training ends; config.yaml states the new budget
             (run_dir / SUMMARY_FILE).unlink(missing_ok=True)
             save_run_config(cfg, run_dir)
             log.warning("resuming %s with a new budget: trainer.max_epochs=%s, trainer.max_steps=%s", run_dir,
@@ -171,10 +183,12 @@ def fit(cfg: Dict[str, Any]) -> Path:
         torch.set_num_threads(cfg["num_threads"])
     pl.seed_everything(cfg["seed"], workers=True)
     if resume_ckpt is None:
-        run_dir = new_run_dir(cfg["out_dir"], cfg["name"])
+        run_dir = new_run_dir(cfg["out_dir"], cfg["name"]) if first else placeholder_dir(cfg["out_dir"], cfg["name"])
     try:
-        return _fit_in(cfg, run_dir, resume_ckpt)
+        return _fit_in(cfg, run_dir, resume_ckpt, first)
     except BaseException as err:
+        if not first:
+            raise  # rank 0 decides what becomes of its run folder
         kept = resume_ckpt is not None or any((run_dir / "checkpoints").glob("*.ckpt"))
         if not kept:
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping: leave no half-written run
@@ -194,7 +208,7 @@ def _trainer(cfg: Dict[str, Any], **kwargs) -> pl.Trainer:
         raise UserError(f"bad trainer settings ({shown}): {detail}") from None
 
 
-def _fit_in(cfg: Dict[str, Any], run_dir: Path, resume_ckpt: Optional[Path]) -> Path:
+def _fit_in(cfg: Dict[str, Any], run_dir: Path, resume_ckpt: Optional[Path], first: bool) -> Path:
     module_cls = get_module_class(cfg["module"]["name"])
     module = module_cls(**{k: v for k, v in cfg["module"].items() if k != "name"})
     data = get_datamodule_class(cfg["data"]["name"])(**{k: v for k, v in cfg["data"].items() if k != "name"})
@@ -202,21 +216,26 @@ def _fit_in(cfg: Dict[str, Any], run_dir: Path, resume_ckpt: Optional[Path]) -> 
     mode = cfg["monitor_mode"] or module_cls.monitor[1]
     checkpoint = RunCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
                                save_last=True, save_top_k=1, auto_insert_metric_name=False)
+    folder = SharedRunFolder(run_dir)
     trainer = _trainer(
-        cfg, default_root_dir=run_dir, callbacks=[checkpoint, TagCheckpoint(cfg)],
+        cfg, default_root_dir=run_dir, callbacks=[folder, checkpoint, TagCheckpoint(cfg)],
         logger=[RunCSVLogger(run_dir, name="", version=""), TensorBoardLogger(run_dir, name="tensorboard", version="")],
         plugins=[AtomicCheckpointIO()],
     )
-    if resume_ckpt is None:
+    check_launch(trainer, first)
+    if resume_ckpt is None and first:
         save_run_config(cfg, run_dir)  # a resumed run keeps its own config.yaml (rewritten above for a new budget)
-    log.info("run folder: %s", run_dir)
+    if first:
+        log.info("run folder: %s", run_dir)
     trainer.fit(module, datamodule=data, ckpt_path=resume_ckpt)
     has_best = bool(checkpoint.best_model_path)
     results = trainer.test(module, datamodule=data, ckpt_path="best" if has_best else None)
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
-    atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(
-        {"checkpoint": checkpoint.best_model_path or None, "monitor": monitor, "metrics": metrics}, indent=2))
-    return run_dir
+    if first:
+        atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(
+            {"checkpoint": checkpoint.best_model_path or None, "monitor": monitor, "metrics": metrics,
+             "world_size": trainer.world_size}, indent=2))
+    return folder.run_dir
 
 
 def _usage() -> str:

@@ -4,16 +4,16 @@ Hinge loss with a spectral-normalised D, manual optimization (one D and one G st
 Codes are standardised with the training codes' mean/std (buffers, saved in the checkpoint), so
 G and D work on unit-scale data whatever the AE's code scale is.
 """
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
 from evaluation.metrics import FrechetDistance
+from lightning_modules.base import DistributedLogging
 from lightning_modules.nets.mnist import LatentDiscriminator, LatentGenerator
 from utils.errors import UserError
 
 
-class LatentGANModule(pl.LightningModule):
+class LatentGANModule(DistributedLogging):
     """l-GAN over ``code_dim``-d AE codes with a ``z_dim``-d latent (the paper: 2 or 5)."""
 
     monitor = ("val/fd", "min")
