@@ -5,7 +5,7 @@ The ``module``/``data``/... sections are free-form here; the loader validates th
 ``__init__`` signature of the class their ``name`` picks from a registry.
 """
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Dict, List, Literal, Optional, Union
 
 from configs.schema_tools import NON_NEGATIVE, POSITIVE, Range
@@ -53,6 +53,14 @@ class TrainerConfig:
     fast_dev_run: bool = False
     """One batch of train/val/test, no checkpoints: a smoke test."""
 
+
+
+def with_trainer_defaults(saved: Dict[str, Any]) -> Dict[str, Any]:
+    """A saved run config with the :class:`TrainerConfig` keys its ``trainer`` section lacks at their defaults,
+    so a run saved before a trainer key existed still matches (and resumes as) the same config."""
+    if not isinstance(saved.get("trainer"), dict):
+        return saved
+    return {**saved, "trainer": {**asdict(TrainerConfig()), **saved["trainer"]}}
 
 @dataclass
 class RunConfig:

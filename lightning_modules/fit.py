@@ -39,7 +39,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from configs import available_configs, load_config
-from configs.schema import TrainerConfig
+from configs.schema import TrainerConfig, with_trainer_defaults
 from datamodules import get_datamodule_class
 from lightning_modules import get_module_class
 from lightning_modules.checkpoints import CHECKPOINT_TAG, checkpoint_kind
@@ -135,7 +135,7 @@ def resume_folder(cfg: Dict[str, Any]) -> Tuple[Path, bool]:
     run is resumed only to train further, its ``last.ckpt`` is a readable checkpoint of its module, the
     folder is writable."""
     run_dir = latest_run(Path(cfg["resume"]))
-    saved = OmegaConf.to_container(OmegaConf.load(run_dir / RUN_CONFIG), resolve=True)
+    saved = with_trainer_defaults(OmegaConf.to_container(OmegaConf.load(run_dir / RUN_CONFIG), resolve=True))
     all_changes = config_changes(saved, cfg, NOT_COMPARED)
     changed = [key for key in all_changes if key not in BUDGET]
     if finished(run_dir) and not all_changes:

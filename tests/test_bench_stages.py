@@ -25,3 +25,16 @@ def test_newest_finished_run_with_the_same_config_up_to_volatile_keys(tmp_path):
     assert matching_run(tmp_path, "mnist_task", cfg) == newer
     assert matching_run(tmp_path, "mnist_task", {**cfg, "train": {"total_steps": 301, "strip_every": 2}}) is None
     assert matching_run(tmp_path, "latent_gan", cfg) is None  # no such stage folder
+
+
+def test_a_run_saved_before_a_trainer_key_existed_matches_at_that_keys_default(tmp_path):
+    from dataclasses import asdict
+
+    from configs.schema import TrainerConfig
+
+    trainer = asdict(TrainerConfig())
+    cfg = {"name": "mnist_task", "seed": 0, "trainer": trainer}
+    old_trainer = {k: v for k, v in trainer.items() if k not in ("strategy", "num_nodes")}
+    old = _run(tmp_path, "20260101-000000", {**cfg, "trainer": old_trainer})
+    assert matching_run(tmp_path, "mnist_task", cfg) == old
+    assert matching_run(tmp_path, "mnist_task", {**cfg, "trainer": {**trainer, "num_nodes": 2}}) is None
