@@ -27,7 +27,9 @@ def local_ray():
 
 def tiny_bench(runs: dict, tmp: Path, *extra: str) -> list:
     stages = [f"stages.{k}={runs[k]}" for k in ("autoencoder", "latent_gan", "classifier", "judge")]
-    agent = "[" + ",".join(f"'{o}'" for o in tiny_agent_overrides(runs) if not o.startswith("env.")) + "]"
+    # the tiny digits as the agents' pool too (the checkpoints come from the stages)
+    tiny = [o for o in tiny_agent_overrides(runs) if not o.startswith("env.") or "checkpoint" not in o]
+    agent = "[" + ",".join(f"'{o}'" for o in [*tiny, "env.augment_copies=0"]) + "]"
     return ["--experiment", "mnist-task", *stages, f"overrides.agent={agent}", f"runs_dir={tmp / 'runs'}",
             f"results_dir={tmp / 'results'}", f"eval.test_root={runs['idx']}", "eval.max_digits=12",
             "eval.task_sets=['+1']", *extra]
