@@ -82,4 +82,4 @@ def measure_env(make_core: Callable[[int, int], Any], num_envs: int = 64, steps:
             "speedup": batched_sps / dummy_sps, "step_ms": 1000 * batched_s / steps,
             "forward_ms": 1000 * forward_s / steps, "overhead_ratio": batched_s / forward_s,
             "share_per_network": {k: v / batched_s for k, v in net_s.items()},
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "device": str(core.device)}
