@@ -69,3 +69,14 @@ def test_cpu_model_is_read_from_cpuinfo(tmp_path):
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nvendor_id\t: X\nmodel name\t: Some CPU @ 2.0GHz\n")
     assert cpu_model(str(info)) == "Some CPU @ 2.0GHz" and cpu_model(str(tmp_path / "none")) is None
+
+
+def test_timed_counts_rows_of_calls_of_any_batch_size():
+    import torch
+
+    from benchmarks.speed import Timed
+
+    timed = Timed(torch.nn.Linear(3, 2))
+    for n in (4, 1, 0):  # a full step, a one-row reset, an empty call
+        timed(torch.zeros(n, 3))
+    assert (timed.calls, timed.rows, len(timed.last_input)) == (3, 5, 1)
