@@ -73,7 +73,8 @@ def write_speed_report(bench: Dict[str, Any], summary: Dict[str, Any], path: Pat
         markdown_table(rows, ["env", "threads", "batched_us_per_env_step", "dummy_us_per_env_step",
                               "mflop_per_env_step", "gflop_per_s_in_networks"]), "",
         "mflop_per_env_step: FLOPs of the network forwards per env step (torch.utils.flop_counter on the eager "
-        "networks: each network's FLOPs per row × the rows it ran, resets included); gflop_per_s_in_networks: the rate the batched step sustains inside them. When that rate is near "
-        "the CPU's peak, the step is compute-bound and only cheaper networks or more cores make it faster.", "",
+        "networks: each network's FLOPs per row × the rows it ran, resets included); gflop_per_s_in_networks: the "
+        "rate the batched step sustains inside them. When that rate is near the CPU's peak, the step is "
+        "compute-bound and only cheaper networks or more cores make it faster.", "",
         "Share of the batched step spent in each network:", "",
         markdown_table(rows, ["env", "threads", *share_cols]), ""]))
