@@ -15,18 +15,21 @@ from rl.envs.views import BatchedVectorEnv, make_dummy_vector_env
 
 
 class Timed(nn.Module):
-    """Forwards to ``inner`` and adds the wall seconds of each call to ``seconds`` (keeps the last input)."""
+    """Forwards to ``inner`` and adds the wall seconds of each call to ``seconds`` and its batch size to
+    ``rows`` (keeps the last input, for counting FLOPs per row)."""
 
     def __init__(self, inner: nn.Module):
         super().__init__()
-        self.inner, self.seconds, self.calls, self.last_input = inner, 0.0, 0, None
+        self.inner, self.seconds, self.calls, self.rows, self.last_input = inner, 0.0, 0, 0, None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         start = time.perf_counter()
         out = self.inner(x)
         self.seconds += time.perf_counter() - start
         self.calls += 1
-        self.last_input = x
+        self.rows += len(x)
+        if len(x):
+            self.last_input = x
         return out
 
 
@@ -68,11 +71,13 @@ def measure_env(make_core: Callable[[int, int], Any], num_envs: int = 64, steps:
 
     def zero_timers() -> None:
         for t in timers.values():
-            t.seconds, t.calls = 0.0, 0
+            t.seconds, t.calls, t.rows = 0.0, 0, 0
     batched_s = _drive(batched, steps, seed, zero_timers)
     net_s = {name: t.seconds for name, t in timers.items()}
-    # FLOPs of the networks' forwards per batched step: the work a batched step cannot avoid
-    flops = sum(count_flops(t.inner, t.last_input) * t.calls / steps for t in timers.values() if t.calls)
+    # FLOPs of the networks' forwards per batched step: the work a batched step cannot avoid. Calls differ in
+    # batch size (a reset runs the networks on the reset rows only): FLOPs per row of the last input × rows run
+    flops = sum(count_flops(t.inner, t.last_input) / len(t.last_input) * t.rows / steps
+                for t in timers.values() if t.calls)
     dummy_s = _drive(make_dummy_vector_env(make_core, num_envs, seed), dummy_steps, seed)
     batched_sps = steps * num_envs / batched_s
     dummy_sps = dummy_steps * num_envs / dummy_s
@@ -82,4 +87,4 @@ def measure_env(make_core: Callable[[int, int], Any], num_envs: int = 64, steps:
             "speedup": batched_sps / dummy_sps, "step_ms": 1000 * batched_s / steps,
             "forward_ms": 1000 * forward_s / steps, "overhead_ratio": batched_s / forward_s,
             "share_per_network": {k: v / batched_s for k, v in net_s.items()},
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "device": str(core.device)}

@@ -143,6 +143,9 @@ class BenchSpeedConfig(BenchConfig):
     dummy_steps: Count = 5
     num_threads: List[Count] = field(default_factory=lambda: [1, 2])
     """One row per env and torch thread count (batch-64 forwards use a second core, batch-1 ones barely)."""
+    stand_ins: bool = True
+    """A checkpoint an env needs that does not exist is replaced by a random-weight network of the same shapes
+    (throughput only; named in the log, report.md and summary.json's ``stand_ins``); false: such an env is skipped."""
 
 
 @dataclass

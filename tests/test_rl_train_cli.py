@@ -85,8 +85,10 @@ def test_speed_suite_reports_batched_vs_dummy(mnist_stage_runs, tmp_path):
                "num_envs=4", "steps=2", "dummy_steps=1", f"results_dir={tmp_path}", "num_threads=[1,2]")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = Path(proc.stdout.strip().splitlines()[-1])
-    rows = json.loads((out / "summary.json").read_text())["rows"]
+    summary = json.loads((out / "summary.json").read_text())
+    rows = summary["rows"]
     assert [(r["env"], r["threads"]) for r in rows] == [("mnist_task", 1), ("mnist_task", 2)]
+    assert summary["stand_ins"] == [] and {r["untrained"] for r in rows} == {"none"}  # trained runs given: used
     row = rows[0]
     assert row["num_envs"] == 4
     assert row["batched_us_per_env_step"] == pytest.approx(1e6 / row["batched_steps_per_s"])
