@@ -94,7 +94,8 @@ class LauncherConfig:
 
     launcher: Literal["local", "ray"] = "local"
     """'local': this machine's worker processes; 'ray' (install the ``[ray]`` extra): every fit stage, agent and
-    evaluation is a Ray task with ``resources.<kind>``, and a ``seeds`` grid is queued at once."""
+    evaluation is a Ray task with ``resources.<kind>``, queued as soon as its inputs exist (``schedule`` does not
+    apply), and a ``seeds`` grid is queued at once."""
     ray: RayOptions = field(default_factory=RayOptions)
 
 
