@@ -13,6 +13,8 @@ storage). Ray is imported only here, and only under ``launcher: ray``.
 import contextlib
 import logging
 import os
+import signal
+import threading
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator
@@ -86,6 +88,17 @@ def _unwrapped(ray, remote: Future) -> Future:
     return out
 
 
+def _keeping_signal_handlers(start: Callable[[], Any]) -> None:
+    # Ray's core installs its own SIGTERM handler in the driver (it aborts the process): put ours back, so a
+    # SIGTERM stops the benchmark like a Ctrl-C (one line, tasks cancelled, exit 143)
+    stops = (signal.SIGINT, signal.SIGTERM)
+    handlers = {signum: signal.getsignal(signum) for signum in stops}
+    start()
+    if threading.current_thread() is threading.main_thread():
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+
 @contextlib.contextmanager
 def ray_pool(options: Dict[str, Any], resources: Dict[str, Dict[str, float]]) -> Iterator[Submit]:
     """``submit(kind, fn, *args)`` as Ray tasks; on an error or an interruption every task still running is
@@ -97,7 +110,8 @@ def ray_pool(options: Dict[str, Any], resources: Dict[str, Dict[str, float]]) ->
         kwargs = {"address": options["address"]} if options["address"] else {"num_cpus": options["num_cpus"]}
         log.warning("launcher ray: %s", f"joining {options['address']}" if options["address"] else
                     f"starting a local Ray ({options['num_cpus'] or 'all'} CPUs)")
-        ray.init(**kwargs, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
+        _keeping_signal_handlers(lambda: ray.init(**kwargs, include_dashboard=False,
+                                                  runtime_env={"env_vars": {"PYTHONPATH": path}}))
     refs = []
     try:
         _check_resources(ray, resources)

@@ -1,9 +1,11 @@
 """launcher=ray: a seeds grid on Ray gives each seed the figures of a local run of that seed; job errors and
 impossible resources reach the user as one line; the local path works without Ray."""
 import json
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -124,3 +126,20 @@ def test_a_two_node_cluster_on_loopback_runs_the_grid_to_the_local_figures(mnist
     grid = Path(done.stdout.strip().splitlines()[-1])
     local = run_bench(tiny_bench(mnist_stage_runs, tmp_path / "local", "seeds=[0]"), capsys)
     assert figures(grid / "seed_0" / "summary.json") == figures(local / "seed_0" / "summary.json")
+
+
+@pytest.mark.slow
+def test_sigterm_under_ray_stops_the_benchmark_with_one_line_and_no_leftovers(mnist_stage_runs, tmp_path):
+    # Ray's core installs an aborting SIGTERM handler in the driver: ours must be the one that runs
+    args = [a.replace("train.total_steps=640", "train.total_steps=200000") for a in tiny_bench(
+        mnist_stage_runs, tmp_path, "launcher=ray", "ray.num_cpus=2", "seeds=[0,1]")]
+    proc = subprocess.Popen([sys.executable, "benchmarks/run.py", *args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not list((tmp_path / "runs" / "mnist_task").glob("*/config.yaml")) and time.time() < deadline:
+        time.sleep(1)  # an agent job has started
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("interrupted by SIGTERM") and "Traceback" not in err
+    assert not list((tmp_path / "results").glob("*")) and out == ""
