@@ -48,19 +48,32 @@ def figures(summary_file: Path) -> dict:
     return {k: v for k, v in summary.items() if not any(word in k for word in NOT_COMPARED)}
 
 
-def test_ray_seed_grid_equals_local_runs_of_each_seed(mnist_stage_runs, tmp_path, capsys, local_ray):
-    grid = run_bench(tiny_bench(mnist_stage_runs, tmp_path / "ray", "launcher=ray", "seeds=[0,1]"), capsys)
-    local = run_bench(tiny_bench(mnist_stage_runs, tmp_path / "local", "seeds=[1]"), capsys)
-    assert figures(grid / "seed_1" / "summary.json") == figures(local / "seed_1" / "summary.json")
+@pytest.fixture(scope="module")
+def local_grid(mnist_stage_runs, tmp_path_factory) -> Path:
+    """The result folder of ``seeds=[0,1]`` on the local launcher (one seed after another)."""
+    tmp = tmp_path_factory.mktemp("local_grid")
+    assert bench_main(tiny_bench(mnist_stage_runs, tmp, "seeds=[0,1]")) == 0
+    return next((tmp / "results").iterdir())
+
+
+def test_ray_seed_grid_equals_local_runs_of_each_seed(mnist_stage_runs, local_grid, tmp_path, capsys, local_ray):
+    grid = run_bench(tiny_bench(mnist_stage_runs, tmp_path, "launcher=ray", "seeds=[0,1]"), capsys)
+    for seed in (0, 1):
+        assert figures(grid / f"seed_{seed}" / "summary.json") == figures(local_grid / f"seed_{seed}" / "summary.json")
     assert figures(grid / "seed_0" / "summary.json") != figures(grid / "seed_1" / "summary.json")  # the seed matters
     top = json.loads((grid / "summary.json").read_text())
     assert top["seeds"] == [0, 1] and top["launcher"] == "ray"
     row = top["rows"][0]
     per_seed = [row["judge_acc_seed0"], row["judge_acc_seed1"]]
     assert row["judge_acc_mean"] == pytest.approx(sum(per_seed) / 2)
-    agents = sorted((tmp_path / "ray" / "runs" / "mnist_task").glob("*/config.yaml"))
+    agents = sorted((tmp_path / "runs" / "mnist_task").glob("*/config.yaml"))
     assert len(agents) == 2  # one agent per seed, trained with that seed
     assert "Experiment B over seeds" in (grid / "report.md").read_text()
+
+
+def test_a_one_seed_grid_is_the_same_run_as_that_seed_alone(mnist_stage_runs, local_grid, tmp_path, capsys):
+    one = run_bench(tiny_bench(mnist_stage_runs, tmp_path, "seeds=[1]"), capsys)
+    assert figures(one / "seed_1" / "summary.json") == figures(local_grid / "seed_1" / "summary.json")
 
 
 def test_a_user_error_inside_a_ray_job_reaches_the_user_as_its_own_line(local_ray, tmp_path):
@@ -118,14 +131,14 @@ TWO_NODES = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_a_two_node_cluster_on_loopback_runs_the_grid_to_the_local_figures(mnist_stage_runs, tmp_path, capsys):
-    args = tiny_bench(mnist_stage_runs, tmp_path / "ray", "launcher=ray", "seeds=[0,1]")
+def test_a_two_node_cluster_on_loopback_runs_the_grid_to_the_local_figures(mnist_stage_runs, local_grid, tmp_path):
+    args = tiny_bench(mnist_stage_runs, tmp_path, "launcher=ray", "seeds=[0,1]")
     done = subprocess.run([sys.executable, "-c", TWO_NODES, *args], cwd=REPO, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     grid = Path(done.stdout.strip().splitlines()[-1])
-    local = run_bench(tiny_bench(mnist_stage_runs, tmp_path / "local", "seeds=[0]"), capsys)
-    assert figures(grid / "seed_0" / "summary.json") == figures(local / "seed_0" / "summary.json")
+    for seed in (0, 1):
+        assert figures(grid / f"seed_{seed}" / "summary.json") == figures(local_grid / f"seed_{seed}" / "summary.json")
 
 
 @pytest.mark.slow
