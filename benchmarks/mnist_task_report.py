@@ -52,18 +52,21 @@ def _schedule(bench: Dict[str, Any]) -> str:
     return f"schedule {bench['schedule']}"
 
 
+def _summary(bench, runs, results, rows, wall_s: float, stage_wall_s: Dict[str, float]) -> Dict[str, Any]:
+    return {"experiment": "mnist-task", "seed": bench["seed"], "launcher": bench.get("launcher", "local"),
+            "wall_s": round(wall_s, 1), "stage_wall_s": stage_wall_s, "runs": {k: str(v) for k, v in runs.items()},
+            "roles": {"reward_classifier": str(runs["classifier"]), "judge": str(runs["judge"]),
+                      "note": "the judge (another architecture and seed) never enters the reward"},
+            **results, "rows": rows}
+
+
 def write_mnist_task_report(bench: Dict[str, Any], runs: Dict[str, Path], results: Dict[str, Any], out_dir: Path,
                             wall_s: float, stage_wall_s: Dict[str, float]) -> Dict[str, Any]:
     """Write the three result files (atomically) into ``out_dir``; ``stage_wall_s``: stages trained here -> seconds.
     Returns the summary."""
     rows, per_task = _rows(results)
     write_table(rows, out_dir / "table.csv")
-    summary = {"experiment": "mnist-task", "seed": bench["seed"], "launcher": bench.get("launcher", "local"),
-               "wall_s": round(wall_s, 1),
-               "stage_wall_s": stage_wall_s, "runs": {k: str(v) for k, v in runs.items()},
-               "roles": {"reward_classifier": str(runs["classifier"]), "judge": str(runs["judge"]),
-                         "note": "the judge (another architecture and seed) never enters the reward"},
-               **results, "rows": rows}
+    summary = _summary(bench, runs, results, rows, wall_s, stage_wall_s)
     write_summary(summary, out_dir / "summary.json")
     grids = sorted(p.name for p in out_dir.glob("grid_*.png"))
     text = [
