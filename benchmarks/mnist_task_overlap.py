@@ -143,12 +143,11 @@ class _Queue:
 
 def _drain(queues: Sequence[_Queue]) -> None:
     """Wait for the jobs of every queue, handing each finished one to its queue, until none is left."""
-    owner = {}
     while any(queue.pending for queue in queues):
-        owner.update({future: queue for queue in queues for future in queue.pending})
-        done, _ = wait([f for queue in queues for f in queue.pending], return_when=FIRST_COMPLETED)
+        owner = {future: queue for queue in queues for future in queue.pending}
+        done, _ = wait(owner, return_when=FIRST_COMPLETED)
         for future in done:
-            owner.pop(future).done(future)
+            owner[future].done(future)
 
 
 def train_and_evaluate_all(benches: Sequence[Dict[str, Any]], out_dirs: Sequence[Path]
@@ -163,8 +162,3 @@ def train_and_evaluate_all(benches: Sequence[Dict[str, Any]], out_dirs: Sequence
         _drain(queues)
     return [(queue.stages, queue.results()) for queue in queues]
 
-
-def train_and_evaluate(bench: Dict[str, Any], out_dir: Path) -> Tuple[Dict[str, Stage], Dict[str, Any]]:
-    """``(stages, results)`` of one benchmark, as :func:`benchmarks.mnist_task.train_stages` and ``evaluate``
-    give them."""
-    return train_and_evaluate_all([bench], [out_dir])[0]
