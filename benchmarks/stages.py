@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from configs import load_config
-from configs.schema import RLConfig, with_trainer_defaults
+from configs.schema import RLConfig, saved_config_defaults
 from lightning_modules import fit as fit_cli
 from rl import train as rl_cli
 from rl.loop import TRAIN_STATE_FILE
@@ -48,8 +48,9 @@ def _pop(cfg: Dict[str, Any], key: str) -> Any:
 
 def _comparable(cfg: Dict[str, Any], wanted: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     # a saved run's calibrated values (listed in its `calibrated`) match a request that asked for 'auto';
-    # trainer keys added after a run was saved count as their defaults
-    cfg = copy.deepcopy(with_trainer_defaults(cfg))
+    # keys added after a run was saved (trainer keys; rl.train's top-level ones such as `device`) count as
+    # their defaults
+    cfg = copy.deepcopy(saved_config_defaults(cfg))
     for key in cfg.get("calibrated") or []:
         want = _get(wanted, key) if wanted is not None else None
         if want == "auto":

@@ -5,7 +5,7 @@ The ``module``/``data``/... sections are free-form here; the loader validates th
 ``__init__`` signature of the class their ``name`` picks from a registry.
 """
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from typing import Annotated, Any, Dict, List, Literal, Optional, Union
 
 from configs.schema_tools import NON_NEGATIVE, POSITIVE, Range
@@ -61,6 +61,37 @@ def with_trainer_defaults(saved: Dict[str, Any]) -> Dict[str, Any]:
     if not isinstance(saved.get("trainer"), dict):
         return saved
     return {**saved, "trainer": {**asdict(TrainerConfig()), **saved["trainer"]}}
+
+
+def with_schema_defaults(saved: Dict[str, Any], schema: type) -> Dict[str, Any]:
+    """A saved run config with the top-level keys of the dataclass ``schema`` it lacks at their defaults, and
+    the keys its dataclass-typed sections lack (e.g. ``train`` of :class:`RLConfig`) at theirs: a run saved
+    before a key existed still matches (and resumes as) the same config. Free-form sections stay as saved."""
+    out = dict(saved)
+    for f in fields(schema):
+        if f.default is MISSING and f.default_factory is MISSING:
+            continue
+        default = f.default if f.default is not MISSING else f.default_factory()
+        if is_dataclass(default):
+            if f.name not in out or isinstance(out[f.name], dict):
+                out[f.name] = {**asdict(default), **(out.get(f.name) or {})}
+        elif f.name not in out:
+            out[f.name] = default
+    return out
+
+
+def with_rl_defaults(saved: Dict[str, Any]) -> Dict[str, Any]:
+    """:func:`with_schema_defaults` for a saved ``rl.train`` config (e.g. one saved before ``device``)."""
+    return with_schema_defaults(saved, RLConfig)
+
+
+def saved_config_defaults(saved: Dict[str, Any]) -> Dict[str, Any]:
+    """A saved run config of either entry point with the keys it lacks at their defaults: ``rl.train``
+    configs (those with an ``agent`` or ``env`` section) by :class:`RLConfig`, the others' trainer keys."""
+    if isinstance(saved.get("agent"), dict) or isinstance(saved.get("env"), dict):
+        return with_rl_defaults(saved)
+    return with_trainer_defaults(saved)
+
 
 @dataclass
 class RunConfig:
@@ -140,6 +171,10 @@ class RLConfig(RunConfig):
     """``name`` = a key of the agent table (``rl.agents.AGENTS``: td3, ppo, sac, transform_pg); other keys =
     fields of that agent's params dataclass."""
     train: RLLoopConfig = field(default_factory=RLLoopConfig)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where the env cores' networks, the agent's networks and evaluation run: 'cpu', 'cuda' (the current
+    GPU; an error when torch sees none) or 'auto' (cuda when a GPU is visible, else cpu). Tianshou's
+    collector and replay buffer stay in numpy on the host; only observations and actions cross."""
     calibrated: List[str] = field(default_factory=list)
     """Set by ``rl.train``, not by users: the dotted keys whose values the env computed at build time
     (e.g. ``env.mdp.p1`` from ``auto``); their computed values are what this run's config.yaml holds."""

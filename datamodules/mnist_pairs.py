@@ -39,14 +39,20 @@ class GoalSampler:
         self.counts, self.table = counts, table
         self.position = torch.full((int(self.classes.max()) + 1,), -1, dtype=torch.long)
         self.position[self.classes] = torch.arange(len(self.classes))
+        self._on: dict = {}  # device -> (table, counts, position) there, so a GPU core copies them once
+
+    def _tables(self, dev: torch.device):
+        if dev not in self._on:
+            self._on[dev] = (self.table.to(dev), self.counts.to(dev), self.position.to(dev))
+        return self._on[dev]
 
     def sample(self, source_labels_R: torch.Tensor, rand_a_R: torch.Tensor, rand_b_R: torch.Tensor) -> torch.Tensor:
         """Goal indices R for sources of these labels, from two random ints per row in [0, RAND_HIGH)."""
         dev = source_labels_R.device
-        table, counts = self.table.to(dev), self.counts.to(dev)
+        table, counts, position = self._tables(dev)
         if self.goal_class == "any":
             return rand_a_R.long() % self.n
-        pos = self.position.to(dev)[source_labels_R.long()]
+        pos = position[source_labels_R.long()]
         if (pos < 0).any():
             raise UserError("a source label has no digit of its class in the goal pool")
         if self.goal_class == "other":  # shift by 1..K-1 classes: never the source's own class

@@ -28,17 +28,20 @@ def rollout(core, act_fn: Callable[[torch.Tensor], torch.Tensor], base_idx_N: to
     ``return`` (the env's undiscounted eq. 9 reward).
     ``record=True`` adds the trajectories: ``z_NTL`` (T = episode_len; after an episode ends its
     last latent is repeated, the edit's result) and ``valid_NT`` (the steps actually taken).
+    The episodes run on the core's device; the results are CPU tensors.
     """
-    n = len(base_idx_N)
-    ids = torch.arange(n)
+    n, dev = len(base_idx_N), core.device
+    base_idx_N, direction_N = torch.as_tensor(base_idx_N, device=dev), torch.as_tensor(direction_N, device=dev)
+    ids = torch.arange(n, device=dev)
     obs = core.start(ids, base_idx_N, direction_N)
-    alive = torch.ones(n, dtype=torch.bool)
-    out = {k: torch.zeros(n) for k in ("buckets", "age_change", "identity_sum", "identity_max", "steps", "return")}
-    out["left_typical"] = torch.zeros(n, dtype=torch.bool)
+    alive = torch.ones(n, dtype=torch.bool, device=dev)
+    out = {k: torch.zeros(n, device=dev)
+           for k in ("buckets", "age_change", "identity_sum", "identity_max", "steps", "return")}
+    out["left_typical"] = torch.zeros(n, dtype=torch.bool, device=dev)
     sign = 1.0 - 2.0 * direction_N.float()
     steps = core.mdp.episode_len
     z_NTL = core.pool_PL[torch.as_tensor(base_idx_N).long()].cpu()[:, None, :].repeat(1, steps, 1)
-    valid_NT = torch.zeros(n, steps, dtype=torch.bool)
+    valid_NT = torch.zeros(n, steps, dtype=torch.bool, device=dev)
     t = 0
     while alive.any():
         rows = ids[alive]
@@ -54,13 +57,13 @@ def rollout(core, act_fn: Callable[[torch.Tensor], torch.Tensor], base_idx_N: to
         out["left_typical"][rows] |= ~info["in_typical_set"]
         alive[rows] = ~(terminated | truncated)
         if record:
-            z_NTL[rows, t:] = next_obs[:, None, :core.latent_dim].cpu()  # held until overwritten
+            z_NTL[rows.cpu(), t:] = next_obs[:, None, :core.latent_dim].cpu()  # held until overwritten
             valid_NT[rows, t] = True
         t += 1
     out["identity_mean"] = out.pop("identity_sum") / out["steps"]
     if record:
         out["z_NTL"], out["valid_NT"] = z_NTL, valid_NT
-    return out
+    return {k: v.cpu() for k, v in out.items()}
 
 
 STRIP_BASES = 4  # evaluation faces per strip, each run in both directions
@@ -99,7 +102,7 @@ def linear_policy(core, extent: float) -> Callable[[torch.Tensor], torch.Tensor]
     w1 = core.mdp.traversal_w1(extent)
 
     def act(obs: torch.Tensor) -> torch.Tensor:
-        action = torch.zeros(len(obs), core.act_dim)
+        action = torch.zeros(len(obs), core.act_dim, device=obs.device)
         action[:, core.latent_dim] = w1
         return action
     return act

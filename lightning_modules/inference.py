@@ -41,3 +41,15 @@ def freeze_for_inference(module: nn.Module, example: torch.Tensor, atol: float =
                                  f"batch of {len(batch)}: use the module as it is")
     log.info("using a frozen, optimised copy of %s for inference", type(module).__name__)
     return FrozenCopy(frozen, module)
+
+
+def module_on(module: nn.Module, device: torch.device) -> nn.Module:
+    """``module`` with its parameters and buffers on ``device`` (the same object when they are there already).
+
+    A :class:`FrozenCopy` is a CPU graph (oneDNN kernels, constants traced on the CPU): off the CPU its eager
+    ``original`` runs instead, moved there, in eval mode.
+    """
+    device = torch.device(device)
+    if isinstance(module, FrozenCopy) and device.type != "cpu":
+        return module.original.to(device).eval()
+    return module.to(device)

@@ -30,7 +30,20 @@ from evaluation.face_age import (
 from rl.agents import act, load_policy
 from rl.train import SECTIONS, build_env
 from utils.cli import run_cli
+from utils.devices import DEVICES, resolve_device
+from utils.errors import UserError
 from utils.io import atomic_write_text
+
+
+def _device(given: Optional[str], saved: str) -> torch.device:
+    # --device, else the run's own `device`; a saved 'cuda' on a machine without a GPU says how to go on
+    announce = "the env's networks and the policy"
+    if given is not None:
+        return resolve_device(given, key="--device", announce=announce)
+    try:
+        return resolve_device(saved, key="device", announce=announce)
+    except UserError as err:
+        raise UserError(f"{err} (the run's config; pass --device cpu to evaluate here)") from None
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -41,13 +54,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--gradient-direction", action="store_true",
                         help="also fit one direction per command by gradient through the networks (a non-RL "
                              "reference, see gradient_direction) and run it at the same extents")
+    parser.add_argument("--device", default=None, choices=DEVICES,
+                        help="where the env's networks and the policy run (default: the run's config `device`)")
     args = parser.parse_args(argv)
 
     def job() -> Path:
         torch.set_num_threads(1)
         cfg = load_config(args.run_dir, [], schema=RLConfig, sections=SECTIONS)
-        factory = build_env(cfg["env"])
-        policy = load_policy(args.run_dir)
+        device = _device(args.device, cfg["device"])
+        factory = build_env(cfg["env"], device)
+        policy = load_policy(args.run_dir, map_location=device)
         extents = [float(e) for e in args.extents.split(",")]
         results = compare(factory, lambda obs: act(policy, obs), extents, args.max_bases)
         if args.gradient_direction:

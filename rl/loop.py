@@ -143,6 +143,11 @@ def _algorithm_counters(algorithm: Algorithm) -> dict[str, int | float]:
             if name.startswith("_") and type(value) in (int, float)}
 
 
+def _device_of(algorithm: Algorithm) -> torch.device:
+    # where the networks are (Tianshou's collector and buffer stay in numpy on the host)
+    return next(algorithm.parameters(), torch.empty(0)).device
+
+
 def _budget(loop: RLLoopConfig, off_policy: bool, n_envs: int) -> tuple[int, int, int]:
     # whole batched steps: the Collector would overshoot a non-multiple anyway (and warn)
     warmup = math.ceil(loop.warmup_steps / n_envs) * n_envs if off_policy else 0
@@ -239,7 +244,9 @@ def train(algorithm: Algorithm, train_envs: Any, test_envs: Any, run_dir: str | 
     """Train with Tianshou's Collector + trainer, keeping the best policy in ``run_dir``.
 
     Args:
-        algorithm: from :func:`rl.agents.build_algorithm` (seed before building for reproducible nets).
+        algorithm: from :func:`rl.agents.build_algorithm` (seed before building for reproducible nets), its
+            networks on any device; Tianshou's collector and replay buffer hold numpy on the host, and the
+            envs take and give numpy, so the device shows only in the networks and the batched cores.
         train_envs, test_envs: Tianshou vector envs (``BatchedVectorEnv`` or the reference
             ``DummyVectorEnv``); train envs seeded with ``seed``, test envs re-seeded with
             ``seed + TEST_SEED_OFFSET`` before every test (the same test episodes each time).
@@ -280,8 +287,9 @@ def train(algorithm: Algorithm, train_envs: Any, test_envs: Any, run_dir: str | 
         writer.close()
     atomic_write_text(run_dir / CURVE_FILE, json.dumps(curve.rows))
     best, env_steps = hooks.best, hooks.done["env_step"] + (state["warmup"] if state is not None else warmup)
-    log.info("trained %s for %d env steps: best test reward %.3f ± %.3f; policy in %s",
-             type(algorithm).__name__, env_steps, best["score"], best["std"], run_dir / POLICY_FILE)
+    log.info("trained %s on %s for %d env steps: best test reward %.3f ± %.3f; policy in %s",
+             type(algorithm).__name__, _device_of(algorithm), env_steps, best["score"], best["std"],
+             run_dir / POLICY_FILE)
     return {"best_reward": best["score"], "best_reward_std": best["std"], "env_steps": env_steps,
             "update_rounds": int(stats.update_step), "test_episodes": int(stats.test_episode),
             "epochs": hooks.done["epoch"], "resumed_from_epoch": None if state is None else state["counters"][0]}

@@ -10,7 +10,10 @@ TensorBoard events and ``train_summary.json``; prints that folder.
     python -m rl.train resume=runs/mnist_task/<stamp>
 
 continues an interrupted run (even after kill -9) in its own folder from its last
-``train_state.pt``, with the run's saved config (overrides must not change it).
+``train_state.pt``, with the run's saved config (overrides must not change it; ``device=`` may).
+
+``device=cpu|cuda|auto`` (default auto: the GPU when torch sees one) is where the env cores' networks and
+the agent's run; ``cuda`` without a GPU is an error before anything starts.
 """
 import json
 import logging
@@ -25,12 +28,13 @@ from omegaconf import OmegaConf
 
 from configs import load_config
 from configs.loader import as_dataclass
-from configs.schema import RLConfig, RLLoopConfig
+from configs.schema import RLConfig, RLLoopConfig, with_rl_defaults
 from rl.agents import AGENTS, act, agent_spec, build_algorithm, make_params, prepare
-from rl.builders import get_env_builder
+from rl.builders import factory_on, get_env_builder
 from rl.envs.views import BatchedVectorEnv, make_dummy_vector_env
 from rl.loop import TRAIN_STATE_FILE, load_train_state, train
 from utils.cli import config_name, run_cli, wants_help
+from utils.devices import resolve_device
 from utils.errors import Interrupted, UserError
 from utils.io import atomic_write_text
 from utils.runs import (
@@ -55,9 +59,12 @@ def make_envs(make_core, loop: RLLoopConfig, seed: int):
             make_dummy_vector_env(make_core, loop.test_envs, seed + 1))
 
 
-def build_env(env: Dict[str, Any]):
-    """The env section's builder called with its keys: ``make_core(num_envs, seed)``."""
-    return get_env_builder(env["name"])(**{k: v for k, v in env.items() if k != "name"})
+def build_env(env: Dict[str, Any], device: Optional[torch.device] = None):
+    """The env section's builder called with its keys: ``make_core(num_envs, seed)``, its cores on ``device``
+    (None: where the builder put them, the CPU). The builder loads and prepares on the CPU; then the
+    factory's pool and networks move (:func:`rl.builders.factory_on`)."""
+    make_core = get_env_builder(env["name"])(**{k: v for k, v in env.items() if k != "name"})
+    return make_core if device is None else factory_on(make_core, device, f"env {env['name']}")
 
 
 def _resume_folder(cfg: Dict[str, Any]) -> Path:
@@ -65,8 +72,14 @@ def _resume_folder(cfg: Dict[str, Any]) -> Path:
     if (run_dir / SUMMARY_FILE).is_file():
         raise UserError(f"cannot resume '{run_dir}': it finished ({SUMMARY_FILE} exists)")
     load_train_state(run_dir)  # missing or corrupt state: fail before building anything
-    saved = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=True)
-    changed = config_changes(saved, cfg, ("resume", "out_dir"))
+    # keys added after the run was saved (e.g. `device`) count as their defaults; the device may change (a run
+    # started on a GPU node can go on elsewhere: the training state is device-free), the computation may not
+    saved = with_rl_defaults(OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=True))
+    cfg_now = with_rl_defaults(cfg)
+    changed = config_changes(saved, cfg_now, ("resume", "out_dir", "device"))
+    if saved["device"] != cfg_now["device"]:
+        log.warning("resuming %s with device=%s; it started with device=%s (its config.yaml keeps that)",
+                    run_dir, cfg_now["device"], saved["device"])
     if changed:
         shown = ", ".join(changed[:8]) + (" ..." if len(changed) > 8 else "")
         raise UserError(f"cannot resume '{run_dir}' with a different config ({shown} differ): "
@@ -105,17 +118,19 @@ def _strip_hook(make_core, run_dir: Path, every: int):
     return hook
 
 
-def _build_agent(cfg: Dict[str, Any], make_core):
+def _build_agent(cfg: Dict[str, Any], make_core, device: torch.device):
     probe = make_core(1, 0)
     seed_everything(cfg["seed"])  # the nets' initial weights depend on the seed alone
     agent = {k: v for k, v in cfg["agent"].items() if k != "name"}
     if hasattr(make_core, "agent_hparams"):  # an env may propose the policy's start (experiment A's warm start)
         agent = make_core.agent_hparams(cfg["agent"]["name"], agent)
-    return build_algorithm(cfg["agent"]["name"], probe.obs_dim, probe.act_dim, probe.action_bound, **agent)
+    return build_algorithm(cfg["agent"]["name"], probe.obs_dim, probe.act_dim, probe.action_bound, device=device,
+                           **agent)
 
 
 def train_agent(cfg: Dict[str, Any]) -> Path:
     """Train from a resolved :class:`configs.schema.RLConfig` dict; return the run folder."""
+    device = resolve_device(cfg.get("device", "auto"), announce="the env cores, the agent and its evaluation")
     run_dir = _resume_folder(cfg) if cfg["resume"] else None
     if run_dir is None:
         check_output_dir(cfg["out_dir"], "out_dir")  # before the env is built
@@ -123,9 +138,9 @@ def train_agent(cfg: Dict[str, Any]) -> Path:
     torch.set_num_threads(cfg["num_threads"])
     seed_everything(cfg["seed"])
     loop = as_dataclass(RLLoopConfig, cfg["train"])
-    make_core = build_env(cfg["env"])
+    make_core = build_env(cfg["env"], device)
     train_envs, test_envs = make_envs(make_core, loop, cfg["seed"])
-    algorithm = _build_agent(cfg, make_core)
+    algorithm = _build_agent(cfg, make_core, device)
     resume = run_dir is not None
     if not resume:
         prepare(algorithm)
@@ -143,7 +158,7 @@ def train_agent(cfg: Dict[str, Any]) -> Path:
         elif isinstance(err, Interrupted):
             err.notes.append(f"run {run_dir} kept: continue it with python -m rl.train resume={run_dir}")
         raise
-    summary = {**stats, "wall_s": round(time.time() - start, 1), "vector": loop.vector}
+    summary = {**stats, "wall_s": round(time.time() - start, 1), "vector": loop.vector, "device": str(device)}
     atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
     return run_dir
 

@@ -49,20 +49,23 @@ def make_params(name: str, hparams: dict[str, Any]) -> Any:
     return cls(**hparams)
 
 
-def build_algorithm(name: str, obs_dim: int, act_dim: int, action_bound: float, /, **hparams: Any) -> Algorithm:
+def build_algorithm(name: str, obs_dim: int, act_dim: int, action_bound: float, /, *,
+                    device: str | torch.device = "cpu", **hparams: Any) -> Algorithm:
     """Build agent ``name`` of :data:`AGENTS` for an env with these widths and action box.
 
     Args:
         name: a key of :data:`AGENTS` (case-insensitive).
         obs_dim, act_dim: observation width O and action width A.
         action_bound: the env's action box is ``[-b, b]^A``.
+        device: where its networks (and their optimizers' state) live; built on the CPU (the same initial
+            weights on every device for a seed), then moved.
         **hparams: fields of the agent's params dataclass (unknown keys raise ``KeyError``).
     Returns:
         The Tianshou algorithm; ``algorithm.latentnav_spec`` records how to rebuild it.
     """
     params = make_params(name, hparams)
     obs_space, act_space = spaces(obs_dim, act_dim, float(action_bound))
-    algorithm = agent_spec(name).build(params, obs_space, act_space)
+    algorithm = agent_spec(name).build(params, obs_space, act_space).to(device)
     algorithm.latentnav_spec = {"name": str(name).lower(), "obs_dim": int(obs_dim), "act_dim": int(act_dim),
                                 "action_bound": float(action_bound), "hparams": dataclasses.asdict(params)}
     algorithm.policy.latentnav_spec = algorithm.latentnav_spec
@@ -88,7 +91,7 @@ def save_policy(algorithm: Algorithm, path: str | os.PathLike) -> Path:
 
 
 def load_policy(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Policy:
-    """Rebuild a saved policy (file or run folder holding ``policy.pt``), in eval mode."""
+    """Rebuild a saved policy (file or run folder holding ``policy.pt``), in eval mode, on ``map_location``."""
     path = Path(path)
     if path.is_dir():
         path = path / POLICY_FILE
@@ -98,8 +101,8 @@ def load_policy(path: str | os.PathLike, map_location: str | torch.device = "cpu
     if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
         raise UserError(f"{path} is not a latentnav policy file (format {_FORMAT})")
     algorithm = build_algorithm(payload["name"], payload["obs_dim"], payload["act_dim"],
-                                payload["action_bound"], **payload["hparams"])
-    policy = algorithm.policy.to(map_location)
+                                payload["action_bound"], device=map_location, **payload["hparams"])
+    policy = algorithm.policy
     policy.load_state_dict(payload["state_dict"])
     return policy.eval()
 

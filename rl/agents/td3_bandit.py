@@ -43,7 +43,7 @@ class PerTargetCritic(nn.Module):
         self.net = nn.Sequential(*layers, nn.Linear(width, num_targets))
 
     def forward(self, obs: Any, act: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.as_tensor(act, dtype=torch.float32))
+        return self.net(torch.as_tensor(act, dtype=torch.float32, device=self.net[-1].weight.device))
 
 
 class BanditTD3(TD3):
@@ -97,10 +97,12 @@ class BanditTD3(TD3):
         return loss
 
     def _update_with_batch(self, batch) -> TD3TrainingStats:
-        obs = torch.as_tensor(batch.obs, dtype=torch.float32)
-        act = torch.as_tensor(batch.act, dtype=torch.float32).clamp(-1.0, 1.0)  # what the env applied
-        label, target = torch.as_tensor(batch.info.label).long(), torch.as_tensor(batch.info.target).long()
-        rewards_all = torch.as_tensor(batch.info.rewards_all, dtype=torch.float32)  # B×10
+        dev = self.task_enc_TE.device  # the networks' device; the buffer's batch is numpy
+        obs = torch.as_tensor(batch.obs, dtype=torch.float32, device=dev)
+        act = torch.as_tensor(batch.act, dtype=torch.float32, device=dev).clamp(-1.0, 1.0)  # what the env applied
+        label = torch.as_tensor(batch.info.label, device=dev).long()
+        target = torch.as_tensor(batch.info.target, device=dev).long()
+        rewards_all = torch.as_tensor(batch.info.rewards_all, dtype=torch.float32, device=dev)  # B×10
         losses = []
         for critic, optim in ((self.critic, self.critic_optim), (self.critic2, self.critic2_optim)):
             loss = self._critic_loss(critic, obs, act, label, target, rewards_all)

@@ -119,8 +119,11 @@ class TransformPolicy(Policy):
 
     @torch.no_grad()
     def generate(self, source_N1HW: torch.Tensor, goal_N1HW: torch.Tensor, steps: int) -> torch.Tensor:
-        """Deterministic trajectories T×N×1×28×28 (means of π and T) for evaluation."""
-        return unroll(self.pi, self.transformer, source_N1HW, goal_N1HW, steps).clamp(0.0, 1.0)
+        """Deterministic trajectories T×N×1×28×28 (means of π and T) for evaluation, run on the policy's
+        device and returned on ``source_N1HW``'s."""
+        dev = self.transformer.log_std.device
+        traj = unroll(self.pi, self.transformer, source_N1HW.to(dev), goal_N1HW.to(dev), steps).clamp(0.0, 1.0)
+        return traj.to(source_N1HW.device)
 
 
 _ADAM_KEY = "transform_pg_adams"

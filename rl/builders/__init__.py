@@ -4,6 +4,8 @@ A builder returns ``make_core(num_envs, seed) -> core``; ``rl.train`` and the be
 for training envs, test envs and the per-env reference path alike. Its keyword arguments are the
 config's ``env`` section. Imports are lazy.
 """
+import logging
+
 import torch
 from torch import nn
 
@@ -15,6 +17,23 @@ ENVS = Registry("environment", {
     "transform": "rl.builders.transform:transform",
 })
 get_env_builder = ENVS.get
+log = logging.getLogger(__name__)
+
+
+def factory_on(make_core, device: torch.device, env: str = "the env"):
+    """``make_core`` (a builder's result) making its cores on ``device``: a factory with ``to(device)``, or a
+    core's bound method (e.g. ``core.spawn``) of a core with ``to(device)``; others stay where their builder put
+    them, with a warning when that may not be ``device``. On the device the cores already use, nothing changes."""
+    device = torch.device(device)
+    if callable(getattr(make_core, "to", None)):
+        return make_core.to(device)
+    owner = getattr(make_core, "__self__", None)
+    if owner is not None and callable(getattr(owner, "to", None)):
+        return getattr(owner.to(device), make_core.__name__)
+    if device.type != "cpu":
+        log.warning("%s: its cores cannot be moved (no to(device)): they stay where the builder put them, "
+                    "the agent runs on %s", env, device)
+    return make_core
 
 
 class MethodModule(nn.Module):

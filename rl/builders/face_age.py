@@ -51,6 +51,12 @@ class FaceAgeFactory:
     def eval_core(self, num_envs: int, seed: int) -> FaceAgeCore:
         return self.base.spawn(num_envs, seed, pool_PL=self.eval_pool_PL)
 
+    def to(self, device) -> "FaceAgeFactory":
+        """This factory with its cores (pools, boundary and networks) on ``device``."""
+        return FaceAgeFactory(self.base.to(device), self.eval_pool_PL.to(device), self.boundary_stats,
+                              self.calibration, self.warm_start_extent, self.gen_log_std, self.warm_start_via,
+                              self.calibrated)
+
     def agent_hparams(self, name: str, hparams: Dict[str, Any]) -> Dict[str, Any]:
         """The agent's hyper-parameters with this env's start for a Gaussian policy filled in.
 

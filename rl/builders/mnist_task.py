@@ -112,6 +112,10 @@ class MnistTaskFactory:
     def __call__(self, num_envs: int, seed) -> MnistTaskCore:
         return self.base.spawn(num_envs, seed)
 
+    def to(self, device) -> "MnistTaskFactory":
+        """This factory with its cores (pool and networks) on ``device``."""
+        return MnistTaskFactory(self.base.to(device))
+
     def agent_hparams(self, name: str, hparams: Dict[str, Any]) -> Dict[str, Any]:
         """With TD3's one-step options (not from the paper: ``relabel``, ``critic=per_target``, ``actor_q``,
         ``imitate``), the task set as plain values: ``task_encodings`` (T×13 encodings of the observation's task

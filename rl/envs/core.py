@@ -27,6 +27,8 @@ class BatchedCore(Protocol):
 
     Attributes: ``num_envs`` N, ``device``, ``obs_dim`` O, ``act_dim`` A, ``action_bound``, and
     ``observation_space`` / ``action_space``: the gymnasium spaces of ONE env.
+    Optionally ``to(device)``: the same core with its data and networks on ``device`` (the experiments'
+    cores have it; ``rl.train device=...`` moves a builder's cores with it, numpy only at Tianshou's side).
     """
 
     num_envs: int

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from evaluation.face_metrics import identity_distance
+from lightning_modules.inference import module_on
 from rl.envs.core import RowStreams, check_action, mask_rows, row_randint
 from rl.envs.face_age_mdp import (
     ASCENDING,
@@ -123,8 +124,10 @@ class FaceAgeCore(RowStreams):
             age, feat = self.nets["age_model"](images), self.nets["features"](images)
         if feat.shape[0] != len(s_RL):
             raise UserError(f"features must return N×F, got {tuple(feat.shape)} for {len(s_RL)} images")
-        # clones leave inference mode so callers get ordinary tensors
-        return age.float().reshape(len(s_RL), -1).squeeze(1).clone(), feat.float().flatten(1).clone()
+        # clones leave inference mode so callers get ordinary tensors; a model that answers on the host
+        # (the packaged ONNX age net) is brought to the core's device
+        return (age.float().reshape(len(s_RL), -1).squeeze(1).to(self.device).clone(),
+                feat.float().flatten(1).to(self.device).clone())
 
     def spawn(self, num_envs: int, seed: int | Sequence[int], pool_PL: torch.Tensor | None = None,
               boundary_L: torch.Tensor | None = None) -> FaceAgeCore:
@@ -132,6 +135,16 @@ class FaceAgeCore(RowStreams):
         return FaceAgeCore(self.pool_PL if pool_PL is None else pool_PL, mdp=self.mdp,
                            boundary_L=self.boundary_L if boundary_L is None else boundary_L,
                            num_envs=num_envs, seed=seed, **self.nets)
+
+    def to(self, device: torch.device | str) -> FaceAgeCore:
+        """This core with its pool, boundary and networks on ``device`` (itself when they are there already;
+        the networks move in place); the rows' streams restart from their seeds."""
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        nets = {k: module_on(net, device) for k, net in self.nets.items()}
+        return FaceAgeCore(self.pool_PL.to(device), mdp=self.mdp, boundary_L=self.boundary_L.to(device),
+                           num_envs=self.num_envs, seed=self._seeds.tolist(), **nets)
 
     # ---- core protocol ---------------------------------------------------------------------
     def observe(self, s_NL: torch.Tensor, base_NL: torch.Tensor, direction_N: torch.Tensor) -> torch.Tensor:

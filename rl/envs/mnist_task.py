@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lightning_modules.inference import module_on
 from rl.envs.core import RowStreams, check_action, mask_rows, row_randint
 from rl.envs.mnist_rewards import (
     REWARD_SHAPES,
@@ -147,6 +148,19 @@ class MnistTaskCore(RowStreams):
                              z_dim=self.z_dim, action_bound=self.action_bound, alpha=self.alpha,
                              beta=self.beta, seed=seed, reward_shape=self.reward_shape, all_rewards=self.all_rewards,
                              z_prior_weight=self.z_prior_weight, z_prior_radius=self.z_prior_radius, **self.nets)
+
+    def to(self, device: torch.device | str) -> MnistTaskCore:
+        """This core with its code pool and networks on ``device`` (itself when they are there already);
+        the rows' streams restart from their seeds, as in :meth:`spawn`."""
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        nets = {k: module_on(net, device) for k, net in self.nets.items()}
+        return MnistTaskCore(self.codes_ND.to(device), self.labels_N.to(device), tasks=self.tasks,
+                             num_envs=self.num_envs, z_dim=self.z_dim, action_bound=self.action_bound,
+                             alpha=self.alpha, beta=self.beta, seed=self._seeds.tolist(),
+                             reward_shape=self.reward_shape, all_rewards=self.all_rewards,
+                             z_prior_weight=self.z_prior_weight, z_prior_radius=self.z_prior_radius, **nets)
 
     # ---- properties ------------------------------------------------------------------------
     @property

@@ -50,7 +50,7 @@ class TransformCore(RowStreams):
             raise UserError(f"num_envs={num_envs} invalid: expected an int >= 1")
         self.images, self.labels_N = images_N1HW.float(), labels_N.long()
         self.objective, self.goal_class = objective, goal_class
-        self.sampler = GoalSampler(self.labels_N, goal_class)
+        self.sampler = GoalSampler(self.labels_N.cpu(), goal_class)  # its tables are built on the host
         self.num_envs, self.steps, self.action_bound = int(num_envs), objective.steps, 1.0
         self.observation_space = gym.spaces.Box(0.0, 1.0, (self.obs_dim,), np.float32)
         self.action_space = gym.spaces.Box(0.0, 1.0, (PIXELS,), np.float32)
@@ -64,6 +64,15 @@ class TransformCore(RowStreams):
     def spawn(self, num_envs: int, seed: int | Sequence[int]) -> TransformCore:
         """A new core over the same pool, objective and goal rule (e.g. test envs)."""
         return TransformCore(self.images, self.labels_N, self.objective, self.goal_class, num_envs, seed)
+
+    def to(self, device: torch.device | str) -> TransformCore:
+        """This core with its pool and objective (discriminator, encoder) on ``device`` (itself when they
+        are there already; the objective moves in place); the rows' streams restart from their seeds."""
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        return TransformCore(self.images.to(device), self.labels_N.to(device), self.objective.to(device),
+                             self.goal_class, self.num_envs, self._seeds.tolist())
 
     @property
     def device(self) -> torch.device:
