@@ -110,8 +110,9 @@ def ray_pool(options: Dict[str, Any], resources: Dict[str, Dict[str, float]]) ->
         kwargs = {"address": options["address"]} if options["address"] else {"num_cpus": options["num_cpus"]}
         log.warning("launcher ray: %s", f"joining {options['address']}" if options["address"] else
                     f"starting a local Ray ({options['num_cpus'] or 'all'} CPUs)")
-        _keeping_signal_handlers(lambda: ray.init(**kwargs, include_dashboard=False,
-                                                  runtime_env={"env_vars": {"PYTHONPATH": path}}))
+        # every job's output reaches the driver's log line by line: progress bars redraw at most every 30 s
+        env = {"PYTHONPATH": path, "TQDM_MININTERVAL": "30"}
+        _keeping_signal_handlers(lambda: ray.init(**kwargs, include_dashboard=False, runtime_env={"env_vars": env}))
     refs = []
     try:
         _check_resources(ray, resources)
