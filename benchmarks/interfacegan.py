@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -23,7 +23,8 @@ from benchmarks.interfacegan_judging import (
     per_direction,
     score_images,
 )
-from benchmarks.stages import Stage, given_run, matching_run, train_stage
+from benchmarks.launchers import Submit, job_pool
+from benchmarks.stages import Stage, given_run, matching_run, trained
 from configs import load_config
 from configs.schema import RLConfig
 from evaluation.face_age import rollout
@@ -90,25 +91,27 @@ def resolve_model(value: str, runs_dir: str, run_name: str) -> str:
     return str(Path(runs_dir) / run_name)
 
 
-def agent_runs(bench: Dict[str, Any]) -> List[Stage]:
-    """The RL runs: ``agent_runs`` as given, else per seed a matching run or a fresh training (with its wall time)."""
+def agent_runs(bench: Dict[str, Any], submit: Optional[Submit] = None) -> List[Stage]:
+    """The RL runs: ``agent_runs`` as given, else per seed a matching run or a fresh training (with its wall
+    time): here, one seed after another (``submit`` None), or every seed at once as ``agent`` jobs of a launcher."""
     if bench["agent_runs"]:
         return [Stage(given_run(p, "agent_runs")) for p in bench["agent_runs"]]
     runs_dir = bench["runs_dir"]
     age = resolve_model(bench["models"]["age_checkpoint"], runs_dir, "age_regressor")
     env = {"env.age_checkpoint": age, **({"env.identity_features": "pixels"} if age == PACKAGED else {})}
-    runs = []
+    waits = []
     for seed in bench["agent_seeds"]:
         cfg = load_config(bench["agent_config"], bench["agent_overrides"], schema=RLConfig, sections=rl_cli.SECTIONS,
                           values={"out_dir": runs_dir, "seed": seed, **env})
         found = matching_run(Path(runs_dir), cfg["name"], cfg)
         if found is not None:
             log.warning("agent seed %d: reusing %s (same config)", seed, found)
-            runs.append(Stage(found))
+            waits.append(lambda run=found: Stage(run))
             continue
-        log.warning("agent seed %d: no matching run in %s, training one", seed, runs_dir)
-        runs.append(Stage(*train_stage(cfg, rl=True)))
-    return runs
+        log.warning("agent seed %d: no matching run in %s, training one%s", seed, runs_dir,
+                    "" if submit is None else " (as a job)")
+        waits.append(trained(submit, "agent", cfg, rl=True))
+    return [wait() for wait in waits]
 
 
 def build_envs(runs: List[Path]) -> List[Dict[str, Any]]:
@@ -224,7 +227,11 @@ def compare(bench: Dict[str, Any]) -> Dict[str, Any]:
     torch.set_num_threads(bench["num_threads"])
     check_settings(bench)
     ev = bench["eval"]
-    stages = agent_runs(bench)
+    if bench["launcher"] == "ray":
+        with job_pool(bench, 1) as submit:
+            stages = agent_runs(bench, submit)
+    else:
+        stages = agent_runs(bench)
     envs = build_envs([stage.run for stage in stages])
     ref = envs[0]["factory"].base
     base_z, base_idx, direction = _bases(ev, envs)

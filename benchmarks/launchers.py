@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import threading
 from concurrent.futures import Future
 from pathlib import Path
@@ -62,6 +63,20 @@ def _in_job(cwd: str, num_cpus: float, fn: Callable[..., Any], *args: Any) -> An
     return fn(*args)
 
 
+def _check_address(address: str, timeout_s: float = 5.0) -> None:
+    """Fail at once when nothing answers at a ``host:port`` address (Ray itself retries for minutes)."""
+    if address == "auto" or address.startswith(("ray://", "local")):
+        return  # found (or refused at once) by Ray itself
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"ray.address={address!r} invalid: expected 'auto' or host:port of `ray start --head`")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        raise UserError(f"ray.address={address!r} invalid: nothing answers there ({err.strerror or err}); "
+                        "start a cluster with `ray start --head` or set ray.address=null for a local Ray") from None
+
+
 def _check_resources(ray, resources: Dict[str, Dict[str, float]]) -> None:
     """Fail before any work when a job asks for more than one node of the cluster has (it would wait forever)."""
     nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
@@ -104,6 +119,8 @@ def ray_pool(options: Dict[str, Any], resources: Dict[str, Dict[str, float]]) ->
     """``submit(kind, fn, *args)`` as Ray tasks; on an error or an interruption every task still running is
     cancelled (its process killed) before it propagates. A Ray started here is shut down at the end."""
     ray = _import_ray()
+    if options["address"]:
+        _check_address(options["address"])
     started = not ray.is_initialized()
     if started:
         path = os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)

@@ -6,7 +6,6 @@ grid's ``seed_<s>/`` figures equal those of the same command with ``seeds=[s]``,
 ``launcher: local`` runs the seeds one after another; ``launcher: ray`` queues every job of every seed at once.
 """
 import copy
-import statistics
 import time
 from pathlib import Path
 from typing import Any, Dict, List
@@ -14,6 +13,7 @@ from typing import Any, Dict, List
 from benchmarks.mnist_task import check_bench, evaluate, train_stages
 from benchmarks.mnist_task_report import write_mnist_task_report
 from benchmarks.report import markdown_table, write_summary, write_table
+from evaluation.transform import mean_std
 from utils.errors import UserError
 from utils.io import atomic_write_text
 
@@ -70,10 +70,6 @@ def run_mnist_task(bench: Dict[str, Any], out_dir: Path) -> None:
         write_grid_report(bench, summaries, out_dir, wall_s=time.time() - start)
 
 
-def _mean_std(values: List[float]) -> tuple:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 def grid_rows(summaries: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """One row per (task set, input): judged and reward-classifier accuracy, mean ± std over the seeds, and
     each seed's judged accuracy."""
@@ -82,7 +78,7 @@ def grid_rows(summaries: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         for setting in per_set:
             judged = [s["task_sets"][spec][setting]["judge_acc"] for s in summaries]
             reward = [s["task_sets"][spec][setting]["reward_acc"] for s in summaries]
-            (jm, js), (rm, _) = _mean_std(judged), _mean_std(reward)
+            (jm, js), (rm, _) = mean_std(judged), mean_std(reward)
             rows.append({"task_set": spec, "input": setting, "seeds": len(summaries), "judge_acc_mean": jm,
                          "judge_acc_std": js, "reward_classifier_acc_mean": rm, "gap_mean": rm - jm,
                          **{f"judge_acc_seed{s['seed']}": v for s, v in zip(summaries, judged)}})
@@ -101,7 +97,7 @@ def write_grid_report(bench: Dict[str, Any], summaries: List[Dict[str, Any]], ou
     atomic_write_text(out_dir / "report.md", "\n".join([
         "# Experiment B over seeds", "",
         f"Seeds {bench['seeds']} (each seeds its agents and its evaluation draws; the fit stages are shared), "
-        f"launcher {bench['launcher']}, whole grid {wall_s / 60:.1f} min. Mean ± std (sample std) over the seeds; "
+        f"launcher {bench['launcher']}, whole grid {wall_s / 60:.1f} min. Mean ± std (population std, as everywhere in the suite) over the seeds; "
         "each seed's full report is in `seed_<s>/report.md`.", "",
         markdown_table(rows, ["task_set", "input", "seeds", "judge_acc_mean", "judge_acc_std",
                               "reward_classifier_acc_mean", "gap_mean", *per_seed]), "",

@@ -63,20 +63,13 @@ def run_compare_interfacegan(bench: dict, out_dir: Path) -> None:
 
 
 def run_transformations(bench: dict, out_dir: Path) -> None:
-    from benchmarks.transformations import (
-        check_bench,
-        evaluate,
-        run_folders,
-        stage_walls,
-        train_stages,
-    )
+    from benchmarks.transformations import check_bench, run_folders, stage_walls, train_and_evaluate
     from benchmarks.transformations_report import write_transformations_report
 
     start = time.time()
     check_bench(bench)
-    stages = train_stages(bench)
+    stages, results = train_and_evaluate(bench, out_dir)
     runs = run_folders(stages)
-    results = evaluate(bench, runs, out_dir)
     write_transformations_report(bench, runs, results, out_dir, wall_s=time.time() - start,
                                  stage_wall_s=stage_walls(stages))
 

@@ -13,7 +13,8 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple
+from concurrent.futures import Future
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from configs import load_config
 from configs.schema import RLConfig, saved_config_defaults
@@ -183,8 +184,25 @@ def stage_run(bench: Dict[str, Any], stage: str, config: str, values: Mapping[st
               given: Optional[str] = None) -> Stage:
     """A :class:`Stage` for ``stage``: the configured run, a matching earlier run, or a fresh training
     (``rl``: an ``rl.train`` config, else a ``lightning_modules.fit`` one)."""
+    return stage_job(bench, None, stage, config, values, rl=rl, given=given)()
+
+
+def trained(submit: Optional[Callable[..., Future]], kind: str, cfg: Dict[str, Any], rl: bool) -> Callable[[], Stage]:
+    """Train the stage ``cfg`` describes: here and now (``submit`` None), or as a ``kind`` job of a launcher
+    (``submit`` of :func:`benchmarks.launchers.job_pool`). Returns a function that waits for its :class:`Stage`."""
+    if submit is None:
+        stage = Stage(*train_stage(cfg, rl=rl))
+        return lambda: stage
+    future = submit(kind, train_stage, cfg, rl)
+    return lambda: Stage(*future.result())
+
+
+def stage_job(bench: Dict[str, Any], submit: Optional[Callable[..., Future]], stage: str, config: str,
+              values: Mapping[str, Any], rl: bool = False, given: Optional[str] = None) -> Callable[[], Stage]:
+    """:func:`stage_run` on a launcher: a given or matching run needs no job; a stage to train is a job of kind
+    ``stage`` (see :func:`trained`). Returns a function that waits for the :class:`Stage`."""
     run, cfg = resolve_stage(bench, stage, config, values, rl=rl, given=given)
     if run is not None:
-        return Stage(run)
-    log.warning("stage %s: training (%s)", stage, config)
-    return Stage(*train_stage(cfg, rl=rl))
+        return lambda: Stage(run)
+    log.warning("stage %s: training (%s%s)", stage, config, "" if submit is None else ", as a job")
+    return trained(submit, stage, cfg, rl)

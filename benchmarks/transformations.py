@@ -7,12 +7,13 @@ realism by an independent discriminator (another seed and width) that no method 
 """
 import logging
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import torch
 
 from benchmarks.mnist_task import check_test_root, test_digits
-from benchmarks.stages import Stage, check_stages, stage_run
+from benchmarks.launchers import Submit, job_pool
+from benchmarks.stages import Stage, check_stages, stage_job
 from configs.schema import TransformRewards
 from datamodules.mnist import MNISTDataModule
 from datamodules.mnist_pairs import RAND_HIGH, GoalSampler
@@ -58,18 +59,32 @@ def _learned_values(bench: Dict[str, Any], runs: Dict[str, Stage]) -> Dict[str, 
                               "module.rewards": rewards, "data.goal_class": goal, "module.init_autoencoder": ae}}
 
 
-def train_stages(bench: Dict[str, Any]) -> Dict[str, Any]:
-    """:class:`Stage` of every stage (``transform_pg`` / ``transform_rnn``: seed -> Stage), training what is missing."""
-    runs: Dict[str, Any] = {"autoencoder": stage_run(bench, "autoencoder", "autoencoder", {})}
-    runs["discriminator"] = stage_run(bench, "discriminator", "realism_discriminator", {})
-    runs["judge_discriminator"] = stage_run(bench, "judge_discriminator", "realism_discriminator", {})
+def train_stages(bench: Dict[str, Any], submit: Optional[Submit] = None) -> Dict[str, Any]:
+    """:class:`Stage` of every stage (``transform_pg`` / ``transform_rnn``: seed -> Stage), training what is missing:
+    here, one after another (``submit`` None), or as jobs of a launcher (``launcher: ray``): the three fit
+    stages at once, then every seed of both learned methods at once."""
+    fits = {stage: stage_job(bench, submit, stage, config, {}) for stage, config in
+            (("autoencoder", "autoencoder"), ("discriminator", "realism_discriminator"),
+             ("judge_discriminator", "realism_discriminator"))}
+    runs: Dict[str, Any] = {stage: wait() for stage, wait in fits.items()}
     values = _learned_values(bench, runs)
+    learned = {}
     for stage in LEARNED:
         given = bench["stages"][stage] * (len(bench["seeds"]) if bench["stages"][stage] == ["auto"] else 1)
-        runs[stage] = {seed: stage_run(bench, stage, stage, {"seed": seed, **values[stage]},
-                                       rl=stage == "transform_pg", given=entry)
-                       for seed, entry in zip(bench["seeds"], given)}
-    return runs
+        learned[stage] = {seed: stage_job(bench, submit, stage, stage, {"seed": seed, **values[stage]},
+                                          rl=stage == "transform_pg", given=entry)
+                          for seed, entry in zip(bench["seeds"], given)}
+    return {**runs, **{stage: {seed: wait() for seed, wait in waits.items()} for stage, waits in learned.items()}}
+
+
+def train_and_evaluate(bench: Dict[str, Any], out_dir: Path) -> tuple:
+    """``(stages, results)``: :func:`train_stages`, then :func:`evaluate` (under ``launcher: ray``, an ``eval`` job)."""
+    if bench["launcher"] != "ray":
+        stages = train_stages(bench)
+        return stages, evaluate(bench, run_folders(stages), out_dir)
+    with job_pool(bench, 1) as submit:
+        stages = train_stages(bench, submit)
+        return stages, submit("eval", evaluate, bench, run_folders(stages), out_dir).result()
 
 
 def stage_walls(stages: Dict[str, Any]) -> Dict[str, float]:

@@ -93,9 +93,9 @@ class LauncherConfig:
     """Where the stage jobs of a benchmark run."""
 
     launcher: Literal["local", "ray"] = "local"
-    """'local': this machine's worker processes; 'ray' (install the ``[ray]`` extra): every fit stage, agent and
-    evaluation is a Ray task with ``resources.<kind>``, queued as soon as its inputs exist (``schedule`` does not
-    apply), and a ``seeds`` grid is queued at once."""
+    """'local': this machine (this process and its worker processes); 'ray' (install the ``[ray]`` extra): every
+    stage to train and every evaluation job is a Ray task with ``resources.<kind>``, queued as soon as its inputs
+    exist, every seed at once (experiment B's ``schedule`` does not apply)."""
     ray: RayOptions = field(default_factory=RayOptions)
 
 
@@ -201,7 +201,15 @@ class CompareEval:
 
 
 @dataclass
-class BenchInterfaceGANConfig(BenchRunsConfig):
+class InterfaceGANResources:
+    """The Ray resources of each agent seed's training job (``rl.train`` sets its own ``num_threads``). The
+    judging runs in the benchmark's own process under both launchers."""
+
+    agent: JobResources = field(default_factory=JobResources)
+
+
+@dataclass
+class BenchInterfaceGANConfig(LauncherConfig, BenchRunsConfig):
     """``benchmarks/run.py --compare interfacegan``: the RL policy vs InterfaceGAN under independent judges."""
 
     name: str = "interfacegan"
@@ -215,6 +223,7 @@ class BenchInterfaceGANConfig(BenchRunsConfig):
     models: CompareModels = field(default_factory=CompareModels)
     interfacegan: CompareInterfaceGAN = field(default_factory=CompareInterfaceGAN)
     eval: CompareEval = field(default_factory=CompareEval)
+    resources: InterfaceGANResources = field(default_factory=InterfaceGANResources)
 
 
 @dataclass
@@ -238,7 +247,22 @@ class TransformationsEval:
 
 
 @dataclass
-class BenchTransformationsConfig(BenchRunsConfig):
+class TransformationsResources:
+    """Per stage, and for the evaluation, its Ray resources. A job runs one torch thread per whole CPU it holds,
+    except where its config sets ``num_threads`` (both learned methods and the discriminators set 1). The
+    autoencoder sets none and trains on torch's default locally (one thread per core): its 2 CPUs match a local
+    run on a 2-core machine; give it the core count of the machine whose figures you want to match."""
+
+    autoencoder: JobResources = field(default_factory=lambda: JobResources(num_cpus=2.0))
+    discriminator: JobResources = field(default_factory=JobResources)
+    judge_discriminator: JobResources = field(default_factory=JobResources)
+    transform_pg: JobResources = field(default_factory=JobResources)
+    transform_rnn: JobResources = field(default_factory=JobResources)
+    eval: JobResources = field(default_factory=JobResources)
+
+
+@dataclass
+class BenchTransformationsConfig(LauncherConfig, BenchRunsConfig):
     """``benchmarks/run.py --experiment transformations`` (experiment C)."""
 
     name: str = "transformations"
@@ -253,3 +277,4 @@ class BenchTransformationsConfig(BenchRunsConfig):
     objective: TransformRewards = field(default_factory=lambda: TransformRewards())
     """The rewards every method is trained and scored with (``env.rewards`` / ``module.rewards`` of the stages)."""
     eval: TransformationsEval = field(default_factory=TransformationsEval)
+    resources: TransformationsResources = field(default_factory=TransformationsResources)

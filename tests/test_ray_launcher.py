@@ -66,6 +66,7 @@ def test_ray_seed_grid_equals_local_runs_of_each_seed(mnist_stage_runs, local_gr
     row = top["rows"][0]
     per_seed = [row["judge_acc_seed0"], row["judge_acc_seed1"]]
     assert row["judge_acc_mean"] == pytest.approx(sum(per_seed) / 2)
+    assert row["judge_acc_std"] == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2)  # population std, as elsewhere
     agents = sorted((tmp_path / "runs" / "mnist_task").glob("*/config.yaml"))
     assert len(agents) == 2  # one agent per seed, trained with that seed
     assert "Experiment B over seeds" in (grid / "report.md").read_text()
@@ -156,3 +157,91 @@ def test_sigterm_under_ray_stops_the_benchmark_with_one_line_and_no_leftovers(mn
     assert proc.returncode == 143, err[-3000:]
     assert err.strip().splitlines()[-1].startswith("interrupted by SIGTERM") and "Traceback" not in err
     assert not list((tmp_path / "results").glob("*")) and out == ""
+
+
+# ---- the other benchmarks on Ray: experiment C's stages and experiment A's agent seeds ----------------------
+from tests.test_transform_cli import pg_overrides, rnn_overrides, stage_runs  # noqa: E402,F401 (a fixture)
+
+
+def transformations_args(runs: dict, tmp: Path, *extra: str) -> list:
+    listed = lambda items: "[" + ",".join(f"'{o}'" for o in items) + "]"  # noqa: E731
+    pg = [*pg_overrides(runs, False), "env.source=idx", f"env.root={runs['idx']}"]
+    rnn = [*rnn_overrides(runs, False), "data.source=idx", f"data.root={runs['idx']}"]
+    return ["--experiment", "transformations", "seeds=[0,1]", "objective.steps=2",
+            f"stages.autoencoder={runs['autoencoder']}", f"stages.discriminator={runs['discriminator']}",
+            f"stages.judge_discriminator={runs['discriminator']}", f"overrides.transform_pg={listed(pg)}",
+            f"overrides.transform_rnn={listed(rnn)}", f"runs_dir={tmp / 'runs'}", f"results_dir={tmp / 'results'}",
+            f"eval.test_root={runs['idx']}", "eval.max_digits=12", "eval.strip_pairs=2", *extra]
+
+
+def scores(summary_file: Path) -> list:
+    rows = json.loads(summary_file.read_text())["rows"]
+    return [{k: v for k, v in row.items() if "wall" not in k} for row in rows]
+
+
+def test_transformations_on_ray_trains_every_seed_as_a_job_to_the_local_figures(stage_runs, tmp_path, capsys,
+                                                                                 local_ray, caplog):
+    local = run_bench(transformations_args(stage_runs, tmp_path / "local"), capsys)
+    assert bench_main(transformations_args(stage_runs, tmp_path / "ray", "launcher=ray")) == 0
+    ray_run = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    for method in ("transform_pg", "transform_rnn"):  # trained by Ray, not here
+        assert caplog.text.count(f"stage {method}: training ({method}, as a job)") == 2
+    assert scores(ray_run / "summary.json") == scores(local / "summary.json")
+    learned = [row for row in scores(local / "summary.json") if row["seed"] is not None]
+    assert len(learned) == 4 and learned[0] != learned[1]  # 2 methods × 2 seeds, and the seed matters
+    for method in ("transform_pg", "transform_rnn"):
+        assert len(list((tmp_path / "ray" / "runs" / method).glob("*/config.yaml"))) == 2
+    assert (ray_run / "strip_transform_pg.png").is_file()  # written by the evaluation job
+
+
+def weights(run: Path) -> dict:
+    import torch
+
+    state = torch.load(run / "policy.pt", weights_only=False)["state_dict"]
+    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+@pytest.mark.slow
+def test_interfacegan_agent_seeds_train_as_ray_jobs_to_the_local_policies(tmp_path, local_ray, caplog):
+    from tests.test_compare_interfacegan import HAS_FACE_WORLD, TINY_AGENT, _checkpoint, bench
+
+    if not HAS_FACE_WORLD:
+        pytest.skip("offline face packages missing")
+    from benchmarks.interfacegan import agent_runs
+    from benchmarks.launchers import job_pool
+    from lightning_modules.face_attributes import AgeRegressorModule
+
+    import torch
+
+    torch.manual_seed(0)
+    age = _checkpoint(AgeRegressorModule(backbone="small", input_size=32), tmp_path / "age.ckpt")
+    tiny = "agent_overrides=[" + ",".join(f"'{o}'" for o in TINY_AGENT) + "]"
+    runs = {}
+    for launcher in ("local", "ray"):
+        cfg = bench(f"runs_dir={tmp_path / launcher}", f"models.age_checkpoint={age}", "agent_seeds=[0,1]", tiny,
+                    f"launcher={launcher}")
+        if launcher == "ray":
+            with job_pool(cfg, 1) as submit:
+                runs[launcher] = agent_runs(cfg, submit)
+        else:
+            runs[launcher] = agent_runs(cfg)
+    assert caplog.text.count("training one (as a job)") == 2
+    for here, there in zip(runs["local"], runs["ray"]):
+        assert here.wall_s is not None and there.wall_s is not None  # both trained, not reused
+        mine, theirs = (weights(s.run) for s in (here, there))
+        assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+    first, second = (weights(s.run) for s in runs["ray"])
+    assert any(not torch.equal(v, second[k]) for k, v in first.items())  # the seed matters
+
+
+@pytest.mark.parametrize(("address", "expected"), [("127.0.0.1:1", "nothing answers there"),
+                                                    ("no-port", "expected 'auto' or host:port")])
+def test_a_ray_address_nothing_answers_at_fails_at_once_with_one_line(address, expected):
+    from benchmarks.launchers import ray_pool
+    from utils.errors import UserError
+
+    start = time.time()
+    with pytest.raises(UserError, match=f"ray.address='{address}' invalid: {expected}"):
+        with ray_pool({"address": address, "num_cpus": None}, {}):
+            pass
+    assert time.time() - start < 30  # Ray's own retries take minutes
