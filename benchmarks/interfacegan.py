@@ -19,6 +19,7 @@ from benchmarks.interfacegan_judging import (
     DIRECTIONS,
     build_judges,
     cached,
+    export_judged,
     judge_trajectories,
     per_direction,
     score_images,
@@ -38,7 +39,7 @@ from rl.builders import get_env_builder
 from rl.builders.face_age import PACKAGED
 from rl.envs.face_age import typical_set
 from utils.errors import MissingFileError, UserError
-from utils.runs import finished_run, resolve_checkpoint, run_info
+from utils.runs import check_output_file, finished_run, resolve_checkpoint, run_info
 
 log = logging.getLogger(__name__)
 # --quick: a ~2-minute smoke run (few bases, a tiny agent, a small boundary sample); later overrides win
@@ -62,6 +63,8 @@ def check_settings(bench: Dict[str, Any]) -> None:
             raise UserError(f"{key}={value} invalid: expected an int >= 1")
     if not ig["extents"] or min(ig["extents"]) <= 0:
         raise UserError(f"interfacegan.extents={ig['extents']} invalid: expected positive distances")
+    if ev["export"] is not None:
+        check_output_file(ev["export"], "eval.export")
     seeds = bench["agent_seeds"]
     if not bench["agent_runs"] and (not seeds or len(set(seeds)) != len(seeds)):
         raise UserError(f"agent_seeds={seeds} invalid: expected distinct seeds (or agent_runs=[run folders])")
@@ -242,7 +245,8 @@ def compare(bench: Dict[str, Any]) -> Dict[str, Any]:
     fns["reward_age"] = age_model
     steps, extents = ref.mdp.episode_len, bench["interfacegan"]["extents"]
     trajectories = _trajectories(envs, boundaries, base_z, base_idx, direction, extents, steps)
-    base = {k: v[base_idx] for k, v in score_images(generator, fns, base_z, ev["batch_size"]).items()}
+    base_scores = score_images(generator, fns, base_z, ev["batch_size"], "judging the bases")
+    base = {k: v[base_idx] for k, v in base_scores.items()}
     env_info = {"bucket_width": ref.mdp.bucket_width, "age_min": ref.mdp.age_min, "age_max": ref.mdp.age_max}
     cache_dir = Path(bench["runs_dir"]) / "judge_cache" if ev["cache"] else None
     tag = json.dumps({"judges": roles, "scores": sorted(fns), "env": envs[0]["cfg"]["env"]}, sort_keys=True)
@@ -250,10 +254,13 @@ def compare(bench: Dict[str, Any]) -> Dict[str, Any]:
     for name, (z, valid) in trajectories.items():
         start = time.time()
         traj = cached(cache_dir, tag, z, valid,
-                      lambda: judge_trajectories(generator, fns, z, valid, ev["batch_size"]))  # noqa: B023
+                      lambda: judge_trajectories(generator, fns, z, valid, ev["batch_size"],  # noqa: B023
+                                                 progress=f"judging {name}"))  # noqa: B023
         outside = ~typical_set(z.reshape(-1, z.shape[2]), ref.epsilon).reshape(valid.shape)
         methods[name] = per_direction(base, traj, valid, outside, direction, env_info, ev["flip_threshold"])
         log.warning("%s judged in %.0f s: %s", name, time.time() - start, methods[name]["all"])
+    if ev["export"] is not None:
+        export_judged(ev["export"], generator, base_z, base_idx, direction, trajectories, ev["batch_size"])
     floor = None
     if ev["noise_floor"]:
         floor = {"step": min(extents) / steps, "steps": steps}

@@ -3,9 +3,11 @@ the scores, and turn them into one method's figures (identity cosine, gender fli
 import hashlib
 import logging
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
+import tqdm
 
 from evaluation.face_metrics import (
     age_change,
@@ -15,22 +17,24 @@ from evaluation.face_metrics import (
     identity_cosines,
 )
 from evaluation.judges import build_judge, facenet_weights_candidates
-from utils.io import atomic_torch_save
+from utils.io import atomic_torch_save, atomic_write_npz
 
 log = logging.getLogger(__name__)
 DIRECTIONS = {"older": 0, "younger": 1}  # the env's direction codes (0 ascending, 1 descending)
 
 
 @torch.inference_mode()
-def score_images(generator: Callable, fns: Dict[str, Callable], z_ML: torch.Tensor, batch_size: int
-                 ) -> Dict[str, torch.Tensor]:
-    """Generate M images in batches and score each batch with every function.
+def score_images(generator: Callable, fns: Dict[str, Callable], z_ML: torch.Tensor, batch_size: int,
+                 progress: Optional[str] = None) -> Dict[str, torch.Tensor]:
+    """Generate M images in batches and score each batch with every function (``progress``: a progress bar's
+    title, on stderr; None: no bar).
 
     A function returns a tensor (M or M×F) or a dict of them (e.g. ``AgeGenderJudge.predict``);
     returns name -> float32 CPU tensor with M rows (dict outputs keep their own keys).
     """
     parts: Dict[str, List[torch.Tensor]] = {}
-    for chunk in z_ML.split(batch_size):
+    chunks = z_ML.split(batch_size)
+    for chunk in tqdm.tqdm(chunks, desc=progress, unit="batch", disable=progress is None, dynamic_ncols=True):
         images = generator(chunk)
         for name, fn in fns.items():
             res = fn(images)
@@ -55,9 +59,9 @@ def build_judges(ev: Dict[str, Any]) -> Tuple[Dict[str, Callable], Dict[str, str
 
 
 def judge_trajectories(generator, fns: Dict[str, Callable], z_NTL: torch.Tensor, valid_NT: torch.Tensor,
-                       batch_size: int) -> Dict[str, torch.Tensor]:
+                       batch_size: int, progress: Optional[str] = None) -> Dict[str, torch.Tensor]:
     """name -> N×T(×F) scores of the valid steps; after an episode ends its last scores are repeated."""
-    flat = score_images(generator, fns, z_NTL[valid_NT], batch_size)
+    flat = score_images(generator, fns, z_NTL[valid_NT], batch_size, progress)
     out = {}
     for key, value in flat.items():
         full = torch.zeros(*valid_NT.shape, *value.shape[1:])
@@ -106,7 +110,56 @@ def method_metrics(base: Dict[str, torch.Tensor], traj: Dict[str, torch.Tensor],
         out[f"buckets_{tag}"] = buckets_covered(base[key], traj[key], direction_N, mdp["bucket_width"],
                                                 mdp["age_min"], mdp["age_max"]).float().mean().item()
     out["typical_violations"] = outside_NT.any(1).float().mean().item()
+    out.update(age_agreement(base, traj, valid_NT, direction_N))
     return out
+
+
+def _pearson(x: torch.Tensor, y: torch.Tensor) -> float:
+    x, y = x.double() - x.double().mean(), y.double() - y.double().mean()
+    denom = (x.square().sum() * y.square().sum()).sqrt()
+    return float((x * y).sum() / denom) if denom > 0 else float("nan")
+
+
+def age_agreement(base: Dict[str, torch.Tensor], traj: Dict[str, torch.Tensor], valid_NT: torch.Tensor,
+                  direction_N: torch.Tensor) -> Dict[str, float]:
+    """How far the reward's age model and the independent age judge agree on this method's faces: Pearson r of
+    their ages over the base images and every step taken (``age_corr_images``), and of their age changes over the
+    trajectories (``age_corr_changes``; the edit the reward saw against the edit the judge saw)."""
+    images = (torch.cat([base["reward_age"], traj["reward_age"][valid_NT]]),
+              torch.cat([base["age"], traj["age"][valid_NT]]))
+    changes = (age_change(base["reward_age"], traj["reward_age"], direction_N),
+               age_change(base["age"], traj["age"], direction_N))
+    return {"age_corr_images": _pearson(*images), "age_corr_changes": _pearson(*changes)}
+
+
+@torch.inference_mode()
+def export_judged(path: Path, generator: Callable, base_z_BL: torch.Tensor, base_idx_N: torch.Tensor,
+                  direction_N: torch.Tensor, trajectories: Dict[str, Tuple[torch.Tensor, torch.Tensor]],
+                  batch_size: int) -> int:
+    """Write every judged image to one .npz for outside judges; returns the number of images.
+
+    Arrays, one row per image: ``images`` (float32 in [-1, 1], as the generator makes them), ``base_index`` (the
+    row of its base image; -1 for a base), ``method`` (``base`` or the method's name), ``step`` (0 for a base,
+    else 1..T) and ``direction`` (``older`` / ``younger``; empty for a base). Only the steps an episode took.
+    """
+    names = {code: name for name, code in DIRECTIONS.items()}
+    z, base_index, method, step, direction = [base_z_BL], [torch.full((len(base_z_BL),), -1)], [], [], []
+    method += ["base"] * len(base_z_BL)
+    step.append(torch.zeros(len(base_z_BL), dtype=torch.long))
+    direction += [""] * len(base_z_BL)
+    for name, (z_NTL, valid_NT) in trajectories.items():
+        rows, steps = valid_NT.nonzero(as_tuple=True)
+        z.append(z_NTL[rows, steps])
+        base_index.append(base_idx_N[rows])
+        step.append(steps + 1)
+        method += [name] * len(rows)
+        direction += [names[int(d)] for d in direction_N[rows]]
+    images = torch.cat([generator(chunk).float().cpu() for chunk in torch.cat(z).split(batch_size)])
+    atomic_write_npz(Path(path), {"images": images.numpy(), "base_index": torch.cat(base_index).numpy(),
+                                  "method": np.array(method), "step": torch.cat(step).numpy(),
+                                  "direction": np.array(direction)})
+    log.warning("exported %d judged images to %s", len(images), path)
+    return len(images)
 
 
 def per_direction(base, traj, valid_NT, outside_NT, direction_N, mdp, threshold) -> Dict[str, Dict[str, float]]:

@@ -147,6 +147,12 @@ def _report_text(bench, results, aggregate, verdict, grids, wall_s) -> str:
         "## Verdict (RL mean over seeds vs each baseline, all directions)", "", *_verdict_lines(verdict), "",
         *([f"facenet identity cosines: see table.csv ({', '.join(extra_id)})", ""] if extra_id else []),
         "## Per direction", "", markdown_table(per_dir, list(per_dir[0]) if per_dir else ["method"]), "",
+        "## Age signal: the reward's age model against the age judge", "",
+        "Pearson r over each method's base images and steps taken (ages), and over its trajectories (age changes): "
+        "an edit the reward model sees is an edit the judge sees only where r is high.", "",
+        markdown_table([{"method": n, "r ages": m["all"]["age_corr_images"],
+                         "r age changes": m["all"]["age_corr_changes"]} for n, m in results["methods"].items()],
+                       ["method", "r ages", "r age changes"]), "",
         "## InterfaceGAN boundaries", "",
         f"{b['samples']} latents scored by the in-suite models; age boundary val. accuracy "
         f"{b['age']['val_acc']:.3f} (train {b['age']['train_acc']:.3f}), gender boundary val. accuracy "

@@ -195,6 +195,9 @@ class CompareEval:
     grid_bases: Count = 6
     """Base faces per PNG grid (one grid per direction)."""
     batch_size: int = 128
+    export: Optional[str] = None
+    """A .npz path: every judged image (``images`` N×3×64×64 in [-1, 1]) with ``base_index``, ``method``, ``step``
+    and ``direction`` per row, for judges outside the suite (about 0.9 GB at the default 300 bases)."""
     cache: bool = True
     """Keep judged scores in ``<runs_dir>/judge_cache`` (keyed by the latents and judges): a rerun with more
     agent seeds judges only the new trajectories. Delete the folder after changing a judge."""

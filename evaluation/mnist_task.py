@@ -18,7 +18,7 @@ from torchmetrics import MeanMetric
 
 from datamodules.mnist import add_pixel_noise
 from evaluation.metrics import TaskAccuracy
-from utils.io import atomic_write_bytes
+from utils.io import atomic_write_bytes, atomic_write_npz
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +101,7 @@ def export_npz(outputs: Dict[str, np.ndarray], path: Path, noisy: Optional[Dict[
               "labels": outputs["labels"].astype(np.int64), "task_ids": outputs["task_ids"].astype(np.int64)}
     if noisy is not None:
         arrays.update(noisy_images=noisy["images"].astype(np.float32), noisy_targets=noisy["targets"].astype(np.int64))
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(Path(path), buf.getvalue())
+    atomic_write_npz(Path(path), arrays)
 
 
 @torch.inference_mode()

@@ -190,6 +190,7 @@ def test_rl_aggregate_and_verdicts():
     ("interfacegan.extents=[3.0,-1.0]", r"interfacegan.extents\[1\]=-1.0 invalid: expected a number > 0"),
     ("agent_seeds=[1,1]", r"agent_seeds=\[1, 1\] invalid: expected distinct seeds"),
     ("agent_seeds=[]", r"agent_seeds=\[\] invalid"),
+    (f"eval.export={ROOT / 'README.md' / 'x.npz'}", "eval.export=.*x.npz' cannot be a folder: .*README.md' is a file"),
 ])
 def test_bad_settings_name_the_key(override, match):
     with pytest.raises(ValueError, match=match):
@@ -250,6 +251,7 @@ def test_quick_comparison_writes_every_file_and_reuses_the_agent(tmp_path, capsy
     overrides = [f"runs_dir={tmp_path / 'runs'}", f"results_dir={tmp_path / 'results'}", "eval.bases=2",
                  "eval.grid_bases=2", "interfacegan.samples=200", "interfacegan.ratio=0.1", "eval.batch_size=16",
                  f"models.age_checkpoint={age}", f"models.gender_checkpoint={gender}",
+                 f"eval.export={tmp_path / 'faces.npz'}",
                  "agent_overrides=[" + ",".join(f"'{o}'" for o in TINY_AGENT) + "]"]
     proc = subprocess.run([sys.executable, "benchmarks/run.py", "--compare", "interfacegan", "--quick", *overrides],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -266,6 +268,10 @@ def test_quick_comparison_writes_every_file_and_reuses_the_agent(tmp_path, capsy
     assert summary["roles"]["age_judge_independent"] and summary["roles"]["gender_boundary_scorer"] == str(gender)
     assert "agent_seed0" in summary["stage_wall_s"] and 0 <= summary["noise_floor"]["rate"] <= 1
     assert len(list((tmp_path / "runs" / "judge_cache").glob("*.pt"))) == 3  # one per method
+    faces = np.load(tmp_path / "faces.npz")
+    assert set(faces["method"]) == {"base", *summary["methods"]} and (faces["base_index"] == -1).sum() == 2
+    assert faces["images"].shape[1:] == (3, 64, 64) and len(faces["images"]) == 2 + 4 * 3 * 2 + 4 * rl["steps"]
+    assert "## Age signal" in (out / "report.md").read_text()
     report = (out / "report.md").read_text()
     assert "paper: RL (PGAN, VGG-Face) | 0.919" in report and "## Verdict" in report
     # the same settings again: the agent run is found, not retrained

@@ -6,7 +6,7 @@ mode an ordinary ``open()`` would give it (``0o666`` minus the umask), not the `
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Dict
 
 import torch
 
@@ -44,6 +44,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     """UTF-8 text through :func:`atomic_write_bytes`."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_npz(path: Path, arrays: Dict[str, Any]) -> None:
+    """``numpy.savez`` of ``arrays`` (name -> array) to ``path`` atomically, streamed to the file."""
+    import numpy as np
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:  # a file object: savez would append ".npz" to a temp name
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+    _atomic(path, write)
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
