@@ -142,22 +142,21 @@ def export_judged(path: Path, generator: Callable, base_z_BL: torch.Tensor, base
     row of its base image; -1 for a base), ``method`` (``base`` or the method's name), ``step`` (0 for a base,
     else 1..T) and ``direction`` (``older`` / ``younger``; empty for a base). Only the steps an episode took.
     """
-    names = {code: name for name, code in DIRECTIONS.items()}
-    z, base_index, method, step, direction = [base_z_BL], [torch.full((len(base_z_BL),), -1)], [], [], []
-    method += ["base"] * len(base_z_BL)
-    step.append(torch.zeros(len(base_z_BL), dtype=torch.long))
-    direction += [""] * len(base_z_BL)
+    labels = np.array([""] + sorted(DIRECTIONS, key=DIRECTIONS.get))  # "" for a base, then by direction code
+    n_base = len(base_z_BL)
+    z, base_index, code = [base_z_BL], [torch.full((n_base,), -1)], [torch.full((n_base,), -1)]
+    step, method = [torch.zeros(n_base, dtype=torch.long)], [np.full(n_base, "base", dtype=object)]
     for name, (z_NTL, valid_NT) in trajectories.items():
         rows, steps = valid_NT.nonzero(as_tuple=True)
         z.append(z_NTL[rows, steps])
         base_index.append(base_idx_N[rows])
         step.append(steps + 1)
-        method += [name] * len(rows)
-        direction += [names[int(d)] for d in direction_N[rows]]
+        code.append(direction_N[rows])
+        method.append(np.full(len(rows), name, dtype=object))
     images = torch.cat([generator(chunk).float().cpu() for chunk in torch.cat(z).split(batch_size)])
     atomic_write_npz(Path(path), {"images": images.numpy(), "base_index": torch.cat(base_index).numpy(),
-                                  "method": np.array(method), "step": torch.cat(step).numpy(),
-                                  "direction": np.array(direction)})
+                                  "method": np.concatenate(method).astype(str), "step": torch.cat(step).numpy(),
+                                  "direction": labels[torch.cat(code).numpy() + 1]})
     log.warning("exported %d judged images to %s", len(images), path)
     return len(images)
 
