@@ -23,6 +23,7 @@ from benchmarks.interfacegan_judging import (
     judge_trajectories,
     per_direction,
     score_images,
+    scored_trajectories,
 )
 from benchmarks.launchers import Submit, job_pool
 from benchmarks.stages import Stage, given_run, matching_run, trained
@@ -30,7 +31,7 @@ from configs import load_config
 from configs.schema import RLConfig
 from evaluation.face_age import rollout
 from evaluation.face_metrics import flip_noise_floor
-from evaluation.interfacegan import linear_interpolate, project_boundary, train_boundary
+from evaluation.interfacegan import project_boundary, train_boundary
 from evaluation.judges import build_judge
 from lightning_modules.checkpoints import load_module
 from rl import train as rl_cli
@@ -43,7 +44,8 @@ from utils.runs import check_output_file, finished_run, resolve_checkpoint, run_
 
 log = logging.getLogger(__name__)
 # --quick: a ~2-minute smoke run (few bases, a tiny agent, a small boundary sample); later overrides win
-QUICK = ["eval.bases=4", "eval.grid_bases=4", "interfacegan.samples=1000", "interfacegan.ratio=0.05",
+QUICK = ["eval.bases=4", "eval.grid_bases=4", "eval.bootstrap=100", "interfacegan.samples=1000",
+         "interfacegan.ratio=0.05", "interfacegan.extents=[1.5,3]",
          "agent_seeds=[0]", "agent_overrides=[train.show_progress=false,train.total_steps=512,train.epochs=1,"
          "train.num_envs=8,train.test_envs=4,train.collect_steps=256,train.batch_size=64,train.repeat=2,"
          "env.train_pool=1000,env.boundary_samples=500,env.boundary_ratio=0.05,env.calibration_samples=64]"]
@@ -157,15 +159,28 @@ def interfacegan_boundaries(bench: Dict[str, Any], generator, age_model: Callabl
     return {"plain": age_b, "conditional": conditional}, stats
 
 
+def interfacegan_ladder(base_z_NL: torch.Tensor, direction_N: torch.Tensor, boundary_L, extents: List[float],
+                       steps: int) -> Tuple[torch.Tensor, Dict[float, List[int]]]:
+    """Every distinct step of the traversals of all ``extents`` along one boundary, for judging once.
+
+    Extent e's step k lies ``e·k/steps`` boundary units from the base along ±boundary (+ older); steps that
+    several extents share (1·4/10 = 2·2/10) are one column. Returns ``(z N×P×L, extent -> its columns, k = 1..steps)``.
+    """
+    distance = {(e, k): round(e * k / steps, 9) for e in extents for k in range(1, steps + 1)}
+    columns = sorted(set(distance.values()))
+    t_P = torch.tensor(columns, dtype=torch.float64)
+    sign_N = 1.0 - 2.0 * direction_N.double()
+    n = torch.as_tensor(boundary_L, dtype=torch.float64).flatten()
+    n = n / n.norm()
+    z = (base_z_NL.double()[:, None, :] + (sign_N[:, None] * t_P[None, :])[..., None] * n).float()
+    return z, {e: [columns.index(distance[(e, k)]) for k in range(1, steps + 1)] for e in extents}
+
+
 def interfacegan_trajectories(base_z_NL: torch.Tensor, direction_N: torch.Tensor, boundary_L, extent: float,
                               steps: int) -> torch.Tensor:
     """N×steps×L: each base moved ``extent·k/steps`` along ±boundary (+ older), k = 1..steps."""
-    out = torch.empty(len(base_z_NL), steps, base_z_NL.shape[1])
-    for d in direction_N.unique().tolist():
-        rows, sign = direction_N == d, 1.0 - 2.0 * d
-        out[rows] = torch.from_numpy(linear_interpolate(base_z_NL[rows], boundary_L, sign * extent / steps,
-                                                        sign * extent, steps, relative=True))
-    return out
+    z, columns = interfacegan_ladder(base_z_NL, direction_N, boundary_L, [extent], steps)
+    return z[:, columns[extent]]
 
 
 def rl_trajectories(env: Dict[str, Any], base_idx_N: torch.Tensor, direction_N: torch.Tensor):
@@ -213,16 +228,47 @@ def _k_hyp_cosines(envs: List[Dict[str, Any]], boundaries: Dict[str, Any]) -> Di
             for e in envs}
 
 
-def _trajectories(envs, boundaries, base_z, base_idx, direction, extents, steps) -> Dict[str, Tuple]:
+def _trajectories(envs, boundaries, base_z, base_idx, direction, extents, steps):
+    """(name -> (z N×T×L, valid N×T) of every method, kind -> (InterfaceGAN ladder, method name -> its columns))."""
     out: Dict[str, Tuple] = {}
     for env in envs:
         name = f"rl_seed{env['cfg']['seed']}"
         out[name if name not in out else f"{name}_{env['run'].name}"] = rl_trajectories(env, base_idx, direction)
-    for extent in extents:
-        for kind, boundary in boundaries.items():
-            z = interfacegan_trajectories(base_z[base_idx], direction, boundary, extent, steps)
-            out[f"interfacegan_{kind}_{extent:g}"] = (z, torch.ones(z.shape[:2], dtype=torch.bool))
-    return out
+    ladders = {}
+    for kind, boundary in boundaries.items():
+        z, columns = interfacegan_ladder(base_z[base_idx], direction, boundary, extents, steps)
+        ladders[kind] = (z, {f"interfacegan_{kind}_{e:g}": cols for e, cols in columns.items()})
+    for extent in extents:  # the table's order: extent, then kind
+        for kind, (z, names) in ladders.items():
+            name = f"interfacegan_{kind}_{extent:g}"
+            out[name] = (z[:, names[name]], torch.ones(len(z), steps, dtype=torch.bool))
+    return out, ladders
+
+
+def _judge_all(generator, fns, trajectories, ladders, batch_size, cache_dir, tag) -> Dict[str, Dict]:
+    """name -> judged scores (N×T(×F)): the RL episodes one by one, each InterfaceGAN ladder once."""
+    judged = {}
+    for name, (z, valid) in trajectories.items():
+        if name.startswith("rl_"):
+            judged[name] = cached(cache_dir, tag, z, valid,
+                                  lambda: judge_trajectories(generator, fns, z, valid, batch_size,  # noqa: B023
+                                                             progress=f"judging {name}"))  # noqa: B023
+    for kind, (z, names) in ladders.items():
+        valid = torch.ones(z.shape[:2], dtype=torch.bool)
+        full = cached(cache_dir, tag, z, valid,
+                      lambda: judge_trajectories(generator, fns, z, valid, batch_size,  # noqa: B023
+                                                 progress=f"judging interfacegan_{kind} "  # noqa: B023
+                                                          f"({z.shape[1]} distinct steps)"))  # noqa: B023
+        judged.update({name: {k: v[:, cols] for k, v in full.items()} for name, cols in names.items()})
+    return judged
+
+
+def _families(trajectories: Dict[str, Tuple], extents: List[float]) -> Dict[str, Dict[str, List[str]]]:
+    """The trade-off analysis's groups: editors (RL: every seed's method) and baseline curves (per boundary
+    kind, its methods in extent order)."""
+    extents = sorted(extents)
+    curves = {f"interfacegan_{kind}": [f"interfacegan_{kind}_{e:g}" for e in extents] for kind in ("plain", "conditional")}
+    return {"editors": {"rl": [n for n in trajectories if n.startswith("rl_")]}, "curves": curves}
 
 
 def compare(bench: Dict[str, Any]) -> Dict[str, Any]:
@@ -244,21 +290,21 @@ def compare(bench: Dict[str, Any]) -> Dict[str, Any]:
     fns, roles, age_gender = build_judges(ev)
     fns["reward_age"] = age_model
     steps, extents = ref.mdp.episode_len, bench["interfacegan"]["extents"]
-    trajectories = _trajectories(envs, boundaries, base_z, base_idx, direction, extents, steps)
+    trajectories, ladders = _trajectories(envs, boundaries, base_z, base_idx, direction, extents, steps)
     base_scores = score_images(generator, fns, base_z, ev["batch_size"], "judging the bases")
     base = {k: v[base_idx] for k, v in base_scores.items()}
     env_info = {"bucket_width": ref.mdp.bucket_width, "age_min": ref.mdp.age_min, "age_max": ref.mdp.age_max}
     cache_dir = Path(bench["runs_dir"]) / "judge_cache" if ev["cache"] else None
     tag = json.dumps({"judges": roles, "scores": sorted(fns), "env": envs[0]["cfg"]["env"]}, sort_keys=True)
-    methods = {}
+    start = time.time()
+    judged = _judge_all(generator, fns, trajectories, ladders, ev["batch_size"], cache_dir, tag)
+    log.warning("every method judged in %.0f s", time.time() - start)
+    methods, scored = {}, {}
     for name, (z, valid) in trajectories.items():
-        start = time.time()
-        traj = cached(cache_dir, tag, z, valid,
-                      lambda: judge_trajectories(generator, fns, z, valid, ev["batch_size"],  # noqa: B023
-                                                 progress=f"judging {name}"))  # noqa: B023
         outside = ~typical_set(z.reshape(-1, z.shape[2]), ref.epsilon).reshape(valid.shape)
-        methods[name] = per_direction(base, traj, valid, outside, direction, env_info, ev["flip_threshold"])
-        log.warning("%s judged in %.0f s: %s", name, time.time() - start, methods[name]["all"])
+        methods[name] = per_direction(base, judged[name], valid, outside, direction, env_info, ev["flip_threshold"])
+        scored[name] = scored_trajectories(base, judged[name], valid, base_idx, direction, ev["flip_threshold"])
+        log.warning("%s: %s", name, methods[name]["all"])
     if ev["export"] is not None:
         export_judged(ev["export"], generator, base_z, base_idx, direction, trajectories, ev["batch_size"])
     floor = None
@@ -266,7 +312,8 @@ def compare(bench: Dict[str, Any]) -> Dict[str, Any]:
         floor = {"step": min(extents) / steps, "steps": steps}
         floor["rate"] = flip_noise_floor(generator, age_gender.p_female, base_z, floor["step"], steps,
                                          seed=bench["seed"], threshold=ev["flip_threshold"])
-    return {"methods": methods, "trajectories": trajectories, "base_z": base_z, "base_idx": base_idx,
+    return {"methods": methods, "scored": scored, "families": _families(trajectories, extents),
+            "trajectories": trajectories, "base_z": base_z, "base_idx": base_idx,
             "direction": direction, "boundary_stats": boundary_stats, "noise_floor": floor,
             "k_hyp_cosines": _k_hyp_cosines(envs, boundaries), "roles": {**roles, **_roles(envs, gender_role)},
             "runs": [str(e["run"]) for e in envs], "generator": generator,

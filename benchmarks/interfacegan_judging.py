@@ -14,9 +14,11 @@ from evaluation.face_metrics import (
     buckets_covered,
     cosine_summary,
     gender_flip_rate,
+    gender_flips,
     identity_cosines,
 )
 from evaluation.judges import build_judge, facenet_weights_candidates
+from evaluation.tradeoff import Scored
 from utils.io import atomic_torch_save, atomic_write_npz
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,7 @@ def method_metrics(base: Dict[str, torch.Tensor], traj: Dict[str, torch.Tensor],
     for key in sorted(k for k in base if k.startswith("emb_")):
         cos = identity_cosines(base[key], traj[key])
         out.update({f"id_{key[4:]}_{s.lower()}": v for s, v in cosine_summary(cos[valid_NT]).items()})
+        out[f"id_{key[4:]}_p5"] = torch.quantile(cos[valid_NT].double(), 0.05).item()
     out["gender_flip_rate"] = gender_flip_rate(base["p_female"], traj["p_female"], threshold)
     for key, tag in (("age", "judge"), ("reward_age", "reward")):
         change = age_change(base[key], traj[key], direction_N)
@@ -112,6 +115,16 @@ def method_metrics(base: Dict[str, torch.Tensor], traj: Dict[str, torch.Tensor],
     out["typical_violations"] = outside_NT.any(1).float().mean().item()
     out.update(age_agreement(base, traj, valid_NT, direction_N))
     return out
+
+
+def scored_trajectories(base: Dict[str, torch.Tensor], traj: Dict[str, torch.Tensor], valid_NT: torch.Tensor,
+                        base_idx_N: torch.Tensor, direction_N: torch.Tensor, threshold: float,
+                        identity: str = "emb_dlib") -> Scored:
+    """One method's per-trajectory judged figures for the trade-off analysis (``evaluation/tradeoff.py``):
+    judged age change, gender flip, and the ``identity`` judge's cosine of every step to its base."""
+    return Scored(base_N=base_idx_N.clone(), age_N=age_change(base["age"], traj["age"], direction_N),
+                  flip_N=gender_flips(base["p_female"], traj["p_female"], threshold),
+                  cos_NT=identity_cosines(base[identity], traj[identity]), valid_NT=valid_NT.clone())
 
 
 def _pearson(x: torch.Tensor, y: torch.Tensor) -> float:

@@ -6,6 +6,7 @@ from typing import Any, Dict, List
 import numpy as np
 import torch
 
+from benchmarks import interfacegan_tradeoff
 from benchmarks.interfacegan_judging import DIRECTIONS
 from benchmarks.report import markdown_table, write_summary, write_table
 from utils.io import atomic_write_bytes, atomic_write_text
@@ -104,12 +105,16 @@ def write_compare_report(bench: Dict[str, Any], results: Dict[str, Any], out_dir
     verdict = verdicts(methods, aggregate)
     rows = [{"method": name, "direction": d, **m} for name, per_dir in methods.items() for d, m in per_dir.items()]
     write_table(rows, out_dir / "table.csv")
-    keep = ("boundary_stats", "k_hyp_cosines", "noise_floor", "roles", "runs", "env")
+    trade = interfacegan_tradeoff.tradeoff(results, bench["eval"]["bootstrap"], bench["seed"])
+    has_plot = trade is not None and interfacegan_tradeoff.plot(trade, results["families"], out_dir / "tradeoff.png")
+    keep = ("boundary_stats", "k_hyp_cosines", "noise_floor", "roles", "runs", "env", "families")
     summary = {"experiment": "compare-interfacegan", "wall_s": round(wall_s, 1), "stage_wall_s": results["stage_wall_s"],
-               **{k: results[k] for k in keep}, "methods": methods, "rl_aggregate": aggregate, "verdicts": verdict,
-               "paper_identity_cosine": PAPER, "grids": grids}
+               **{k: results[k] for k in keep}, "methods": methods, "rl_aggregate": aggregate, "tradeoff": trade,
+               "verdicts": verdict, "paper_identity_cosine": PAPER, "grids": grids}
     write_summary(summary, out_dir / "summary.json")
-    atomic_write_text(out_dir / "report.md", _report_text(bench, results, aggregate, verdict, grids, wall_s))
+    tradeoff_lines = interfacegan_tradeoff.section(trade, results["families"], has_plot)
+    atomic_write_text(out_dir / "report.md",
+                      _report_text(bench, results, aggregate, verdict, grids, wall_s, tradeoff_lines))
 
 
 def _verdict_lines(verdict: List[Dict[str, Any]]) -> List[str]:
@@ -123,7 +128,7 @@ def _verdict_lines(verdict: List[Dict[str, Any]]) -> List[str]:
     return lines
 
 
-def _report_text(bench, results, aggregate, verdict, grids, wall_s) -> str:
+def _report_text(bench, results, aggregate, verdict, grids, wall_s, tradeoff_lines) -> str:
     env, b = results["env"], results["boundary_stats"]
     per_dir = [{"method": n, "direction": d, **{k: m[d][k] for k in ("id_dlib_mean", "gender_flip_rate",
                                                                      "age_change_judge", "age_change_reward")}}
@@ -144,7 +149,10 @@ def _report_text(bench, results, aggregate, verdict, grids, wall_s) -> str:
         "The paper's figures come from PGAN CelebA-HQ faces judged by VGG-Face: the generator and judges differ "
         "here (DCGAN DigiFace, dlib), and dlib cosines between *different* DCGAN faces average ≈ 0.89 (docs/experiment-a.md), "
         "so compare methods with each other, not with the paper's absolute numbers.", "",
-        "## Verdict (RL mean over seeds vs each baseline, all directions)", "", *_verdict_lines(verdict), "",
+        *tradeoff_lines,
+        "## Row by row (RL mean over seeds vs each baseline row, all directions; not matched in age change)", "",
+        "A row with a smaller judged age change is a smaller edit, not a better one: read the matched verdict above.",
+        "", *_verdict_lines(verdict), "",
         *([f"facenet identity cosines: see table.csv ({', '.join(extra_id)})", ""] if extra_id else []),
         "## Per direction", "", markdown_table(per_dir, list(per_dir[0]) if per_dir else ["method"]), "",
         "## Age signal: the reward's age model against the age judge", "",

@@ -2,10 +2,13 @@
 import csv
 import io
 import json
+import logging
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
-from utils.io import atomic_write_text
+from utils.io import atomic_write_bytes, atomic_write_text
+
+log = logging.getLogger(__name__)
 
 
 def write_table(rows: List[Dict[str, Any]], path: Path) -> None:
@@ -31,3 +34,26 @@ def markdown_table(rows: Sequence[Dict[str, Any]], columns: Sequence[str]) -> st
 
 def write_summary(summary: Dict[str, Any], path: Path) -> None:
     atomic_write_text(path, json.dumps(summary, indent=2, default=str))
+
+
+def pyplot(figure_name: str):
+    """matplotlib.pyplot on the Agg backend, or None (with a warning naming the figure) when it is not installed."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed: no %s (pip install matplotlib)", figure_name)
+        return None
+    return plt
+
+
+def save_figure(fig, path: Path) -> None:
+    """Write a matplotlib figure as PNG (atomic) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())

@@ -1,14 +1,13 @@
 """report.md / summary.json / table.csv / curves.png of the transformations benchmark (experiment C)."""
 import csv
-import io
 import json
 import logging
 from pathlib import Path
 from typing import Any, Dict, List
 
-from benchmarks.report import markdown_table, write_summary, write_table
+from benchmarks.report import markdown_table, pyplot, save_figure, write_summary, write_table
 from evaluation.transform import mean_std
-from utils.io import atomic_write_bytes, atomic_write_text
+from utils.io import atomic_write_text
 from utils.runs import run_info
 
 log = logging.getLogger(__name__)
@@ -59,12 +58,8 @@ def _curves(runs: Dict[str, Any]) -> Dict[str, Dict[int, Dict[str, list]]]:
 
 def plot_curves(runs: Dict[str, Any], references: Dict[str, float], path: Path) -> bool:
     """curves.png: training return (left) and held-out return (right) vs episodes, every seed; False without matplotlib."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.warning("matplotlib is not installed: no curves.png (pip install matplotlib)")
+    plt = pyplot("curves.png")
+    if plt is None:
         return False
     colors = {"transform_pg": "tab:blue", "transform_rnn": "tab:red"}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
@@ -84,11 +79,7 @@ def plot_curves(runs: Dict[str, Any], references: Dict[str, float], path: Path) 
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("return (same rewards for both)")
     axes[1].legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path)
     return True
 
 

@@ -174,9 +174,10 @@ class CompareInterfaceGAN:
     seed: int = 0
     """Seeds the latent draw and the SVM's split: the baseline is deterministic given it."""
     svm_c: Positive = 1.0
-    extents: List[Positive] = field(default_factory=lambda: [3.0])
+    extents: List[Positive] = field(default_factory=lambda: [1.0, 2.0, 3.0, 4.0])
     """Distances moved along each boundary from the base, in the commanded direction, over the
-    episode's steps (InterfaceGAN's default range is 3); one plain and one conditional row each."""
+    episode's steps (InterfaceGAN's default range is 3); one plain and one conditional row each. Two or more
+    make the trade-off curves the verdict is read on (steps several extents share are judged once)."""
 
 
 @dataclass
@@ -198,6 +199,8 @@ class CompareEval:
     export: Optional[str] = None
     """A .npz path: every judged image (``images`` N×3×64×64 in [-1, 1]) with ``base_index``, ``method``, ``step``
     and ``direction`` per row, for judges outside the suite (about 0.9 GB at the default 300 bases)."""
+    bootstrap: Annotated[int, Range(2)] = 1000
+    """Bootstrap replicates over the bases behind the trade-off curves' standard errors."""
     cache: bool = True
     """Keep judged scores in ``<runs_dir>/judge_cache`` (keyed by the latents and judges): a rerun with more
     agent seeds judges only the new trajectories. Delete the folder after changing a judge."""

@@ -92,6 +92,11 @@ def flip_curve(base_p_female_N: torch.Tensor, traj_p_female_NT: torch.Tensor, th
     return changed.double().mean(0) if len(changed) else torch.full((changed.shape[1],), math.nan)
 
 
+def gender_flips(base_p_female_N: torch.Tensor, traj_p_female_NT: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """N bool: the trajectory's predicted gender (``p >= threshold``) differs from the base's at some step."""
+    return _gender_changes(base_p_female_N, traj_p_female_NT, threshold).any(1)
+
+
 def gender_flip_rate(base_p_female_N: torch.Tensor, traj_p_female_NT: torch.Tensor, threshold: float = 0.5) -> float:
     """Share of trajectories whose predicted gender (``p >= threshold``) differs from the base at ANY step."""
     changed = _gender_changes(base_p_female_N, traj_p_female_NT, threshold)

@@ -257,23 +257,29 @@ def test_quick_comparison_writes_every_file_and_reuses_the_agent(tmp_path, capsy
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = Path(proc.stdout.strip().splitlines()[-1])
-    for name in ("report.md", "summary.json", "table.csv", "config.yaml", "grid_older.png", "grid_younger.png"):
+    for name in ("report.md", "summary.json", "table.csv", "config.yaml", "grid_older.png", "grid_younger.png",
+                 "tradeoff.png"):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["methods"]) == {"rl_seed0", "interfacegan_plain_3", "interfacegan_conditional_3"}
+    ig = {f"interfacegan_{kind}_{e}" for kind in ("plain", "conditional") for e in ("1.5", "3")}
+    assert set(summary["methods"]) == {"rl_seed0", *ig}
+    trade = summary["tradeoff"]["matched"]["rl"]
+    assert set(trade) == {"interfacegan_plain", "interfacegan_conditional"} and trade["interfacegan_plain"]["seeds"] == 1
+    assert summary["families"]["curves"]["interfacegan_plain"] == ["interfacegan_plain_1.5", "interfacegan_plain_3"]
     rl = summary["methods"]["rl_seed0"]["all"]
     assert rl["trajectories"] == 4 and 1 <= rl["steps"] <= 3 and -1 <= rl["id_dlib_min"] <= rl["id_dlib_max"] <= 1
     assert summary["methods"]["interfacegan_plain_3"]["older"]["steps"] == 3.0
     assert abs(summary["boundary_stats"]["cos_conditional_gender"]) < 1e-5
     assert summary["roles"]["age_judge_independent"] and summary["roles"]["gender_boundary_scorer"] == str(gender)
     assert "agent_seed0" in summary["stage_wall_s"] and 0 <= summary["noise_floor"]["rate"] <= 1
-    assert len(list((tmp_path / "runs" / "judge_cache").glob("*.pt"))) == 3  # one per method
+    assert len(list((tmp_path / "runs" / "judge_cache").glob("*.pt"))) == 3  # the RL run, one ladder per boundary
     faces = np.load(tmp_path / "faces.npz")
     assert set(faces["method"]) == {"base", *summary["methods"]} and (faces["base_index"] == -1).sum() == 2
-    assert faces["images"].shape[1:] == (3, 64, 64) and len(faces["images"]) == 2 + 4 * 3 * 2 + 4 * rl["steps"]
+    assert faces["images"].shape[1:] == (3, 64, 64) and len(faces["images"]) == 2 + 4 * 3 * 4 + 4 * rl["steps"]
     assert "## Age signal" in (out / "report.md").read_text()
     report = (out / "report.md").read_text()
-    assert "paper: RL (PGAN, VGG-Face) | 0.919" in report and "## Verdict" in report
+    assert "paper: RL (PGAN, VGG-Face) | 0.919" in report and "## Verdict: matched trade-off curves" in report
+    assert "![trade-off curves](tradeoff.png)" in report
     # the same settings again: the agent run is found, not retrained
     cfg = bench(*QUICK, *overrides)
     again = agent_runs(cfg)

@@ -1,0 +1,114 @@
+"""The verdict of ``--compare interfacegan`` by matched trade-off curves: ``tradeoff.png`` and the report's text.
+
+The analysis itself is ``evaluation/tradeoff.py``; this module runs it on the comparison's judged trajectories
+and turns it into a figure and markdown.
+"""
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from benchmarks.report import pyplot, save_figure
+from evaluation.tradeoff import VERDICT_FIGURES, analyse
+
+log = logging.getLogger(__name__)
+LABELS = {"id_mean": "identity cosine, mean", "id_p5": "identity cosine, 5th percentile",
+          "id_min": "identity cosine, min", "flip_rate": "gender-flip rate", "age_change": "judged age change (y)"}
+
+
+def tradeoff(results: Dict[str, Any], n_boot: int, seed: int, z: float = 2.0) -> Optional[Dict[str, Any]]:
+    """:func:`evaluation.tradeoff.analyse` on the comparison's methods; None when a curve has under 2 extents."""
+    families = results["families"]
+    if any(len(members) < 2 for members in families["curves"].values()):
+        log.warning("one interfacegan extent only: no trade-off curve, no matched verdict "
+                    "(set interfacegan.extents to 2 or more distances)")
+        return None
+    log.warning("trade-off curves: bootstrap of %d replicates over the bases", n_boot)
+    return analyse(results["scored"], families["editors"], families["curves"], n_boot=n_boot, seed=seed, z=z)
+
+
+def plot(trade: Dict[str, Any], families: Dict[str, Any], path: Path) -> bool:
+    """tradeoff.png: each verdict figure against judged age change; baseline curves (points at each extent, ± SE
+    bars) and each editor's seeds (small) with their mean (± SE bars). False without matplotlib."""
+    plt = pyplot("tradeoff.png")
+    if plt is None:
+        return False
+    figs = trade["figures"]
+    panels = list(VERDICT_FIGURES)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
+    for ax, key in zip(axes, panels):
+        for i, (curve, members) in enumerate(families["curves"].items()):
+            x = [figs[m]["age_change"]["value"] for m in members]
+            ax.errorbar(x, [figs[m][key]["value"] for m in members], yerr=[figs[m][key]["se"] for m in members],
+                        xerr=[figs[m]["age_change"]["se"] for m in members], marker="o", ms=4, capsize=2,
+                        color=f"C{i}", label=curve)
+            for m, xm in zip(members, x):
+                ax.annotate(m.rsplit("_", 1)[1], (xm, figs[m][key]["value"]), fontsize=7, xytext=(3, 3),
+                            textcoords="offset points")
+        for j, (editor, seeds) in enumerate(families["editors"].items()):
+            color = f"C{len(families['curves']) + j}"
+            ax.scatter([figs[s]["age_change"]["value"] for s in seeds], [figs[s][key]["value"] for s in seeds],
+                       s=12, color=color, alpha=0.6)
+            res = next(iter(trade["matched"][editor].values()))
+            ax.errorbar([res["age_change"]], [res[key]["editor"]], xerr=[res["age_change_se"]],
+                        yerr=[res[key]["se"]], marker="*", ms=12, capsize=3, color=color,
+                        label=f"{editor} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})", ls="none")
+        ax.set_xlabel(LABELS["age_change"])
+        ax.set_ylabel(LABELS[key])
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("judged figures against judged age change (labels: InterfaceGAN extent in boundary units)")
+    save_figure(fig, path)
+    return True
+
+
+def _pm(value: float, se: float) -> str:
+    return f"{value:.3f} ± {se:.3f}"
+
+
+def section(trade: Optional[Dict[str, Any]], families: Dict[str, Any], has_plot: bool) -> List[str]:
+    """The report's lines: the verdict, the matched table and the curves' points."""
+    head = ["## Verdict: matched trade-off curves", ""]
+    if trade is None:
+        return head + ["Not computed: `interfacegan.extents` holds one distance, so there is no InterfaceGAN curve "
+                       "to match a judged age change on. Give two or more (the default is [1, 2, 3, 4]).", ""]
+    z = trade["z"]
+    lines = head + [
+        f"Each editor's figures against InterfaceGAN's, both at the editor's own judged age change: the baseline "
+        f"curve (judged figures at each extent) is interpolated linearly there, never extrapolated. Standard errors: "
+        f"a bootstrap over the bases ({trade['n_boot']} replicates, every method on the same resampled bases) and the "
+        f"spread between the editor's seeds, in quadrature. An editor beats a curve when its identity mean and 5th "
+        f"percentile are higher and its flip rate lower, each by more than {z:g} standard errors.", ""]
+    for editor, per_curve in trade["matched"].items():
+        won = trade["beats"][editor]
+        lines.append(f"- **{editor} {'beats' if won else 'does not beat'} InterfaceGAN** "
+                     f"({' and '.join(per_curve)}).")
+    lines += ["", "| editor | curve | judged age change (y) | figure | editor | InterfaceGAN there | difference ± SE | z |"
+              " better by > " + f"{z:g} SE |", "|---|---|---|---|---|---|---|---|---|"]
+    for editor, per_curve in trade["matched"].items():
+        for curve, res in per_curve.items():
+            age = _pm(res["age_change"], res["age_change_se"])
+            if not res["matched"]:
+                lines.append(f"| {editor} | {curve} | {age} | — | — | outside the curve's range | — | — | no |")
+                continue
+            for key, sign in VERDICT_FIGURES.items():
+                r = res[key]
+                lines.append(f"| {editor} | {curve} | {age} | {LABELS[key]} | {r['editor']:.3f} | {r['baseline']:.3f} | "
+                             f"{_pm(r['diff'], r['se'])} | {r['z']:.2f} | "
+                             f"{'yes' if sign * r['diff'] > z * r['se'] else 'no'} |")
+    outside = {f"{e}/{c}": r["outside_share"] for e, pc in trade["matched"].items() for c, r in pc.items()
+               if r["outside_share"] > 0}
+    if outside:
+        lines += ["", f"Share of bootstrap replicates whose age change fell outside the curve (left out of the SE): "
+                      f"{', '.join(f'{k} {v:.1%}' for k, v in outside.items())}."]
+    figs = trade["figures"]
+    members = [m for ms in families["curves"].values() for m in ms] + \
+        [m for ms in families["editors"].values() for m in ms]
+    lines += ["", "Points of the curves (± bootstrap SE over the bases):", "",
+              "| method | judged age change (y) | identity mean | identity 5th pct | identity min | flip rate |",
+              "|---|---|---|---|---|---|"]
+    for m in members:
+        f = figs[m]
+        lines.append(f"| {m} | " + " | ".join(_pm(f[k]["value"], f[k]["se"])
+                                               for k in ("age_change", "id_mean", "id_p5", "id_min", "flip_rate")) + " |")
+    lines += ["", "![trade-off curves](tradeoff.png)" if has_plot else "(matplotlib not installed: no tradeoff.png)", ""]
+    return lines

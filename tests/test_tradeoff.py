@@ -1,0 +1,126 @@
+"""Matched trade-off curves (evaluation/tradeoff.py) and the InterfaceGAN ladder that feeds them."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.interfacegan import interfacegan_ladder, interfacegan_trajectories
+from benchmarks.interfacegan_tradeoff import plot, section
+from evaluation.tradeoff import Scored, analyse, bootstrap, figures, interpolate
+
+B, T = 200, 4  # bases, steps
+
+
+def linear_family(extent: float, noise: torch.Generator, identity_cost: float = 0.02, flip_per_year: float = 0.05,
+                  directions: int = 2) -> Scored:
+    """Synthetic judged trajectories of a linear edit: age change ∝ extent (+ noise), identity and flips worse with it."""
+    n = B * directions
+    age = 2.0 * extent + torch.randn(n, generator=noise)
+    cos = (1.0 - identity_cost * extent * torch.linspace(0.25, 1.0, T)).expand(n, T).clone()
+    cos += 0.002 * torch.randn(n, T, generator=noise)
+    flip = torch.rand(n, generator=noise) < min(1.0, flip_per_year * 2.0 * extent)
+    return Scored(torch.arange(B).repeat(directions), age, flip, cos, torch.ones(n, T, dtype=torch.bool))
+
+
+def family(noise, **kw):
+    return {f"ig_{e:g}": linear_family(e, noise, **kw) for e in (1.0, 2.0, 3.0, 4.0)}
+
+
+def test_figures_over_rows_and_repeats():
+    s = Scored(torch.tensor([0, 1]), torch.tensor([2.0, 4.0]), torch.tensor([True, False]),
+               torch.tensor([[1.0, 0.5], [0.9, 0.0]]), torch.tensor([[True, True], [True, False]]))
+    f = figures(s)
+    assert f["age_change"] == 3.0 and f["flip_rate"] == 0.5 and f["id_min"] == 0.5
+    assert f["id_mean"] == pytest.approx(0.8) and f["id_p5"] == pytest.approx(np.quantile([1.0, 0.5, 0.9], 0.05))
+    again = figures(s, torch.tensor([1, 1, 0]))  # a resample repeating row 1
+    assert again["age_change"] == pytest.approx(10 / 3) and again["flip_rate"] == pytest.approx(1 / 3)
+
+
+def test_scored_rejects_mismatched_shapes_and_empty_trajectories():
+    with pytest.raises(ValueError, match="expected N base ids"):
+        Scored(torch.arange(3), torch.zeros(2), torch.zeros(3, dtype=torch.bool), torch.zeros(3, 2),
+               torch.ones(3, 2, dtype=torch.bool))
+    with pytest.raises(ValueError, match="at least one step"):
+        Scored(torch.arange(2), torch.zeros(2), torch.zeros(2, dtype=torch.bool), torch.zeros(2, 2),
+               torch.tensor([[True, False], [False, False]]))
+
+
+def test_interpolate_in_extent_order_without_extrapolation():
+    assert interpolate([1.0, 2.0, 4.0], [10.0, 20.0, 0.0], 3.0) == pytest.approx(10.0)
+    assert interpolate([2.0, 1.0], [5.0, 7.0], 1.5) == pytest.approx(6.0)  # a decreasing curve works too
+    assert math.isnan(interpolate([1.0, 2.0], [0.0, 1.0], 2.5)) and math.isnan(interpolate([1.0, 2.0], [0, 1], 0.5))
+
+
+def test_bootstrap_resamples_every_method_on_the_same_bases():
+    noise = torch.Generator().manual_seed(0)
+    methods = {"a": linear_family(1.0, noise), "b": linear_family(1.0, noise)}
+    methods["b"].age_N = methods["a"].age_N + 1.0  # b = a shifted: paired replicates differ by exactly 1
+    point, reps = bootstrap(methods, 50, seed=3)
+    torch.testing.assert_close(reps["b"]["age_change"] - reps["a"]["age_change"], torch.ones(50, dtype=torch.float64))
+    assert point["b"]["age_change"] == pytest.approx(point["a"]["age_change"] + 1.0)
+    assert 0 < reps["a"]["age_change"].std() < 0.2  # ≈ 1/sqrt(400) plus the base-to-base spread
+    _, again = bootstrap(methods, 50, seed=3)
+    assert torch.equal(again["a"]["id_p5"], reps["a"]["id_p5"])  # seeded
+    with pytest.raises(ValueError, match="other bases"):
+        bootstrap({"a": methods["a"], "c": Scored(methods["a"].base_N + 1, *[getattr(methods["a"], k) for k in
+                                                   ("age_N", "flip_N", "cos_NT", "valid_NT")])}, 10)
+
+
+def test_an_editor_on_the_curve_does_not_beat_it_and_a_better_one_does():
+    noise = torch.Generator().manual_seed(1)
+    methods = family(noise)
+    # seeds of an editor that is just the linear edit at 2.5 units: on the curve
+    for s in range(3):
+        methods[f"same_seed{s}"] = linear_family(2.5, noise)
+    # an editor ageing like 2.5 units at the identity cost and flip rate of 1 unit: better on every figure
+    for s in range(3):
+        better = linear_family(2.5, noise, identity_cost=0.008, flip_per_year=0.02)
+        methods[f"good_seed{s}"] = better
+    curves = {"ig": [f"ig_{e:g}" for e in (1.0, 2.0, 3.0, 4.0)]}
+    editors = {"same": [f"same_seed{s}" for s in range(3)], "good": [f"good_seed{s}" for s in range(3)]}
+    out = analyse(methods, editors, curves, n_boot=200, seed=0)
+    same, good = out["matched"]["same"]["ig"], out["matched"]["good"]["ig"]
+    assert same["matched"] and same["seeds"] == 3 and same["age_change"] == pytest.approx(5.0, abs=0.2)
+    assert abs(same["id_mean"]["z"]) < 3 and not same["beats"] and not out["beats"]["same"]
+    assert good["beats"] and out["beats"]["good"]
+    assert good["id_mean"]["diff"] > 0 and good["flip_rate"]["diff"] < 0
+    assert good["id_mean"]["se"] == pytest.approx(math.hypot(good["id_mean"]["se_bases"], good["id_mean"]["se_seeds"]))
+    assert good["id_mean"]["se_seeds"] > 0 and good["id_mean"]["se_bases"] > 0
+    lines = "\n".join(section(out, {"curves": curves, "editors": editors}, has_plot=False))
+    assert "**good beats InterfaceGAN**" in lines and "**same does not beat InterfaceGAN**" in lines
+
+
+def test_an_editor_beyond_the_curve_is_not_matched():
+    noise = torch.Generator().manual_seed(2)
+    methods = {**family(noise), "far_seed0": linear_family(6.0, noise, identity_cost=0.0)}
+    out = analyse(methods, {"far": ["far_seed0"]}, {"ig": [f"ig_{e:g}" for e in (1.0, 2.0, 3.0, 4.0)]}, n_boot=20)
+    res = out["matched"]["far"]["ig"]
+    assert not res["matched"] and not res["beats"] and res["outside_share"] == 1.0
+    assert "outside the curve's range" in "\n".join(section(out, {"curves": {"ig": []}, "editors": {}}, False))
+    with pytest.raises(ValueError, match="at least 2 extents"):
+        analyse(methods, {"far": ["far_seed0"]}, {"ig": ["ig_1"]}, n_boot=20)
+
+
+def test_tradeoff_plot_is_written(tmp_path):
+    pytest.importorskip("matplotlib")
+    noise = torch.Generator().manual_seed(3)
+    methods = {**family(noise), "rl_seed0": linear_family(2.0, noise)}
+    families = {"curves": {"ig": [f"ig_{e:g}" for e in (1.0, 2.0, 3.0, 4.0)]}, "editors": {"rl": ["rl_seed0"]}}
+    out = analyse(methods, families["editors"], families["curves"], n_boot=20)
+    assert plot(out, families, tmp_path / "tradeoff.png")
+    assert (tmp_path / "tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ladder_judges_shared_steps_once_and_matches_each_traversal():
+    base = torch.randn(3, 5, generator=torch.Generator().manual_seed(0))
+    boundary = np.array([3.0, 0, 0, 4.0, 0], dtype=np.float32)  # not unit length: normalised
+    direction = torch.tensor([0, 1, 0])
+    z, cols = interfacegan_ladder(base, direction, boundary, [1.0, 2.0, 4.0], steps=4)
+    # distances 0.25..1 | 0.5..2 | 1..4 -> {0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4}
+    assert z.shape == (3, 8, 5) and cols[2.0] == [1, 3, 4, 5] and cols[4.0] == [3, 5, 6, 7]
+    for extent in (1.0, 2.0, 4.0):
+        torch.testing.assert_close(z[:, cols[extent]], interfacegan_trajectories(base, direction, boundary, extent, 4))
+    unit = torch.tensor(boundary) / 5.0
+    moved = (z - base[:, None]) @ unit
+    torch.testing.assert_close(moved[1, cols[4.0]], -torch.tensor([1.0, 2.0, 3.0, 4.0]))
