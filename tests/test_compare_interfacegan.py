@@ -123,6 +123,25 @@ def test_judging_scores_valid_steps_once_and_repeats_the_last():
     torch.testing.assert_close(flat["s"], z[:, 0].sum(1))
 
 
+@needs_face_world
+def test_judging_in_worker_processes_gives_the_same_scores():
+    import pickle
+
+    from lightning_modules.nets.generators import build_generator
+
+    generator = build_generator("dcgan_digiface")
+    z = generator.sample(5, torch.Generator().manual_seed(0))
+    fns, roles, _ = build_judges({"facenet": "off"})
+    fns["reward_age"] = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 64 * 64, 1), torch.nn.Flatten(0))
+    again = pickle.loads(pickle.dumps(fns))  # what a worker gets: the judges rebuilt, the added model kept
+    assert set(again) == {"emb_dlib", "age_gender", "reward_age"} and roles["identity_judges"] == ["dlib ResNet face descriptor"]
+    serial = score_images(generator, fns, z, batch_size=2)
+    parallel = score_images(generator, fns, z, batch_size=2, workers=2)  # 3 batches over 2 processes
+    assert set(serial) == set(parallel) == {"emb_dlib", "age", "p_female", "reward_age"}
+    for key in serial:
+        assert len(serial[key]) == 5 and torch.equal(serial[key], parallel[key]), key
+
+
 def test_judged_scores_are_cached_by_judges_and_trajectories(tmp_path):
     calls = []
 
