@@ -88,6 +88,9 @@ def test_reward_eq9_every_branch():
     # m·r (I ≤ P1), m·r (I = P1), r, r (I = P2), −1 (no hit), −n (I > P2), −1, −n (not typical)
     assert reward.tolist() == [20.0, 20.0, 10.0, 10.0, -1.0, -20.0, -1.0, -20.0]
     assert failed.tolist() == [False] * 5 + [True, False, True]
+    graded, again = age_reward(identity, hit, typical, p1=1.0, p2=4.0, m=2.0, r=10.0, n=20.0, identity_cost=3.0)
+    # every step that does not fail pays 3·I_g/P1 more, below P1 too; failures stay −n
+    assert graded.tolist() == [18.5, 17.0, 4.0, -2.0, -7.0, -20.0, -2.5, -20.0] and torch.equal(again, failed)
 
 
 def test_identity_distance_eq8():
@@ -193,6 +196,7 @@ def test_leaving_typical_set_or_identity_ends_with_penalty():
         ({"episode_len": 0}, "episode_len=0 invalid"),
         ({"age_max": 0.0}, "age_max=0.0 invalid"),
         ({"hit_reward": float("nan")}, "hit_reward=nan invalid"),
+        ({"identity_cost": -1.0}, r"identity_cost=-1.0 invalid: expected a finite number >= 0"),
         ({"p1": None}, r"p1=None invalid: expected a finite identity distance >= 0 or 'auto'"),
         ({"p1": "auto"}, "the face core needs an AgeMDP with numbers for p1 and p2"),
     ],

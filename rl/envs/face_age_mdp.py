@@ -86,18 +86,22 @@ def direction_buckets(base_bucket_N: torch.Tensor, direction_N: torch.Tensor, n_
 
 
 def age_reward(identity_N: torch.Tensor, hit_N: torch.Tensor, in_typical_N: torch.Tensor,
-               p1: float, p2: float, m: float, r: float, n: float) -> tuple[torch.Tensor, torch.Tensor]:
+               p1: float, p2: float, m: float, r: float, n: float,
+               identity_cost: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 9 with its episode-ending condition.
 
     Returns:
         ``(reward_N, failed_N)``: ``-n`` and failed where ``I_g > P2`` or outside the typical
         set; else ``m·r`` for a hit with ``I_g ≤ P1``, ``r`` for a hit with ``P1 < I_g ≤ P2``,
-        ``-1`` otherwise.
+        ``-1`` otherwise; minus ``identity_cost · I_g / P1`` on every step that does not fail (not
+        from the paper: a graded identity term, so a smaller I_g pays below P1 too; 0 is eq. 9).
     """
     failed = (identity_N > p2) | ~in_typical_N
     hit_reward = torch.where(identity_N <= p1, torch.full_like(identity_N, m * r),
                              torch.full_like(identity_N, r))
     reward = torch.where(hit_N, hit_reward, torch.full_like(identity_N, -1.0))
+    if identity_cost:
+        reward = reward - identity_cost * identity_N / p1
     return torch.where(failed, torch.full_like(reward, -n), reward).float(), failed
 
 
@@ -141,6 +145,9 @@ class AgeMDP:
     """k_gen flips with C like k_hyp (a reparametrisation: the same reachable moves)."""
     direction_every: int = 0
     """0: C sampled per episode; K: alternate every K episodes per env row (the paper: 100)."""
+    identity_cost: float = 0.0
+    """Not from the paper: every step that does not fail also pays -identity_cost · I_g / P1, so identity is
+    graded below P1 too (eq. 9 pays the same for any I_g ≤ P1); 0 is eq. 9."""
 
     def __post_init__(self):
         _finite("bucket_width", self.bucket_width, self.bucket_width > 0, "β > 0 years")
@@ -156,7 +163,7 @@ class AgeMDP:
                         f"a finite identity distance >= 0 or '{AUTO}' (calibrate)")
         if self.calibrated and not self.p1 < self.p2:
             raise UserError(f"p1={self.p1} and p2={self.p2} invalid: expected P1 < P2")
-        for name in ("close_factor", "hit_reward", "fail_penalty"):
+        for name in ("close_factor", "hit_reward", "fail_penalty", "identity_cost"):
             _finite(name, getattr(self, name), getattr(self, name) >= 0, "a finite number >= 0")
         _finite("age_min", self.age_min, True, "a finite age in years")
         _finite("age_max", self.age_max, self.age_max > self.age_min, f"> age_min={self.age_min}")
