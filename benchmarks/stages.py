@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from configs import load_config
+from configs.loader import with_section_defaults
 from configs.schema import RLConfig, saved_config_defaults
 from lightning_modules import fit as fit_cli
 from rl import train as rl_cli
@@ -49,9 +50,11 @@ def _pop(cfg: Dict[str, Any], key: str) -> Any:
 
 def _comparable(cfg: Dict[str, Any], wanted: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     # a saved run's calibrated values (listed in its `calibrated`) match a request that asked for 'auto';
-    # keys added after a run was saved (trainer keys; rl.train's top-level ones such as `device`) count as
-    # their defaults
-    cfg = copy.deepcopy(saved_config_defaults(cfg))
+    # keys added after a run was saved (trainer keys; rl.train's top-level ones such as `device`; keys of the
+    # env, agent, module and data sections such as env.mdp.identity_cost) count as their defaults
+    cfg = saved_config_defaults(cfg)
+    rl = isinstance(cfg.get("agent"), dict) or isinstance(cfg.get("env"), dict)
+    cfg = copy.deepcopy(with_section_defaults(cfg, rl_cli.SECTIONS if rl else fit_cli.SECTIONS))
     for key in cfg.get("calibrated") or []:
         want = _get(wanted, key) if wanted is not None else None
         if want == "auto":

@@ -148,6 +148,21 @@ def validate_section(key: str, section: Dict[str, Any], lookup: Callable[[str], 
     return {"name": section["name"], **out}
 
 
+def with_section_defaults(saved: Dict[str, Any], sections: Mapping[str, Callable[[str], Any]]) -> Dict[str, Any]:
+    """A saved run config whose registry sections (e.g. ``env``, ``agent``) get the keys their class or builder
+    accepts now at the defaults (:func:`validate_section`), so a run saved before a key existed (one whose default
+    keeps the old behaviour) still matches, and resumes as, the same config. A section that no longer validates
+    stays as saved, and then differs."""
+    out = dict(saved)
+    for key, lookup in sections.items():
+        if isinstance(out.get(key), dict) and "name" in out[key]:
+            try:
+                out[key] = validate_section(key, out[key], lookup)
+            except UserError as err:
+                log.info("saved section %s kept as saved: %s", key, err)
+    return out
+
+
 class _readable_errors:
     """Turn OmegaConf's multi-line exceptions into one-line ConfigErrors naming the key."""
 

@@ -40,6 +40,7 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from configs import available_configs, load_config
 from configs.schema import TrainerConfig, with_trainer_defaults
+from configs.loader import with_section_defaults
 from datamodules import get_datamodule_class
 from lightning_modules import get_module_class
 from lightning_modules.checkpoints import CHECKPOINT_TAG, checkpoint_kind
@@ -135,7 +136,8 @@ def resume_folder(cfg: Dict[str, Any]) -> Tuple[Path, bool]:
     run is resumed only to train further, its ``last.ckpt`` is a readable checkpoint of its module, the
     folder is writable."""
     run_dir = latest_run(Path(cfg["resume"]))
-    saved = with_trainer_defaults(OmegaConf.to_container(OmegaConf.load(run_dir / RUN_CONFIG), resolve=True))
+    saved = with_section_defaults(with_trainer_defaults(OmegaConf.to_container(OmegaConf.load(run_dir / RUN_CONFIG),
+                                                                              resolve=True)), SECTIONS)
     all_changes = config_changes(saved, cfg, NOT_COMPARED)
     changed = [key for key in all_changes if key not in BUDGET]
     if finished(run_dir) and not all_changes:

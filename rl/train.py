@@ -27,7 +27,7 @@ import torch
 from omegaconf import OmegaConf
 
 from configs import load_config
-from configs.loader import as_dataclass
+from configs.loader import as_dataclass, with_section_defaults
 from configs.schema import RLConfig, RLLoopConfig, with_rl_defaults
 from rl.agents import AGENTS, act, agent_spec, build_algorithm, make_params, prepare
 from rl.builders import factory_on, get_env_builder
@@ -74,7 +74,8 @@ def _resume_folder(cfg: Dict[str, Any]) -> Path:
     load_train_state(run_dir)  # missing or corrupt state: fail before building anything
     # keys added after the run was saved (e.g. `device`) count as their defaults; the device may change (a run
     # started on a GPU node can go on elsewhere: the training state is device-free), the computation may not
-    saved = with_rl_defaults(OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=True))
+    saved = with_section_defaults(with_rl_defaults(OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"),
+                                                                          resolve=True)), SECTIONS)
     cfg_now = with_rl_defaults(cfg)
     changed = config_changes(saved, cfg_now, ("resume", "out_dir", "device"))
     if saved["device"] != cfg_now["device"]:

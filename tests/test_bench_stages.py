@@ -38,3 +38,19 @@ def test_a_run_saved_before_a_trainer_key_existed_matches_at_that_keys_default(t
     old = _run(tmp_path, "20260101-000000", {**cfg, "trainer": old_trainer})
     assert matching_run(tmp_path, "mnist_task", cfg) == old
     assert matching_run(tmp_path, "mnist_task", {**cfg, "trainer": {**trainer, "num_nodes": 2}}) is None
+
+
+def test_a_run_saved_before_an_env_key_existed_matches_at_that_keys_default(tmp_path):
+    from configs import load_config
+    from configs.schema import RLConfig
+    from rl import train as rl_cli
+
+    cfg = load_config("age_ppo", [], schema=RLConfig, sections=rl_cli.SECTIONS, values={"out_dir": str(tmp_path)})
+    assert cfg["env"]["mdp"]["identity_cost"] == 0.0  # filled from the env builder's AgeMDP default
+    saved = {**cfg, "name": "mnist_task", "env": {**cfg["env"], "mdp": dict(cfg["env"]["mdp"])}}
+    del saved["env"]["mdp"]["identity_cost"]  # a run saved before the key existed
+    old = _run(tmp_path, "20260101-000000", saved)
+    want = {**cfg, "name": "mnist_task"}
+    assert matching_run(tmp_path, "mnist_task", want) == old
+    graded = {**want, "env": {**cfg["env"], "mdp": {**cfg["env"]["mdp"], "identity_cost": 1.0}}}
+    assert matching_run(tmp_path, "mnist_task", graded) is None  # another value of the new key is another run
