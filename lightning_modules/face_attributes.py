@@ -9,7 +9,7 @@ offline stand-in for the perceptual extractor F of the identity term (eq. 8). Ev
 judge with independent models (docs/experiment-a.md), never these.
 """
 import logging
-from typing import Any, Dict, Literal, Optional
+from typing import Any, Dict, Literal, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -88,6 +88,12 @@ class AgeRegressorModule(_FaceAttributeModule):
         weights are available, as in the paper.
         """
         return self.net.features(img_NCHW)
+
+    def age_and_features(self, img_NCHW: torch.Tensor, kind: str = "mid") -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(self(img), self.features(img))`` (``kind="mid"``) or with the penultimate embedding (``"embed"``),
+        from one pass of the network's trunk (the env measures both on every step)."""
+        out, feats = self.net.forward_and_features(img_NCHW, kind)
+        return self.hparams.age_offset + self.hparams.age_scale * out.squeeze(1), feats
 
     def _shared_step(self, batch: Dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         pred = self(batch["image"])

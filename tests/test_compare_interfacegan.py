@@ -236,7 +236,8 @@ def test_packaged_age_model_needs_pixel_features(monkeypatch):
     monkeypatch.setattr("evaluation.judges.JUDGES", {"age_gender": lambda: type("A", (), {"ages": None})()})
     with pytest.raises(ValueError, match="identity_features='age_mid' needs a trained age regressor.*'pixels'"):
         reward_models("packaged", "age_mid")
-    age_model, features = reward_models("packaged", "pixels")
+    age_model, features, joint = reward_models("packaged", "pixels")
+    assert joint is None  # the packaged net shares no trunk with the pooled pixels
     assert features(torch.zeros(2, 3, 64, 64)).shape == (2, 3 * 16 * 16)
 
 

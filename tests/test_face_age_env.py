@@ -232,3 +232,23 @@ def test_core_input_validation():
 
 
 # ---- random tiny networks: views, seeding, batching, training ----------------------------------
+
+
+def test_a_core_measuring_in_one_pass_steps_exactly_like_separate_models():
+    class Both(torch.nn.Module):  # (A_reg, F) of the transparent world from one call
+        def forward(self, img):
+            return AgeFromFirstPixel()(img), FirstChannel()(img)
+
+    settings = {"direction_every": 1, **THRESHOLDS}
+    plain = FaceAgeCore(base_latent(), LatentImage(), AgeFromFirstPixel(), FirstChannel(), torch.eye(L)[0],
+                        AgeMDP(**settings), num_envs=2, seed=0)
+    joint = FaceAgeCore(base_latent(), LatentImage(), AgeFromFirstPixel(), FirstChannel(), torch.eye(L)[0],
+                        AgeMDP(**settings), num_envs=2, seed=0, age_and_features=Both())
+    assert "age_and_features" in joint.spawn(1, seed=0).nets  # kept by spawn (and .to)
+    assert torch.equal(plain.reset(), joint.reset())
+    for _ in range(2):
+        step = act(w1=1.0, w2=0.5, k_gen=torch.ones(L)).repeat(2, 1)
+        *a, info_a = plain.step(step)
+        *b, info_b = joint.step(step)
+        assert all(torch.equal(x, y) for x, y in zip(a, b)) and info_a.keys() == info_b.keys()
+        assert all(torch.equal(info_a[k], info_b[k]) for k in info_a)

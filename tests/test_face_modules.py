@@ -176,3 +176,20 @@ def test_training_step_learns(cls):
             opt.step()
             losses.append(loss.item())
     assert losses[-1] < 0.2 * losses[0], losses[::8]
+
+
+@pytest.mark.parametrize("kind, separate", [("mid", "features"), ("embed", "embed")])
+def test_age_and_features_in_one_trunk_pass_equal_the_separate_calls(kind, separate):
+    from rl.builders.face_age_models import AgeAndFeatures
+
+    torch.manual_seed(0)
+    model = AgeRegressorModule(backbone="small", input_size=32).eval()
+    x = torch.rand(4, 3, 64, 64) * 2 - 1  # resized inside, as the env's 64×64 faces for a 32-pixel net
+    with torch.no_grad():
+        ages, feats = AgeAndFeatures(model, kind)(x)
+        want = model.features(x) if separate == "features" else model.net.embed(x)
+        assert torch.equal(ages, model(x)) and torch.equal(feats, want)
+        calls = []
+        model.net.mid.register_forward_hook(lambda *_: calls.append(1))
+        model.age_and_features(x, kind)
+    assert len(calls) == 1  # one pass of the trunk for both

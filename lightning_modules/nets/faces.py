@@ -130,6 +130,14 @@ class FaceNet(nn.Module):
         fmap = self.mid(self._prepare(img_NCHW))
         return F.adaptive_avg_pool2d(fmap, FEATURE_GRID).flatten(1)
 
+    def forward_and_features(self, img_NCHW: torch.Tensor, kind: str = "mid") -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(forward(img), features(img))`` (``kind="mid"``) or ``(forward(img), embed(img))`` (``"embed"``) from
+        one pass of the trunk: the same values as the separate calls, for half the work below the head."""
+        mid = self.mid(self._prepare(img_NCHW))
+        emb = self.top(mid).mean(dim=(2, 3))
+        feats = F.adaptive_avg_pool2d(mid, FEATURE_GRID).flatten(1) if kind == "mid" else emb
+        return self.head(emb), feats
+
     @property
     def feature_shape(self) -> Tuple[int, int, int]:
         channels = {"small": 128, "resnet18": 256, "resnet50": 1024}[self.backbone]

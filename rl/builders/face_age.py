@@ -135,7 +135,7 @@ def face_age(
     mdp = as_dataclass(AgeMDP, mdp)  # bad constants fail here, before any model is loaded
     _check_warm_start_via(warm_start_via, mdp.signed_gen)
     gen_net = build_generator(generator)
-    age_model, features = reward_models(age_checkpoint, identity_features)
+    age_model, features, age_and_features = reward_models(age_checkpoint, identity_features)
     boundary, stats = age_boundary(gen_net, age_model, boundary_path, boundary_samples, boundary_ratio,
                                    data_seed + 2)
     eps = mdp.epsilon if mdp.epsilon is not None else default_epsilon(gen_net.latent_dim)
@@ -148,6 +148,7 @@ def face_age(
     mdp = dataclasses.replace(mdp, **{k.split(".")[1]: v for k, v in calibrated.items()})
     log.warning("face_age env: %d training / %d evaluation base latents, P1=%.4g, P2=%.4g, boundary %s",
                 train_pool, eval_pool, mdp.p1, mdp.p2, stats)
-    base = FaceAgeCore(pool[eval_pool:], gen_net, age_model, features, boundary, mdp, num_envs=1, seed=0)
+    base = FaceAgeCore(pool[eval_pool:], gen_net, age_model, features, boundary, mdp, num_envs=1, seed=0,
+                       age_and_features=age_and_features)
     return FaceAgeFactory(base, pool[:eval_pool], stats, calibration, warm_start_extent, gen_log_std,
                           warm_start_via, calibrated)

@@ -83,18 +83,31 @@ class PixelFeatures(nn.Module):
         return torch.nn.functional.adaptive_avg_pool2d(img_NCHW.float(), self.size).flatten(1)
 
 
+class AgeAndFeatures(nn.Module):
+    """A_reg and F of one trained age regressor from one pass of its trunk: images -> (ages N, features N×F)."""
+
+    def __init__(self, age_model: nn.Module, kind: str):
+        super().__init__()
+        self.age_model, self.kind = age_model, kind
+
+    def forward(self, img_NCHW: torch.Tensor):
+        return self.age_model.age_and_features(img_NCHW, self.kind)
+
+
 def reward_models(age_checkpoint: str, identity_features: str):
-    # (A_reg, F); the packaged age net has no feature maps, so F is then pooled pixels
+    """(A_reg, F, both in one pass or None). The packaged age net has no feature maps, so F is then pooled
+    pixels; F from the regressor's own layers (``age_mid``, ``age_embed``) shares its trunk pass with A_reg."""
     if age_checkpoint == PACKAGED:
         if identity_features != "pixels":
             raise UserError(f"identity_features={identity_features!r} needs a trained age regressor; with "
                             f"age_checkpoint='{PACKAGED}' expected identity_features='pixels'")
-        return MethodModule(build_judge("age_gender"), "ages"), PixelFeatures()
+        return MethodModule(build_judge("age_gender"), "ages"), PixelFeatures(), None
     age_model = load_module(age_checkpoint, "age_regressor")
     if identity_features == "pixels":
-        return age_model, PixelFeatures()
+        return age_model, PixelFeatures(), None
     method = {"age_mid": "features", "age_embed": "embed"}[identity_features]
-    return age_model, MethodModule(age_model if method == "features" else age_model.net, method)
+    features = MethodModule(age_model if method == "features" else age_model.net, method)
+    return age_model, features, AgeAndFeatures(age_model, "mid" if method == "features" else "embed")
 
 
 def age_boundary(generator, age_model, path: Optional[str], n: int, ratio: float, seed: int):

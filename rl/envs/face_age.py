@@ -59,6 +59,8 @@ class FaceAgeCore(RowStreams):
         boundary_L: InterfaceGAN age boundary pointing older (normalised here).
         mdp: the constants, P1 and P2 as numbers (calibrated already).
         num_envs: N. seed: int (row i gets ``seed + i``) or one seed per row.
+        age_and_features: optional frozen ``images -> (ages N, N×F)``, the same values as ``age_model`` and
+            ``features`` from one pass (they share a trunk); used for every measurement when given.
     Attributes: ``latent_dim`` L, ``obs_dim`` 2L+2, ``act_dim`` L+2, ``action_bound``, ``device``,
     ``epsilon`` (resolved), ``mdp``, ``nets``; per-row state ``s_NL``, ``base_NL``, ``age_base_N``,
     ``direction_N``, ``visited_NB``, ``t_N``.
@@ -68,7 +70,7 @@ class FaceAgeCore(RowStreams):
 
     def __init__(self, pool_PL: torch.Tensor, generator: nn.Module, age_model: nn.Module,
                  features: nn.Module, boundary_L: torch.Tensor, mdp: AgeMDP, num_envs: int = 1,
-                 seed: int | Sequence[int] = 0):
+                 seed: int | Sequence[int] = 0, age_and_features: nn.Module | None = None):
         if not isinstance(mdp, AgeMDP) or not mdp.calibrated:
             raise UserError(f"the face core needs an AgeMDP with numbers for p1 and p2 (calibrate 'auto' first), "
                             f"got {mdp!r}")
@@ -87,6 +89,8 @@ class FaceAgeCore(RowStreams):
             raise UserError(f"{outside} of {len(self.pool_PL)} pool latents lie outside the typical "
                             f"set (epsilon={self.epsilon:.3g}): draw the pool from N(0, I) and filter it")
         self.nets = {"generator": generator, "age_model": age_model, "features": features}
+        if age_and_features is not None:  # images -> (ages, features) in one pass: what each step measures
+            self.nets["age_and_features"] = age_and_features
         for net in self.nets.values():
             net.eval()
         self.num_envs, self.n_buckets = int(num_envs), num_buckets(mdp.age_min, mdp.age_max, mdp.bucket_width)
@@ -121,7 +125,10 @@ class FaceAgeCore(RowStreams):
     def _measure(self, s_RL: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.inference_mode():
             images = self.nets["generator"](s_RL)
-            age, feat = self.nets["age_model"](images), self.nets["features"](images)
+            if "age_and_features" in self.nets:
+                age, feat = self.nets["age_and_features"](images)
+            else:
+                age, feat = self.nets["age_model"](images), self.nets["features"](images)
         if feat.shape[0] != len(s_RL):
             raise UserError(f"features must return N×F, got {tuple(feat.shape)} for {len(s_RL)} images")
         # clones leave inference mode so callers get ordinary tensors; a model that answers on the host
