@@ -19,6 +19,7 @@ from evaluation.face_metrics import (
     gender_flips,
     identity_cosines,
 )
+from evaluation.functional import pearson
 from evaluation.judges import build_judge, facenet_weights_candidates
 from evaluation.tradeoff import Scored
 from utils.io import atomic_torch_save, atomic_write_npz
@@ -177,12 +178,6 @@ def scored_trajectories(base: Dict[str, torch.Tensor], traj: Dict[str, torch.Ten
                   cos_NT=identity_cosines(base[identity], traj[identity]), valid_NT=valid_NT.clone())
 
 
-def _pearson(x: torch.Tensor, y: torch.Tensor) -> float:
-    x, y = x.double() - x.double().mean(), y.double() - y.double().mean()
-    denom = (x.square().sum() * y.square().sum()).sqrt()
-    return float((x * y).sum() / denom) if denom > 0 else float("nan")
-
-
 def age_agreement(base: Dict[str, torch.Tensor], traj: Dict[str, torch.Tensor], valid_NT: torch.Tensor,
                   direction_N: torch.Tensor) -> Dict[str, float]:
     """How far the reward's age model and the independent age judge agree on this method's faces: Pearson r of
@@ -192,7 +187,7 @@ def age_agreement(base: Dict[str, torch.Tensor], traj: Dict[str, torch.Tensor], 
               torch.cat([base["age"], traj["age"][valid_NT]]))
     changes = (age_change(base["reward_age"], traj["reward_age"], direction_N),
                age_change(base["age"], traj["age"], direction_N))
-    return {"age_corr_images": _pearson(*images), "age_corr_changes": _pearson(*changes)}
+    return {"age_corr_images": pearson(*images), "age_corr_changes": pearson(*changes)}
 
 
 @torch.inference_mode()

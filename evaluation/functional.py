@@ -53,3 +53,11 @@ def task_correct_counts(pred_N: torch.Tensor, target_N: torch.Tensor, task_ids_N
     correct = torch.zeros(num_tasks, dtype=torch.float64, device=hits.device).index_add_(0, task_ids_N.long(), hits)
     total = torch.bincount(task_ids_N.long(), minlength=num_tasks).double()
     return correct, total
+
+
+def pearson(x_N: torch.Tensor, y_N: torch.Tensor) -> float:
+    """Pearson correlation of two equally long vectors (float64); nan when either is constant."""
+    x, y = x_N.double().flatten(), y_N.double().flatten()
+    x, y = x - x.mean(), y - y.mean()
+    denom = (x.square().sum() * y.square().sum()).sqrt()
+    return float((x * y).sum() / denom) if denom > 0 else float("nan")

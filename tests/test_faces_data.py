@@ -142,6 +142,22 @@ def test_cache_matches_lazy_decoding_and_hflip_only_on_train(utk_dir):
     assert any(torch.equal(o, plain.flip(-1)) for o in outs) and any(torch.equal(o, plain) for o in outs)
 
 
+def test_domain_augmentation_changes_train_images_only_and_stays_in_range(utk_dir):
+    kw = dict(root=str(utk_dir), resolution=16, val_fraction=0.25, test_fraction=0.25, hflip=False)
+    plain, aug = UTKFaceDataModule(**kw), UTKFaceDataModule(augment="domain", **kw)
+    plain.setup()
+    aug.setup()
+    torch.manual_seed(0)
+    outs = [aug.splits["train"][0]["image"] for _ in range(4)]
+    assert all(o.shape == (3, 16, 16) and o.min() >= -1 and o.max() <= 1 for o in outs)
+    assert not any(torch.equal(o, plain.splits["train"][0]["image"]) for o in outs)
+    assert not torch.equal(outs[0], outs[1])  # drawn afresh each time
+    assert torch.equal(aug.splits["val"][0]["image"], plain.splits["val"][0]["image"])  # never on val / test
+    assert aug.splits["train"][0]["age"] == plain.splits["train"][0]["age"]
+    with pytest.raises(ValueError, match="augment='strong' invalid: expected 'none' or 'domain'"):
+        UTKFaceDataModule(augment="strong", **kw)
+
+
 def datenum(d: datetime.date) -> float:
     return d.toordinal() + 366 + 0.25  # MATLAB datenum (+ a time of day, ignored)
 

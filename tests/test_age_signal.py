@@ -1,0 +1,31 @@
+"""evaluation/age_signal.py: how much of an age model's signal on generated faces the judge sees."""
+import pytest
+import torch
+
+from evaluation.age_signal import age_signal, main
+from tests.test_compare_interfacegan import LatentWorld
+
+
+def test_transfer_and_correlations_on_a_world_with_planted_ages():
+    noise = torch.Generator().manual_seed(5)
+
+    def model(images):  # reads age along coordinate 0, plus along coordinate 1 that the judge ignores
+        return 30 + 10 * images[:, 0] + 10 * images[:, 1]
+
+    def judge(images):  # sees coordinate 0 only, and noise
+        return 30 + 10 * images[:, 0] + 2 * torch.randn(len(images), generator=noise)
+
+    out = age_signal(LatentWorld(), model, judge, samples=2000, extent=3.0, seed=0)
+    # the model's boundary points along (1, 1)/√2: its edit ages 3·10·√2 ≈ 42 y; the judge sees half of it
+    assert out["model_change"] == pytest.approx(30 * 2 ** 0.5, rel=0.1)
+    assert out["transfer"] == pytest.approx(0.5, abs=0.08) and out["boundary_val_acc"] > 0.9
+    assert 0.6 < out["r_ages"] < 0.75  # cov 100 / sqrt(200 · 104)
+    faithful = age_signal(LatentWorld(), lambda im: 30 + 10 * im[:, 0], lambda im: 30 + 10 * im[:, 0], 500)
+    assert faithful["r_ages"] == pytest.approx(1.0) and faithful["transfer"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_cli_refuses_bad_values_before_loading_anything(tmp_path, capsys):
+    assert main([str(tmp_path / "nothing.ckpt"), "--samples", "10"]) == 2
+    assert "--samples=10 / --extent=3.0 invalid" in capsys.readouterr().err
+    assert main([str(tmp_path / "missing"), "--out", str(tmp_path / "a.json")]) == 2
+    assert "missing" in capsys.readouterr().err and not (tmp_path / "a.json").exists()
