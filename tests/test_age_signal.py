@@ -1,8 +1,9 @@
-"""evaluation/age_signal.py: how much of an age model's signal on generated faces the judge sees."""
+"""evaluation/age_signal.py and its command line, benchmarks/age_signal.py: how much of an age model's signal the judge sees."""
 import pytest
 import torch
 
-from evaluation.age_signal import age_signal, main
+from benchmarks.age_signal import main
+from evaluation.age_signal import age_signal
 from tests.test_compare_interfacegan import LatentWorld
 
 
