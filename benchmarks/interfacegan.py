@@ -64,8 +64,8 @@ def check_settings(bench: Dict[str, Any]) -> None:
                        ("interfacegan.samples", ig["samples"])):
         if value < 1:
             raise UserError(f"{key}={value} invalid: expected an int >= 1")
-    if not ig["extents"] or min(ig["extents"]) <= 0:
-        raise UserError(f"interfacegan.extents={ig['extents']} invalid: expected positive distances")
+    if not ig["extents"] or min(ig["extents"]) <= 0 or len(set(ig["extents"])) != len(ig["extents"]):
+        raise UserError(f"interfacegan.extents={ig['extents']} invalid: expected distinct positive distances")
     if ev["export"] is not None:
         check_output_file(ev["export"], "eval.export")
     seeds = bench["agent_seeds"]

@@ -207,6 +207,7 @@ def test_rl_aggregate_and_verdicts():
     ("eval.facenet=maybe", r"eval.facenet='maybe' is not allowed; expected one of \['auto', 'on', 'off'\]"),
     ("eval.bases=0", "eval.bases=0 invalid: expected an int >= 1"),
     ("interfacegan.extents=[3.0,-1.0]", r"interfacegan.extents\[1\]=-1.0 invalid: expected a number > 0"),
+    ("interfacegan.extents=[2.0,2.0]", r"interfacegan.extents=\[2.0, 2.0\] invalid: expected distinct positive"),
     ("agent_seeds=[1,1]", r"agent_seeds=\[1, 1\] invalid: expected distinct seeds"),
     ("agent_seeds=[]", r"agent_seeds=\[\] invalid"),
     (f"eval.export={ROOT / 'README.md' / 'x.npz'}", "eval.export=.*x.npz' cannot be a folder: .*README.md' is a file"),
