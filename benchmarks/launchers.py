@@ -124,7 +124,9 @@ def ray_pool(options: Dict[str, Any], resources: Dict[str, Dict[str, float]]) ->
     started = not ray.is_initialized()
     if started:
         path = os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)
-        kwargs = {"address": options["address"]} if options["address"] else {"num_cpus": options["num_cpus"]}
+        # address "local": a new Ray of our own even where another one runs or left its address file behind
+        kwargs = ({"address": options["address"]} if options["address"] else
+                  {"address": "local", "num_cpus": options["num_cpus"]})
         log.warning("launcher ray: %s", f"joining {options['address']}" if options["address"] else
                     f"starting a local Ray ({options['num_cpus'] or 'all'} CPUs)")
         # every job's output reaches the driver's log line by line: progress bars redraw at most every 30 s
