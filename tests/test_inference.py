@@ -24,3 +24,13 @@ class Stochastic(nn.Module):
 def test_copy_that_differs_is_refused():
     with pytest.raises(ValueError, match="frozen copy of Stochastic differs"):
         freeze_for_inference(Stochastic(), torch.zeros(3, 2))
+
+
+def test_making_a_copy_prints_no_torchscript_deprecation_warning():
+    # worker processes make such copies: their warnings would land in the one-line messages on stderr
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frozen = freeze_for_inference(SmallCNN(width=8), torch.rand(2, 1, 28, 28))
+        frozen(torch.rand(3, 1, 28, 28))
+    assert not [w for w in caught if "torch.jit" in str(w.message)], [str(w.message) for w in caught]
