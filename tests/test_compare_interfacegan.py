@@ -131,10 +131,11 @@ def test_judging_in_worker_processes_gives_the_same_scores():
 
     generator = build_generator("dcgan_digiface")
     z = generator.sample(5, torch.Generator().manual_seed(0))
-    fns, roles, _ = build_judges({"facenet": "off"})
+    fns, roles, _ = build_judges({"facenet": "off", "age_gender_views": 2})
     fns["reward_age"] = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 64 * 64, 1), torch.nn.Flatten(0))
     again = pickle.loads(pickle.dumps(fns))  # what a worker gets: the judges rebuilt, the added model kept
     assert set(again) == {"emb_dlib", "age_gender", "reward_age"} and roles["identity_judges"] == ["dlib ResNet face descriptor"]
+    assert again.age_gender.views == 2 and roles["age_judge"].endswith("averaged over 2 views of each face")
     serial = score_images(generator, fns, z, batch_size=2)
     parallel = score_images(generator, fns, z, batch_size=2, workers=2)  # 3 batches over 2 processes
     assert set(serial) == set(parallel) == {"emb_dlib", "age", "p_female", "reward_age"}

