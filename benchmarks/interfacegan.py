@@ -77,12 +77,21 @@ def check_settings(bench: Dict[str, Any]) -> None:
         value = bench["models"][key]
         if value not in ("auto", PACKAGED):
             given_run(value, f"models.{key}")
+    for name in bench.get("editors") or {}:
+        if not name.isidentifier() or name == RL_EDITOR or name.startswith("interfacegan"):
+            raise UserError(f"editors.{name} invalid: expected a name like 'gradient' (letters, digits, _), "
+                            f"not '{RL_EDITOR}' and not starting with 'interfacegan'")
+    if bench["agent_runs"] and bench.get("editors"):
+        raise UserError(f"agent_runs={bench['agent_runs']} and editors={sorted(bench['editors'])} both given: the "
+                        "editors are trained per agent seed; keep one (editors={} to use only the given runs)")
     if not bench["agent_runs"]:  # the agents' config loads (overrides checked) before anything heavy runs
-        try:
-            load_config(bench["agent_config"], bench["agent_overrides"], schema=RLConfig, sections=rl_cli.SECTIONS,
-                        values={"out_dir": bench["runs_dir"]})
-        except UserError as err:
-            raise type(err)(f"agent_config {bench['agent_config']} with agent_overrides: {err}") from None
+        for editor, overrides in editor_overrides(bench).items():
+            try:
+                load_config(bench["agent_config"], overrides, schema=RLConfig, sections=rl_cli.SECTIONS,
+                            values={"out_dir": bench["runs_dir"]})
+            except UserError as err:
+                where = "agent_overrides" if editor == RL_EDITOR else f"editors.{editor}"
+                raise type(err)(f"agent_config {bench['agent_config']} with {where}: {err}") from None
 
 
 def resolve_model(value: str, runs_dir: str, run_name: str) -> str:
@@ -97,27 +106,45 @@ def resolve_model(value: str, runs_dir: str, run_name: str) -> str:
     return str(Path(runs_dir) / run_name)
 
 
+RL_EDITOR = "rl"  # the editor name of the agent_config runs (the paper's PPO by default)
+
+
+def editor_overrides(bench: Dict[str, Any]) -> Dict[str, List[str]]:
+    """Editor name -> the overrides of ``agent_config`` it trains with: ``rl`` first, then each of ``editors``
+    (its runs named ``<agent_config>_<editor>``, unless its overrides name them)."""
+    return {RL_EDITOR: list(bench["agent_overrides"]),
+            **{name: [f"name={bench['agent_config']}_{name}", *bench["agent_overrides"], *extra]
+               for name, extra in (bench.get("editors") or {}).items()}}
+
+
 def agent_runs(bench: Dict[str, Any], submit: Optional[Submit] = None) -> List[Stage]:
     """The RL runs: ``agent_runs`` as given, else per seed a matching run or a fresh training (with its wall
     time): here, one seed after another (``submit`` None), or every seed at once as ``agent`` jobs of a launcher."""
+    return editor_runs(bench, submit)[RL_EDITOR]
+
+
+def editor_runs(bench: Dict[str, Any], submit: Optional[Submit] = None) -> Dict[str, List[Stage]]:
+    """Editor name -> its runs, one per agent seed (``agent_runs``, when given, are the ``rl`` editor's only):
+    a matching run or a fresh training of ``agent_config`` with the editor's overrides (:func:`editor_overrides`)."""
     if bench["agent_runs"]:
-        return [Stage(given_run(p, "agent_runs")) for p in bench["agent_runs"]]
+        return {RL_EDITOR: [Stage(given_run(p, "agent_runs")) for p in bench["agent_runs"]]}
     runs_dir = bench["runs_dir"]
     age = resolve_model(bench["models"]["age_checkpoint"], runs_dir, "age_regressor")
     env = {"env.age_checkpoint": age, **({"env.identity_features": "pixels"} if age == PACKAGED else {})}
-    waits = []
-    for seed in bench["agent_seeds"]:
-        cfg = load_config(bench["agent_config"], bench["agent_overrides"], schema=RLConfig, sections=rl_cli.SECTIONS,
-                          values={"out_dir": runs_dir, "seed": seed, **env})
-        found = matching_run(Path(runs_dir), cfg["name"], cfg)
-        if found is not None:
-            log.warning("agent seed %d: reusing %s (same config)", seed, found)
-            waits.append(lambda run=found: Stage(run))
-            continue
-        log.warning("agent seed %d: no matching run in %s, training one%s", seed, runs_dir,
-                    "" if submit is None else " (as a job)")
-        waits.append(trained(submit, "agent", cfg, rl=True))
-    return [wait() for wait in waits]
+    waits: Dict[str, List[Callable[[], Stage]]] = {}
+    for editor, overrides in editor_overrides(bench).items():
+        for seed in bench["agent_seeds"]:
+            cfg = load_config(bench["agent_config"], overrides, schema=RLConfig, sections=rl_cli.SECTIONS,
+                              values={"out_dir": runs_dir, "seed": seed, **env})
+            found = matching_run(Path(runs_dir), cfg["name"], cfg)
+            if found is not None:
+                log.warning("%s seed %d: reusing %s (same config)", editor, seed, found)
+                waits.setdefault(editor, []).append(lambda run=found: Stage(run))
+                continue
+            log.warning("%s seed %d: no matching run in %s, training one%s", editor, seed, runs_dir,
+                        "" if submit is None else " (as a job)")
+            waits.setdefault(editor, []).append(trained(submit, "agent", cfg, rl=True))
+    return {editor: [wait() for wait in ws] for editor, ws in waits.items()}
 
 
 def build_envs(runs: List[Path]) -> List[Dict[str, Any]]:
@@ -233,7 +260,7 @@ def _trajectories(envs, boundaries, base_z, base_idx, direction, extents, steps)
     """(name -> (z N×T×L, valid N×T) of every method, kind -> (InterfaceGAN ladder, method name -> its columns))."""
     out: Dict[str, Tuple] = {}
     for env in envs:
-        name = f"rl_seed{env['cfg']['seed']}"
+        name = f"{env['editor']}_seed{env['cfg']['seed']}"
         out[name if name not in out else f"{name}_{env['run'].name}"] = rl_trajectories(env, base_idx, direction)
     ladders = {}
     for kind, boundary in boundaries.items():
@@ -253,7 +280,7 @@ def _judge_all(generator, fns, trajectories, ladders, ev, cache_dir, tag) -> Dic
             generator, fns, z, valid, ev["batch_size"], progress=title, workers=judge_workers(ev)))
 
     judged = {name: judge(z, valid, f"judging {name}") for name, (z, valid) in trajectories.items()
-              if name.startswith("rl_")}
+              if not name.startswith("interfacegan_")}
     for kind, (z, names) in ladders.items():
         full = judge(z, torch.ones(z.shape[:2], dtype=torch.bool),
                      f"judging interfacegan_{kind} ({z.shape[1]} distinct steps)")
@@ -266,12 +293,16 @@ def judge_workers(ev: Dict[str, Any]) -> int:
     return ev["workers"] or len(os.sched_getaffinity(0))
 
 
-def _families(trajectories: Dict[str, Tuple], extents: List[float]) -> Dict[str, Dict[str, List[str]]]:
-    """The trade-off analysis's groups: editors (RL: every seed's method) and baseline curves (per boundary
-    kind, its methods in extent order)."""
+def _families(trajectories: Dict[str, Tuple], extents: List[float], envs) -> Dict[str, Dict[str, List[str]]]:
+    """The trade-off analysis's groups: editors (each editor: every seed's method, in the table's order) and
+    baseline curves (per boundary kind, its methods in extent order)."""
     extents = sorted(extents)
     curves = {f"interfacegan_{kind}": [f"interfacegan_{kind}_{e:g}" for e in extents] for kind in ("plain", "conditional")}
-    return {"editors": {"rl": [n for n in trajectories if n.startswith("rl_")]}, "curves": curves}
+    editors: Dict[str, List[str]] = {}
+    learned = [n for n in trajectories if not n.startswith("interfacegan_")]
+    for env, name in zip(envs, learned):  # _trajectories names the envs' runs first, in order
+        editors.setdefault(env["editor"], []).append(name)
+    return {"editors": editors, "curves": curves}
 
 
 def compare(bench: Dict[str, Any]) -> Dict[str, Any]:
@@ -281,10 +312,13 @@ def compare(bench: Dict[str, Any]) -> Dict[str, Any]:
     ev = bench["eval"]
     if bench["launcher"] == "ray":
         with job_pool(bench, 1) as submit:
-            stages = agent_runs(bench, submit)
+            by_editor = editor_runs(bench, submit)
     else:
-        stages = agent_runs(bench)
-    envs = build_envs([stage.run for stage in stages])
+        by_editor = editor_runs(bench)
+    stages = [(editor, stage) for editor, runs in by_editor.items() for stage in runs]
+    envs = build_envs([stage.run for _, stage in stages])
+    for env, (editor, _) in zip(envs, stages):
+        env["editor"] = editor
     ref = envs[0]["factory"].base
     base_z, base_idx, direction = _bases(ev, envs)
     generator, age_model = ref.nets["generator"], ref.nets["age_model"]
@@ -315,12 +349,12 @@ def compare(bench: Dict[str, Any]) -> Dict[str, Any]:
         floor = {"step": min(extents) / steps, "steps": steps}
         floor["rate"] = flip_noise_floor(generator, age_gender.p_female, base_z, floor["step"], steps,
                                          seed=bench["seed"], threshold=ev["flip_threshold"])
-    return {"methods": methods, "scored": scored, "families": _families(trajectories, extents),
+    return {"methods": methods, "scored": scored, "families": _families(trajectories, extents, envs),
             "trajectories": trajectories, "base_z": base_z, "base_idx": base_idx,
             "direction": direction, "boundary_stats": boundary_stats, "noise_floor": floor,
             "k_hyp_cosines": _k_hyp_cosines(envs, boundaries), "roles": {**roles, **_roles(envs, gender_role)},
             "runs": [str(e["run"]) for e in envs], "generator": generator,
-            "stage_wall_s": {f"agent_seed{e['cfg']['seed']}": st.wall_s for e, st in zip(envs, stages)
-                             if st.wall_s is not None},
+            "stage_wall_s": {("agent" if ed == RL_EDITOR else ed) + f"_seed{e['cfg']['seed']}": st.wall_s
+                             for e, (ed, st) in zip(envs, stages) if st.wall_s is not None},
             "env": {"episode_len": steps, "epsilon": ref.epsilon, **env_info, "bases": ev["bases"],
                     "eval_pool": len(envs[0]["factory"].eval_pool_PL), "directions": ev["directions"]}}

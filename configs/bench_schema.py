@@ -232,6 +232,10 @@ class BenchInterfaceGANConfig(LauncherConfig, BenchRunsConfig):
     agent_config: str = "age_ppo"
     agent_overrides: List[str] = field(default_factory=lambda: ["train.show_progress=false"])
     """``key=value`` overrides of the agents' RL config (part of what a reused run must match)."""
+    editors: Dict[str, List[str]] = field(default_factory=dict)
+    """More learned editors beside the RL agent (not from the paper): name -> ``key=value`` overrides added to
+    ``agent_overrides``. Each is trained (or a matching run reused) per agent seed like the RL agent, judged the
+    same way, and gets its own rows and matched verdict."""
     num_threads: int = 1
     models: CompareModels = field(default_factory=CompareModels)
     interfacegan: CompareInterfaceGAN = field(default_factory=CompareInterfaceGAN)

@@ -133,8 +133,9 @@ class RLLoopConfig:
 
     total_steps: Count = 100_000
     """Environment steps, off-policy warm-up included."""
-    epochs: Count = 10
-    """The budget is split into this many epochs; the policy is tested after each."""
+    epochs: Count0 = 10
+    """The budget is split into this many epochs; the policy is tested after each. 0: no RL at all, the run
+    keeps the starting policy (e.g. one trained by experiment A's ``env.gradient_start``)."""
     num_envs: Count = 64
     """Training environments (rows of the batched core)."""
     test_envs: Count = 64

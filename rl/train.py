@@ -29,7 +29,7 @@ from omegaconf import OmegaConf
 from configs import load_config
 from configs.loader import as_dataclass, with_section_defaults
 from configs.schema import RLConfig, RLLoopConfig, with_rl_defaults
-from rl.agents import AGENTS, act, agent_spec, build_algorithm, make_params, prepare
+from rl.agents import AGENTS, POLICY_FILE, act, agent_spec, build_algorithm, make_params, prepare, save_policy
 from rl.builders import factory_on, get_env_builder
 from rl.envs.views import BatchedVectorEnv, make_dummy_vector_env
 from rl.loop import TRAIN_STATE_FILE, load_train_state, train
@@ -143,12 +143,22 @@ def train_agent(cfg: Dict[str, Any]) -> Path:
     train_envs, test_envs = make_envs(make_core, loop, cfg["seed"])
     algorithm = _build_agent(cfg, make_core, device)
     resume = run_dir is not None
+    start, pretrained = time.time(), None
     if not resume:
         prepare(algorithm)
+        if hasattr(make_core, "pretrain"):  # an env may train the policy before RL (experiment A's gradient start)
+            pretrained = make_core.pretrain(algorithm, cfg["seed"])
         _record_calibration(cfg, make_core)
         run_dir = new_run_dir(cfg["out_dir"], cfg["name"])
         save_run_config(cfg, run_dir)
     log.info("run folder: %s", run_dir)
+    if loop.epochs == 0:  # no RL: the run keeps its starting policy
+        save_policy(algorithm, run_dir / POLICY_FILE)
+        log.warning("train.epochs=0: no RL; the starting policy is saved as %s", run_dir / POLICY_FILE)
+        summary = {"best_reward": None, "env_steps": 0, "epochs": 0, "gradient_start": pretrained,
+                   "wall_s": round(time.time() - start, 1), "device": str(device)}
+        atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
+        return run_dir
     start = time.time()
     try:
         stats = train(algorithm, train_envs, test_envs, run_dir, loop, seed=cfg["seed"], num_threads=cfg["num_threads"],
@@ -159,7 +169,8 @@ def train_agent(cfg: Dict[str, Any]) -> Path:
         elif isinstance(err, Interrupted):
             err.notes.append(f"run {run_dir} kept: continue it with python -m rl.train resume={run_dir}")
         raise
-    summary = {**stats, "wall_s": round(time.time() - start, 1), "vector": loop.vector, "device": str(device)}
+    summary = {**stats, "wall_s": round(time.time() - start, 1), "vector": loop.vector, "device": str(device),
+               **({"gradient_start": pretrained} if pretrained is not None else {})}
     atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
     return run_dir
 

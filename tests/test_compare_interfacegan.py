@@ -199,6 +199,13 @@ def test_rl_aggregate_and_verdicts():
     by = {v["baseline"]: v for v in verdicts(methods, {"all": agg})}
     assert not by["interfacegan_plain_3"]["rl_beats_baseline"] and not by["interfacegan_plain_3"]["age_change"]
     assert by["interfacegan_conditional_3"]["rl_beats_baseline"]
+    # a second editor: its own aggregate, and never a baseline of the row-by-row checks
+    methods["gradient_seed0"] = row(0.99, 0.0, 20.0)
+    assert rl_aggregate(methods)["all"]["id_dlib_mean"]["n"] == 2  # still the rl_ runs by default
+    grad = rl_aggregate(methods, ["gradient_seed0"])
+    assert grad["all"]["id_dlib_mean"]["mean"] == 0.99
+    assert {v["baseline"] for v in verdicts(methods, grad)} == {"interfacegan_plain_3", "interfacegan_conditional_3"}
+    assert all(v["rl_beats_baseline"] for v in verdicts(methods, grad))
 
 
 # ---- settings and judges' error paths -------------------------------------------------------------
@@ -211,6 +218,8 @@ def test_rl_aggregate_and_verdicts():
     ("interfacegan.extents=[2.0,2.0]", r"interfacegan.extents=\[2.0, 2.0\] invalid: expected distinct positive"),
     ("agent_seeds=[1,1]", r"agent_seeds=\[1, 1\] invalid: expected distinct seeds"),
     ("agent_seeds=[]", r"agent_seeds=\[\] invalid"),
+    ("editors.rl=[train.epochs=0]", r"editors.rl invalid: expected a name like 'gradient'.*not 'rl'"),
+    ("editors.gradient=[env.nonsense=1]", r"agent_config age_ppo with editors.gradient: .*nonsense"),
     (f"eval.export={ROOT / 'README.md' / 'x.npz'}", "eval.export=.*x.npz' cannot be a folder: .*README.md' is a file"),
 ])
 def test_bad_settings_name_the_key(override, match):
@@ -274,7 +283,8 @@ def test_quick_comparison_writes_every_file_and_reuses_the_agent(tmp_path, capsy
                  "eval.grid_bases=2", "interfacegan.samples=200", "interfacegan.ratio=0.1", "eval.batch_size=16",
                  f"models.age_checkpoint={age}", f"models.gender_checkpoint={gender}",
                  f"eval.export={tmp_path / 'faces.npz'}",
-                 "agent_overrides=[" + ",".join(f"'{o}'" for o in TINY_AGENT) + "]"]
+                 "agent_overrides=[" + ",".join(f"'{o}'" for o in TINY_AGENT) + "]",
+                 "editors.gradient=[env.gradient_start.steps=2,env.gradient_start.batch_size=2,train.epochs=0]"]
     proc = subprocess.run([sys.executable, "benchmarks/run.py", "--compare", "interfacegan", "--quick", *overrides],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -284,24 +294,31 @@ def test_quick_comparison_writes_every_file_and_reuses_the_agent(tmp_path, capsy
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
     ig = {f"interfacegan_{kind}_{e}" for kind in ("plain", "conditional") for e in ("1.5", "3")}
-    assert set(summary["methods"]) == {"rl_seed0", *ig}
+    assert set(summary["methods"]) == {"rl_seed0", "gradient_seed0", *ig}
+    assert summary["families"]["editors"] == {"rl": ["rl_seed0"], "gradient": ["gradient_seed0"]}
     trade = summary["tradeoff"]["matched"]["rl"]
     assert set(trade) == {"interfacegan_plain", "interfacegan_conditional"} and trade["interfacegan_plain"]["seeds"] == 1
+    assert set(summary["tradeoff"]["matched"]["gradient"]) == set(trade)
+    grad_run = summary["runs"][1]  # an editor's runs have their own name
+    assert Path(grad_run).parent.name == "age_ppo_gradient"
+    assert json.loads((Path(grad_run) / "train_summary.json").read_text())["gradient_start"]["steps"] == 2
     assert summary["families"]["curves"]["interfacegan_plain"] == ["interfacegan_plain_1.5", "interfacegan_plain_3"]
     rl = summary["methods"]["rl_seed0"]["all"]
     assert rl["trajectories"] == 4 and 1 <= rl["steps"] <= 3 and -1 <= rl["id_dlib_min"] <= rl["id_dlib_max"] <= 1
     assert summary["methods"]["interfacegan_plain_3"]["older"]["steps"] == 3.0
     assert abs(summary["boundary_stats"]["cos_conditional_gender"]) < 1e-5
     assert summary["roles"]["age_judge_independent"] and summary["roles"]["gender_boundary_scorer"] == str(gender)
-    assert "agent_seed0" in summary["stage_wall_s"] and 0 <= summary["noise_floor"]["rate"] <= 1
-    assert len(list((tmp_path / "runs" / "judge_cache").glob("*.pt"))) == 3  # the RL run, one ladder per boundary
+    assert {"agent_seed0", "gradient_seed0"} <= set(summary["stage_wall_s"]) and 0 <= summary["noise_floor"]["rate"] <= 1
+    assert len(list((tmp_path / "runs" / "judge_cache").glob("*.pt"))) == 4  # 2 editor runs, one ladder per boundary
     faces = np.load(tmp_path / "faces.npz")
     assert set(faces["method"]) == {"base", *summary["methods"]} and (faces["base_index"] == -1).sum() == 2
-    assert faces["images"].shape[1:] == (3, 64, 64) and len(faces["images"]) == 2 + 4 * 3 * 4 + 4 * rl["steps"]
+    grad = summary["methods"]["gradient_seed0"]["all"]
+    assert faces["images"].shape[1:] == (3, 64, 64)
+    assert len(faces["images"]) == 2 + 4 * 3 * 4 + 4 * rl["steps"] + 4 * grad["steps"]
     assert "## Age signal" in (out / "report.md").read_text()
     report = (out / "report.md").read_text()
     assert "paper: RL (PGAN, VGG-Face) | 0.919" in report and "## Verdict: matched trade-off curves" in report
-    assert "![trade-off curves](tradeoff.png)" in report
+    assert "![trade-off curves](tradeoff.png)" in report and "editor `gradient`" in report
     # the same settings again: the agent run is found, not retrained
     cfg = bench(*QUICK, *overrides)
     again = agent_runs(cfg)

@@ -16,6 +16,7 @@ from rl.builders.face_age_models import (
     reward_models,
     typical_latents,
 )
+from rl.builders.face_age_gradient import GradientStart, train_by_gradient
 from rl.envs.face_age import FaceAgeCore
 from rl.envs.face_age_mdp import AUTO, AgeMDP, default_epsilon
 from utils.errors import UserError
@@ -38,8 +39,9 @@ class FaceAgeFactory:
     def __init__(self, base: FaceAgeCore, eval_pool_PL: torch.Tensor, boundary_stats: Dict[str, Any],
                  calibration: Dict[str, Any], warm_start_extent: Optional[float] = None,
                  gen_log_std: Optional[float] = None, warm_start_via: str = "hyp",
-                 calibrated: Optional[Dict[str, float]] = None):
+                 calibrated: Optional[Dict[str, float]] = None, gradient_start: Optional[GradientStart] = None):
         _check_warm_start_via(warm_start_via, base.mdp.signed_gen)
+        self.gradient_start = gradient_start or GradientStart()
         self.base, self.eval_pool_PL = base, eval_pool_PL
         self.boundary_L, self.boundary_stats, self.calibration = base.boundary_L, boundary_stats, calibration
         self.warm_start_extent, self.gen_log_std, self.warm_start_via = warm_start_extent, gen_log_std, warm_start_via
@@ -55,7 +57,16 @@ class FaceAgeFactory:
         """This factory with its cores (pools, boundary and networks) on ``device``."""
         return FaceAgeFactory(self.base.to(device), self.eval_pool_PL.to(device), self.boundary_stats,
                               self.calibration, self.warm_start_extent, self.gen_log_std, self.warm_start_via,
-                              self.calibrated)
+                              self.calibrated, self.gradient_start)
+
+    def pretrain(self, algorithm, seed: int) -> Optional[Dict[str, Any]]:
+        """A fresh run's policy trained by gradient through the env's networks before RL, when
+        ``gradient_start.steps`` > 0 (:mod:`rl.builders.face_age_gradient`); returns its log (None: off)."""
+        if self.gradient_start.steps == 0:
+            return None
+        log.warning("gradient start: %d Adam steps of the policy through the generator, A_reg and F (not RL)",
+                    self.gradient_start.steps)
+        return train_by_gradient(algorithm.policy, self.base, self.gradient_start, seed)
 
     def agent_hparams(self, name: str, hparams: Dict[str, Any]) -> Dict[str, Any]:
         """The agent's hyper-parameters with this env's start for a Gaussian policy filled in.
@@ -117,6 +128,7 @@ def face_age(
     warm_start_extent: Optional[float] = None,
     warm_start_via: Literal["hyp", "gen"] = "hyp",
     gen_log_std: Optional[float] = None,
+    gradient_start: GradientStart = GradientStart(),
 ) -> FaceAgeFactory:
     """Experiment A's env: frozen generator + age regressor, InterfaceGAN age boundary, pools.
 
@@ -130,9 +142,11 @@ def face_age(
     disjoint seeded draws inside the typical set. ``mdp``: the MDP's constants (:class:`AgeMDP`),
     passed whole to the core; its ``p1``/``p2`` = ``"auto"`` are calibrated with
     :func:`calibrate_identity_thresholds`. ``warm_start_extent`` / ``gen_log_std``: the agent's
-    starting policy (:meth:`FaceAgeFactory.agent_hparams`).
+    starting policy (:meth:`FaceAgeFactory.agent_hparams`); ``gradient_start``: the policy trained by
+    gradient before RL (:meth:`FaceAgeFactory.pretrain`, not from the paper).
     """
     mdp = as_dataclass(AgeMDP, mdp)  # bad constants fail here, before any model is loaded
+    gradient_start = as_dataclass(GradientStart, gradient_start)
     _check_warm_start_via(warm_start_via, mdp.signed_gen)
     gen_net = build_generator(generator)
     age_model, features, age_and_features = reward_models(age_checkpoint, identity_features)
@@ -151,4 +165,4 @@ def face_age(
     base = FaceAgeCore(pool[eval_pool:], gen_net, age_model, features, boundary, mdp, num_envs=1, seed=0,
                        age_and_features=age_and_features)
     return FaceAgeFactory(base, pool[:eval_pool], stats, calibration, warm_start_extent, gen_log_std,
-                          warm_start_via, calibrated)
+                          warm_start_via, calibrated, gradient_start)

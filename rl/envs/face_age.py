@@ -206,16 +206,9 @@ class FaceAgeCore(RowStreams):
         if self._needs_reset[ids].any():
             raise RuntimeError(f"rows {ids[self._needs_reset[ids]].tolist()} stepped before reset: "
                                "their episodes ended, call reset(mask) first")
-        mdp, L = self.mdp, self.latent_dim
-        k_gen, w1, w2 = action[:, :L], action[:, L], action[:, L + 1]
-        if mdp.normalize_gen:
-            k_gen = k_gen / k_gen.norm(dim=1, keepdim=True).clamp_min(1e-6)
+        mdp = self.mdp
         direction = self.direction_N[ids]
-        sign = (1.0 - 2.0 * direction.float())[:, None]
-        k_hyp = sign * self.boundary_L[None, :]
-        if mdp.signed_gen:
-            k_gen = sign * k_gen
-        s_next = transition(self.s_NL[ids], k_hyp, k_gen, w1, w2, mdp.inertia)
+        s_next = self.move(self.s_NL[ids], action, direction)
         age, feat = self._measure(s_next)
         identity = identity_distance(feat, self.base_feat_NF[ids])
         in_typical = typical_set(s_next, self.epsilon)
@@ -233,6 +226,19 @@ class FaceAgeCore(RowStreams):
         info = {"age": age, "age_base": self.age_base_N[ids], "identity": identity, "hit": hit,
                 "in_typical_set": in_typical, "direction": direction, "t": self.t_N[ids]}
         return obs, reward, terminated, truncated, info
+
+    def move(self, s_RL: torch.Tensor, action_RA: torch.Tensor, direction_R: torch.Tensor) -> torch.Tensor:
+        """Eq. 2 for actions ``[k_gen, w1, w2]`` in the box: k_gen made a unit direction (``normalize_gen``) and
+        signed with the command (``signed_gen``), k_hyp = ± the unit boundary. Differentiable in the action."""
+        mdp, L = self.mdp, self.latent_dim
+        k_gen, w1, w2 = action_RA[:, :L], action_RA[:, L], action_RA[:, L + 1]
+        if mdp.normalize_gen:
+            k_gen = k_gen / k_gen.norm(dim=1, keepdim=True).clamp_min(1e-6)
+        sign = (1.0 - 2.0 * direction_R.float())[:, None]
+        k_hyp = sign * self.boundary_L[None, :]
+        if mdp.signed_gen:
+            k_gen = sign * k_gen
+        return transition(s_RL, k_hyp, k_gen, w1, w2, mdp.inertia)
 
     def _check_action(self, action: torch.Tensor, n: int) -> torch.Tensor:
         return check_action(action, n, self.act_dim, self.action_bound, self.device,

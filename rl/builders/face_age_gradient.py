@@ -1,0 +1,128 @@
+"""Experiment A's policy trained by gradient (not from the paper, not RL): the reference ceiling for the RL rows.
+
+Every piece of experiment A's episode is differentiable except eq. 9's steps (buckets, thresholds,
+failures). :func:`surrogate_returns` unrolls ``episode_len`` steps of eq. 2 from chosen bases with a
+policy's deterministic actions and scores them with a smooth stand-in for eq. 9:
+
+- age progress in buckets, ``p_t = min(sign·(age_t − age_base)/β, buckets left in the command's direction)``;
+  a step earns ``r`` per bucket of progress beyond the best so far (the running maximum, so it pays for
+  new buckets once, like M_g), at most one bucket a step (M_g is 0 or 1: a jump over buckets earns one);
+- the ``m·r`` bonus is weighted by ``σ((P1 − I_g)/(s·P1))`` and failure (``I_g > P2`` or leaving the
+  typical set) by sigmoids of the same softness ``s``; an episode's later steps count by its soft survival;
+- a surviving step pays −1 for the part of a bucket it did not gain (eq. 9's −1 for a step without a hit)
+  and, with ``identity_cost`` c, −c·I_g/P1.
+
+A linear traversal that gains 0.6 of a bucket per step for 10 steps, identity far below P1, scores what
+eq. 9 pays it: 6 buckets of m·r and −1 for each of the 4 steps without a hit.
+
+:func:`train_by_gradient` fits the policy's deterministic action (PPO's mean) to maximise it with Adam,
+through the frozen generator, A_reg and F. With ``env.gradient_start.steps`` > 0, ``rl.train`` runs it before
+RL (PPO then starts at the gradient editor); with ``train.epochs=0`` as well, no RL follows and the run's
+policy is the gradient editor alone.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Annotated, Callable
+
+import torch
+
+from configs.schema_tools import NON_NEGATIVE, POSITIVE, Range
+from evaluation.face_metrics import identity_distance
+from rl.agents import agent_spec
+from rl.agents.base import map_action
+from rl.envs.face_age import FaceAgeCore, bucket_index, direction_buckets
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class GradientStart:
+    """``env.gradient_start``: the policy's deterministic action trained by gradient before RL (not from the paper)."""
+
+    steps: Annotated[int, NON_NEGATIVE] = 0
+    """Adam steps (0: off)."""
+    batch_size: Annotated[int, POSITIVE] = 16
+    """Episodes per step: training-pool bases, each with a random command."""
+    lr: Annotated[float, Range(0, low_open=True)] = 3e-4
+    softness: Annotated[float, Range(0, low_open=True)] = 0.1
+    """Width of the sigmoid steps at P1 and P2 (a fraction of P1) and at the typical set's edge (of ε)."""
+    seed: int = 0
+    """Seeds the bases and commands drawn (the run's seed is added)."""
+
+
+def differentiable_actions(policy) -> Callable[[torch.Tensor], torch.Tensor]:
+    """obs N×O -> the policy's deterministic actions N×A in the env's box, with gradients to its parameters."""
+    spec = agent_spec(policy.latentnav_spec["name"])
+    return lambda obs: map_action(policy, spec.act(policy, obs))
+
+
+def _measure(core: FaceAgeCore, s_NL: torch.Tensor):
+    images = core.nets["generator"](s_NL)
+    if "age_and_features" in core.nets:
+        age, feat = core.nets["age_and_features"](images)
+    else:
+        age, feat = core.nets["age_model"](images), core.nets["features"](images)
+    return age.float().reshape(len(s_NL)), feat.float().flatten(1)
+
+
+def surrogate_returns(core: FaceAgeCore, action_fn: Callable[[torch.Tensor], torch.Tensor], base_BL: torch.Tensor,
+                      direction_B: torch.Tensor, softness: float = 0.1) -> torch.Tensor:
+    """The smooth eq. 9 return of each episode (B floats, differentiable in ``action_fn``'s parameters).
+
+    ``core`` supplies the networks, the boundary, the MDP constants (P1, P2 as numbers) and eq. 2
+    (:meth:`FaceAgeCore.move`); its rows' state is not touched.
+    """
+    mdp, eps = core.mdp, core.epsilon
+    with torch.no_grad():
+        age0, feat0 = _measure(core, base_BL)
+        bucket0 = bucket_index(age0, mdp.age_min, mdp.bucket_width, core.n_buckets)
+        left = direction_buckets(bucket0, direction_B, core.n_buckets).sum(1).float()
+    sign = 1.0 - 2.0 * direction_B.float()
+    s, best = base_BL, torch.zeros_like(age0)
+    alive, total = torch.ones_like(age0), torch.zeros_like(age0)
+    for _ in range(mdp.episode_len):
+        s = core.move(s, action_fn(core.observe(s, base_BL, direction_B)), direction_B)
+        age, feat = _measure(core, s)
+        identity = identity_distance(feat, feat0)
+        progress = torch.minimum(sign * (age - age0) / mdp.bucket_width, left)
+        new = torch.relu(progress - best).clamp(max=1.0)  # M_g: one bucket a step at most
+        best = torch.maximum(best, progress)
+        close = torch.sigmoid((mdp.p1 - identity) / (softness * mdp.p1))
+        lost = torch.sigmoid((identity - mdp.p2) / (softness * mdp.p1))
+        outside = torch.sigmoid((0.5 * (s.shape[1] - s.pow(2).sum(1)).abs() - eps) / (softness * eps))
+        fail = 1.0 - (1.0 - lost) * (1.0 - outside)
+        kept = (mdp.hit_reward * new * (1.0 + (mdp.close_factor - 1.0) * close) - (1.0 - new)
+                - mdp.identity_cost * identity / mdp.p1)
+        total = total + alive * ((1.0 - fail) * kept - fail * mdp.fail_penalty)
+        alive = alive * (1.0 - fail)
+    return total
+
+
+def train_by_gradient(policy, core: FaceAgeCore, cfg: GradientStart, seed: int = 0) -> dict:
+    """Fit ``policy``'s deterministic action to the surrogate return on ``core``'s pool; returns the log rows."""
+    params = [p for p in policy.parameters() if p.requires_grad]
+    optim = torch.optim.Adam(params, lr=cfg.lr)
+    gen = torch.Generator().manual_seed(int(cfg.seed) + int(seed))
+    pool = core.pool_PL
+    actions, rows, start = differentiable_actions(policy), [], time.time()
+    was_training = policy.training
+    policy.train()
+    try:
+        for step in range(1, cfg.steps + 1):
+            idx = torch.randint(len(pool), (cfg.batch_size,), generator=gen).to(pool.device)
+            direction = torch.randint(2, (cfg.batch_size,), generator=gen).to(pool.device)
+            ret = surrogate_returns(core, actions, pool[idx], direction, cfg.softness).mean()
+            optim.zero_grad()
+            (-ret).backward()
+            optim.step()
+            if step == 1 or step % 10 == 0 or step == cfg.steps:
+                rows.append({"step": step, "surrogate_return": round(ret.item(), 3),
+                             "wall_s": round(time.time() - start, 1)})
+                log.info("gradient start: step %d/%d, surrogate return %.2f (%.0f s)", step, cfg.steps, ret.item(),
+                         time.time() - start)
+    finally:
+        policy.train(was_training)
+    return {"steps": cfg.steps, "curve": rows}

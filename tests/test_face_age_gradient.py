@@ -1,0 +1,70 @@
+"""Experiment A's gradient-trained policy (not from the paper): the smooth eq. 9 and its training, on the toy world."""
+import pytest
+import torch
+
+from evaluation.face_age import linear_policy, rollout
+from rl.agents import act, build_algorithm
+from rl.builders.face_age import FaceAgeFactory
+from rl.builders.face_age_gradient import GradientStart, surrogate_returns, train_by_gradient
+from tests.test_face_age_env import L, transparent_core
+from utils.seeding import seed_everything
+
+WIDE = {"p1": 100.0, "p2": 200.0, "epsilon": 1000.0}  # neither identity nor the typical set ends an episode
+
+
+def _ppo(core, **hp):
+    seed_everything(0)
+    return build_algorithm("ppo", core.obs_dim, core.act_dim, core.action_bound, hidden_sizes=[16], **hp).policy
+
+
+def test_surrogate_of_a_linear_traversal_is_its_eq9_return():
+    # age = 30 + 10·s[0], boundary e0: 3 units in 10 steps ages 3 y (0.6 bucket) a step, 6 buckets in all
+    core = transparent_core(num_envs=2, **WIDE)
+    ids, direction = torch.tensor([0, 0]), torch.tensor([0, 1])
+    true = rollout(core, linear_policy(core, 3.0), ids, direction)["return"]
+    surrogate = surrogate_returns(core, linear_policy(core, 3.0), core.pool_PL[ids], direction)
+    assert true[0].item() == 6 * 20.0 - 4  # m·r per bucket, −1 for each of the 4 steps without one
+    assert surrogate[0].item() == pytest.approx(true[0].item(), abs=0.05)
+    # descending: the 6 buckets below the base are all there is; the surrogate caps its progress there
+    assert surrogate[1].item() == pytest.approx(6 * 20.0 - 4, abs=0.05)
+    # standing still gains nothing and pays −1 a step
+    still = surrogate_returns(core, lambda obs: torch.zeros(len(obs), core.act_dim), core.pool_PL[ids], direction)
+    torch.testing.assert_close(still, torch.full((2,), -10.0), atol=0.01, rtol=0)  # soft failure terms: ~1e-4 a step
+
+
+def test_surrogate_pays_for_identity_and_fails_beyond_p2():
+    core = transparent_core(num_envs=1, p1=1.0, p2=5.0, epsilon=1000.0)
+    base, up = core.pool_PL[:1], torch.tensor([0])
+    true = lambda extent: rollout(core, linear_policy(core, extent), torch.tensor([0]), up)["return"].item()  # noqa: E731
+    # 8 units: 1.6 buckets a step (one paid), I_g = (0.8·t)² passes P1 at step 2 and P2 = 5 at step 3: 20 + 10 − 20
+    far = surrogate_returns(core, linear_policy(core, 8.0), base, up, softness=0.01)
+    assert true(8.0) == 10.0 and far.item() == pytest.approx(10.0, abs=0.1)
+    # 2 units: 0.4 bucket a step, I_g passes P1 half-way; eq. 9 pays 54 in whole buckets, the surrogate ≈ 52
+    near = surrogate_returns(core, linear_policy(core, 2.0), base, up, softness=0.01)
+    assert true(2.0) == 54.0 and near.item() == pytest.approx(52.0, abs=1.0)
+    cost = transparent_core(num_envs=1, p1=1.0, p2=5.0, epsilon=1000.0, identity_cost=1.0)
+    assert surrogate_returns(cost, linear_policy(cost, 2.0), base, up, softness=0.01).item() < near.item()
+
+
+def test_training_by_gradient_raises_the_true_return_from_standing_still():
+    core = transparent_core(num_envs=4, **WIDE)
+    policy = _ppo(core, init_mean=[0.0] * (L + 2), init_log_std=-2.0)  # starts standing still
+    ids, direction = torch.tensor([0, 0, 0, 0]), torch.tensor([0, 1, 0, 1])
+    before = rollout(core, lambda obs: act(policy, obs), ids, direction)["return"].mean().item()
+    out = train_by_gradient(policy, core, GradientStart(steps=60, batch_size=4, lr=3e-3), seed=0)
+    after = rollout(core, lambda obs: act(policy, obs), ids, direction)["return"].mean().item()
+    assert before == pytest.approx(-10.0) and after > before + 30.0, (before, after)
+    assert out["curve"][-1]["surrogate_return"] > out["curve"][0]["surrogate_return"]
+    assert out["curve"][0]["step"] == 1 and out["curve"][-1]["step"] == 60
+
+
+def test_factory_pretrains_only_when_asked():
+    core = transparent_core(num_envs=2, **WIDE)
+    policy = _ppo(core)
+    weights = [p.detach().clone() for p in policy.parameters()]
+    off = FaceAgeFactory(core, core.pool_PL, {}, {})
+    assert off.pretrain(type("A", (), {"policy": policy})(), seed=0) is None
+    assert all(torch.equal(a, b) for a, b in zip(weights, policy.parameters()))
+    on = FaceAgeFactory(core, core.pool_PL, {}, {}, gradient_start=GradientStart(steps=2, batch_size=2))
+    assert on.pretrain(type("A", (), {"policy": policy})(), seed=0)["steps"] == 2
+    assert not all(torch.equal(a, b) for a, b in zip(weights, policy.parameters()))
