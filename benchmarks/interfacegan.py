@@ -49,7 +49,8 @@ QUICK = ["eval.bases=4", "eval.grid_bases=4", "eval.bootstrap=100", "interfacega
          "interfacegan.ratio=0.05", "interfacegan.extents=[1.5,3]",
          "agent_seeds=[0]", "agent_overrides=[train.show_progress=false,train.total_steps=512,train.epochs=1,"
          "train.num_envs=8,train.test_envs=4,train.collect_steps=256,train.batch_size=64,train.repeat=2,"
-         "env.train_pool=1000,env.boundary_samples=500,env.boundary_ratio=0.05,env.calibration_samples=64]"]
+         "env.train_pool=1000,env.boundary_samples=500,env.boundary_ratio=0.05,env.calibration_samples=64]",
+         "editors.gradient=[env.gradient_start.steps=4,env.gradient_start.batch_size=4,train.epochs=0]"]
 
 
 def check_settings(bench: Dict[str, Any]) -> None:
@@ -69,7 +70,8 @@ def check_settings(bench: Dict[str, Any]) -> None:
     if ev["export"] is not None:
         check_output_file(ev["export"], "eval.export")
     seeds = bench["agent_seeds"]
-    if not bench["agent_runs"] and (not seeds or len(set(seeds)) != len(seeds)):
+    trains = not bench["agent_runs"] or bool(bench.get("editors"))  # the editors train per agent seed
+    if trains and (not seeds or len(set(seeds)) != len(seeds)):
         raise UserError(f"agent_seeds={seeds} invalid: expected distinct seeds (or agent_runs=[run folders])")
     for path in bench["agent_runs"]:
         given_run(path, "agent_runs")
@@ -81,11 +83,9 @@ def check_settings(bench: Dict[str, Any]) -> None:
         if not name.isidentifier() or name == RL_EDITOR or name.startswith("interfacegan"):
             raise UserError(f"editors.{name} invalid: expected a name like 'gradient' (letters, digits, _), "
                             f"not '{RL_EDITOR}' and not starting with 'interfacegan'")
-    if bench["agent_runs"] and bench.get("editors"):
-        raise UserError(f"agent_runs={bench['agent_runs']} and editors={sorted(bench['editors'])} both given: the "
-                        "editors are trained per agent seed; keep one (editors={} to use only the given runs)")
-    if not bench["agent_runs"]:  # the agents' config loads (overrides checked) before anything heavy runs
-        for editor, overrides in editor_overrides(bench).items():
+    # the agents' configs load (overrides checked) before anything heavy runs
+    for editor, overrides in editor_overrides(bench).items():
+        if editor != RL_EDITOR or not bench["agent_runs"]:
             try:
                 load_config(bench["agent_config"], overrides, schema=RLConfig, sections=rl_cli.SECTIONS,
                             values={"out_dir": bench["runs_dir"]})
@@ -118,21 +118,24 @@ def editor_overrides(bench: Dict[str, Any]) -> Dict[str, List[str]]:
 
 
 def agent_runs(bench: Dict[str, Any], submit: Optional[Submit] = None) -> List[Stage]:
-    """The RL runs: ``agent_runs`` as given, else per seed a matching run or a fresh training (with its wall
+    """The RL runs alone (no other editor is trained): ``agent_runs`` as given, else per seed a matching run or a fresh training (with its wall
     time): here, one seed after another (``submit`` None), or every seed at once as ``agent`` jobs of a launcher."""
-    return editor_runs(bench, submit)[RL_EDITOR]
+    return editor_runs({**bench, "editors": {}}, submit)[RL_EDITOR]
 
 
 def editor_runs(bench: Dict[str, Any], submit: Optional[Submit] = None) -> Dict[str, List[Stage]]:
-    """Editor name -> its runs, one per agent seed (``agent_runs``, when given, are the ``rl`` editor's only):
-    a matching run or a fresh training of ``agent_config`` with the editor's overrides (:func:`editor_overrides`)."""
-    if bench["agent_runs"]:
-        return {RL_EDITOR: [Stage(given_run(p, "agent_runs")) for p in bench["agent_runs"]]}
+    """Editor name -> its runs: ``agent_runs``, when given, are the ``rl`` editor's; every other editor (and
+    ``rl`` without ``agent_runs``) has one per agent seed, a matching run or a fresh training of
+    ``agent_config`` with the editor's overrides (:func:`editor_overrides`)."""
+    given = [Stage(given_run(p, "agent_runs")) for p in bench["agent_runs"]]
     runs_dir = bench["runs_dir"]
     age = resolve_model(bench["models"]["age_checkpoint"], runs_dir, "age_regressor")
     env = {"env.age_checkpoint": age, **({"env.identity_features": "pixels"} if age == PACKAGED else {})}
     waits: Dict[str, List[Callable[[], Stage]]] = {}
     for editor, overrides in editor_overrides(bench).items():
+        if editor == RL_EDITOR and given:
+            waits[editor] = [lambda stage=stage: stage for stage in given]
+            continue
         for seed in bench["agent_seeds"]:
             cfg = load_config(bench["agent_config"], overrides, schema=RLConfig, sections=rl_cli.SECTIONS,
                               values={"out_dir": runs_dir, "seed": seed, **env})

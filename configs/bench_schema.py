@@ -235,7 +235,7 @@ class BenchInterfaceGANConfig(LauncherConfig, BenchRunsConfig):
     editors: Dict[str, List[str]] = field(default_factory=dict)
     """More learned editors beside the RL agent (not from the paper): name -> ``key=value`` overrides added to
     ``agent_overrides``. Each is trained (or a matching run reused) per agent seed like the RL agent, judged the
-    same way, and gets its own rows and matched verdict."""
+    same way, and gets its own rows and matched verdict. ``editors={}``: the RL agent alone."""
     num_threads: int = 1
     models: CompareModels = field(default_factory=CompareModels)
     interfacegan: CompareInterfaceGAN = field(default_factory=CompareInterfaceGAN)

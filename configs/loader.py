@@ -77,7 +77,8 @@ def load_config(
 
     Args:
         name_or_path: see :func:`config_path`.
-        overrides: ``key=value`` strings (OmegaConf dot-list syntax), applied last.
+        overrides: ``key=value`` strings (OmegaConf dot-list syntax), applied last; ``key={}`` empties a
+            mapping (a merge would keep its keys).
         schema: the dataclass of the whole config (default :class:`configs.schema.FitConfig`).
         sections: section key (e.g. ``"module"``) -> lookup ``name -> class`` (or function or params
             dataclass); that section's keys are checked against it and filled with its defaults.
@@ -95,7 +96,13 @@ def load_config(
         layers = [OmegaConf.create(_nested(values or {})), OmegaConf.from_dotlist(list(overrides))]
         for layer in layers:
             _drop_replaced_sections(yaml_cfg, layer, sections or {})
-        cfg = OmegaConf.merge(base, yaml_cfg, *layers)
+        cfg = OmegaConf.merge(base, yaml_cfg, layers[0])
+        for item in overrides:  # in order; a merge keeps a mapping's other keys, so ``key={}`` empties it
+            key, _, value = item.partition("=")
+            if value.strip() == "{}":
+                OmegaConf.update(cfg, key, {}, merge=False)
+            else:
+                cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
         container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     _raise_bad_choice(check_choices(schema, container))
     for key, lookup in (sections or {}).items():

@@ -227,6 +227,26 @@ def test_bad_settings_name_the_key(override, match):
         check_settings(bench(override))
 
 
+def test_given_agent_runs_are_the_rl_editors_and_the_other_editors_train_per_seed(tmp_path, monkeypatch):
+    import benchmarks.interfacegan as ig
+    from benchmarks.stages import Stage
+
+    given = tmp_path / "policy.pt"
+    given.write_bytes(b"")
+    jobs = []
+    monkeypatch.setattr(ig, "trained", lambda submit, kind, cfg, rl: (jobs.append(cfg), lambda: Stage(Path(cfg["name"])))[1])
+    cfg = bench(f"runs_dir={tmp_path}", f"agent_runs=[{given}]", "agent_seeds=[3,4]", "models.age_checkpoint=packaged")
+    check_settings(cfg)
+    runs = ig.editor_runs(cfg)
+    assert [stage.run for stage in runs["rl"]] == [given] and len(runs["gradient"]) == 2
+    assert [(job["name"], job["seed"], job["env"]["gradient_start"]["steps"]) for job in jobs] == [
+        ("age_ppo_gradient", 3, 300), ("age_ppo_gradient", 4, 300)]
+    assert [stage.run for stage in ig.agent_runs(cfg)] == [given] and len(jobs) == 2  # the RL runs alone
+    with pytest.raises(ValueError, match=r"agent_seeds=\[\] invalid"):  # the editors still need seeds
+        check_settings(bench(f"agent_runs=[{given}]", "agent_seeds=[]"))
+    check_settings(bench(f"agent_runs=[{given}]", "agent_seeds=[]", "editors={}"))
+
+
 def test_facenet_judge_required_but_missing_is_a_clear_error(monkeypatch, tmp_path):
     import evaluation.judges as judges
 
@@ -234,7 +254,7 @@ def test_facenet_judge_required_but_missing_is_a_clear_error(monkeypatch, tmp_pa
     monkeypatch.setattr(judges, "facenet_weights_candidates", missing)
     monkeypatch.setattr("benchmarks.interfacegan_judging.facenet_weights_candidates", missing)
     monkeypatch.setattr(judges, "JUDGES", {**judges.JUDGES, "dlib": lambda: type("D", (), {"embed": None})(),
-                                           "age_gender": lambda: type("A", (), {"predict": None})()})
+                                           "age_gender": lambda views=1: type("A", (), {"predict": None})()})
     fns, roles, _ = build_judges({"facenet": "auto"})
     assert "emb_facenet" not in fns and roles["identity_judges"] == ["dlib ResNet face descriptor"]
     with pytest.raises((FileNotFoundError, ImportError), match="facenet"):
@@ -270,7 +290,7 @@ TINY_AGENT = ["train.show_progress=false", "train.total_steps=64", "train.epochs
 @needs_face_world
 @pytest.mark.slow
 def test_quick_comparison_writes_every_file_and_reuses_the_agent(tmp_path, capsys):
-    from benchmarks.interfacegan import QUICK, agent_runs
+    from benchmarks.interfacegan import QUICK, editor_runs
     from lightning_modules.face_attributes import (
         AgeRegressorModule,
         GenderClassifierModule,
@@ -321,7 +341,7 @@ def test_quick_comparison_writes_every_file_and_reuses_the_agent(tmp_path, capsy
     assert "![trade-off curves](tradeoff.png)" in report and "editor `gradient`" in report
     # the same settings again: the agent run is found, not retrained
     cfg = bench(*QUICK, *overrides)
-    again = agent_runs(cfg)
+    again = [stage for stages in editor_runs(cfg).values() for stage in stages]
     assert [str(stage.run) for stage in again] == summary["runs"] and all(st.wall_s is None for st in again)
     from benchmarks.run import main
 

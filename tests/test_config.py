@@ -50,6 +50,17 @@ def test_defaults_filled_from_module_signature_and_overrides_applied():
     assert type(cfg) is dict and type(cfg["module"]) is dict  # plain containers reach constructors
 
 
+def test_an_empty_mapping_override_empties_the_mapping():
+    from configs.bench_schema import BenchInterfaceGANConfig
+
+    load_bench = lambda *o: load_config("bench_interfacegan", list(o), schema=BenchInterfaceGANConfig)  # noqa: E731
+    assert set(load_bench()["editors"]) == {"gradient"}  # the shipped default
+    assert load_bench("editors={}")["editors"] == {}
+    both = load_bench("editors.c3=[env.mdp.identity_cost=3]")["editors"]
+    assert set(both) == {"gradient", "c3"} and both["c3"] == ["env.mdp.identity_cost=3"]
+    assert load_bench("editors={}", "editors.c3=[train.epochs=0]")["editors"] == {"c3": ["train.epochs=0"]}  # in order
+
+
 def test_interpolation_of_top_level_ae_checkpoint():
     cfg = load("latent_gan", "ae_checkpoint=some/run")
     assert cfg["data"]["ae_checkpoint"] == "some/run"
