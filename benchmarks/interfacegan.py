@@ -260,11 +260,15 @@ def _k_hyp_cosines(envs: List[Dict[str, Any]], boundaries: Dict[str, Any]) -> Di
 
 
 def _trajectories(envs, boundaries, base_z, base_idx, direction, extents, steps):
-    """(name -> (z N×T×L, valid N×T) of every method, kind -> (InterfaceGAN ladder, method name -> its columns))."""
+    """(name -> (z N×T×L, valid N×T) of every method, kind -> (InterfaceGAN ladder, method name -> its columns),
+    editor -> its methods' names in order)."""
     out: Dict[str, Tuple] = {}
+    editors: Dict[str, List[str]] = {}
     for env in envs:
         name = f"{env['editor']}_seed{env['cfg']['seed']}"
-        out[name if name not in out else f"{name}_{env['run'].name}"] = rl_trajectories(env, base_idx, direction)
+        name = name if name not in out else f"{name}_{env['run'].name}"
+        out[name] = rl_trajectories(env, base_idx, direction)
+        editors.setdefault(env["editor"], []).append(name)
     ladders = {}
     for kind, boundary in boundaries.items():
         z, columns = interfacegan_ladder(base_z[base_idx], direction, boundary, extents, steps)
@@ -273,7 +277,7 @@ def _trajectories(envs, boundaries, base_z, base_idx, direction, extents, steps)
         for kind, (z, names) in ladders.items():
             name = f"interfacegan_{kind}_{extent:g}"
             out[name] = (z[:, names[name]], torch.ones(len(z), steps, dtype=torch.bool))
-    return out, ladders
+    return out, ladders, editors
 
 
 def _judge_all(generator, fns, trajectories, ladders, ev, cache_dir, tag) -> Dict[str, Dict]:
@@ -296,15 +300,11 @@ def judge_workers(ev: Dict[str, Any]) -> int:
     return ev["workers"] or len(os.sched_getaffinity(0))
 
 
-def _families(trajectories: Dict[str, Tuple], extents: List[float], envs) -> Dict[str, Dict[str, List[str]]]:
+def _families(editors: Dict[str, List[str]], extents: List[float]) -> Dict[str, Dict[str, List[str]]]:
     """The trade-off analysis's groups: editors (each editor: every seed's method, in the table's order) and
     baseline curves (per boundary kind, its methods in extent order)."""
-    extents = sorted(extents)
-    curves = {f"interfacegan_{kind}": [f"interfacegan_{kind}_{e:g}" for e in extents] for kind in ("plain", "conditional")}
-    editors: Dict[str, List[str]] = {}
-    learned = [n for n in trajectories if not n.startswith("interfacegan_")]
-    for env, name in zip(envs, learned):  # _trajectories names the envs' runs first, in order
-        editors.setdefault(env["editor"], []).append(name)
+    curves = {f"interfacegan_{kind}": [f"interfacegan_{kind}_{e:g}" for e in sorted(extents)]
+              for kind in ("plain", "conditional")}
     return {"editors": editors, "curves": curves}
 
 
@@ -330,7 +330,7 @@ def compare(bench: Dict[str, Any]) -> Dict[str, Any]:
     fns, roles, age_gender = build_judges(ev)
     fns["reward_age"] = age_model
     steps, extents = ref.mdp.episode_len, bench["interfacegan"]["extents"]
-    trajectories, ladders = _trajectories(envs, boundaries, base_z, base_idx, direction, extents, steps)
+    trajectories, ladders, editors = _trajectories(envs, boundaries, base_z, base_idx, direction, extents, steps)
     base_scores = score_images(generator, fns, base_z, ev["batch_size"], "judging the bases", judge_workers(ev))
     base = {k: v[base_idx] for k, v in base_scores.items()}
     env_info = {"bucket_width": ref.mdp.bucket_width, "age_min": ref.mdp.age_min, "age_max": ref.mdp.age_max}
@@ -352,7 +352,7 @@ def compare(bench: Dict[str, Any]) -> Dict[str, Any]:
         floor = {"step": min(extents) / steps, "steps": steps}
         floor["rate"] = flip_noise_floor(generator, age_gender.p_female, base_z, floor["step"], steps,
                                          seed=bench["seed"], threshold=ev["flip_threshold"])
-    return {"methods": methods, "scored": scored, "families": _families(trajectories, extents, envs),
+    return {"methods": methods, "scored": scored, "families": _families(editors, extents),
             "trajectories": trajectories, "base_z": base_z, "base_idx": base_idx,
             "direction": direction, "boundary_stats": boundary_stats, "noise_floor": floor,
             "k_hyp_cosines": _k_hyp_cosines(envs, boundaries), "roles": {**roles, **_roles(envs, gender_role)},

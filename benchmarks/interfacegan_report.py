@@ -21,7 +21,7 @@ HEADERS = ["method", "identity cos Mean", "Std", "Min", "Max", "gender-flip rate
            "steps"]
 
 
-def rl_aggregate(methods: Dict[str, Dict[str, Dict[str, float]]],
+def editor_aggregate(methods: Dict[str, Dict[str, Dict[str, float]]],
                  names: List[str] = None) -> Dict[str, Dict[str, Dict[str, float]]]:
     """Per direction and figure: mean / std (population) / min / max over one editor's runs (seeds): ``names``,
     by default the RL runs (``rl_*``)."""
@@ -107,7 +107,7 @@ def write_compare_report(bench: Dict[str, Any], results: Dict[str, Any], out_dir
     """Write grids, table.csv, summary.json and report.md (each atomically) into ``out_dir``."""
     methods, editors = results["methods"], results["families"]["editors"]
     grids = write_grids(results, bench["eval"]["grid_bases"], out_dir)
-    aggregates = {editor: rl_aggregate(methods, names) for editor, names in editors.items()}
+    aggregates = {editor: editor_aggregate(methods, names) for editor, names in editors.items()}
     verdict = {editor: verdicts(methods, agg) for editor, agg in aggregates.items()}
     rows = [{"method": name, "direction": d, **m} for name, per_dir in methods.items() for d, m in per_dir.items()]
     write_table(rows, out_dir / "table.csv")

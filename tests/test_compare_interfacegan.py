@@ -23,7 +23,7 @@ from benchmarks.interfacegan_judging import (
     method_metrics,
     score_images,
 )
-from benchmarks.interfacegan_report import rl_aggregate, verdicts
+from benchmarks.interfacegan_report import editor_aggregate, verdicts
 from configs import load_config
 from configs.bench_schema import BenchInterfaceGANConfig
 from evaluation.face_age import linear_policy, rollout
@@ -188,12 +188,12 @@ def test_method_metrics_match_numpy_over_the_steps_taken():
     assert m["typical_violations"] == 0.25 and m["steps"] == 2.75 and m["trajectories"] == 4
 
 
-def test_rl_aggregate_and_verdicts():
+def test_editor_aggregate_and_verdicts():
     def row(identity, flips, age):
         return {"all": {"id_dlib_mean": identity, "gender_flip_rate": flips, "age_change_judge": age, "steps": 10.0}}
     methods = {"rl_seed0": row(0.95, 0.1, 8.0), "rl_seed1": row(0.93, 0.3, 6.0),
                "interfacegan_plain_3": row(0.90, 0.3, 9.0), "interfacegan_conditional_3": row(0.92, 0.25, 5.0)}
-    agg = rl_aggregate(methods)["all"]
+    agg = editor_aggregate(methods)["all"]
     assert agg["id_dlib_mean"]["mean"] == pytest.approx(0.94) and agg["id_dlib_mean"]["std"] == pytest.approx(0.01)
     assert agg["age_change_judge"]["n"] == 2 and agg["gender_flip_rate"]["max"] == 0.3
     by = {v["baseline"]: v for v in verdicts(methods, {"all": agg})}
@@ -201,8 +201,8 @@ def test_rl_aggregate_and_verdicts():
     assert by["interfacegan_conditional_3"]["rl_beats_baseline"]
     # a second editor: its own aggregate, and never a baseline of the row-by-row checks
     methods["gradient_seed0"] = row(0.99, 0.0, 20.0)
-    assert rl_aggregate(methods)["all"]["id_dlib_mean"]["n"] == 2  # still the rl_ runs by default
-    grad = rl_aggregate(methods, ["gradient_seed0"])
+    assert editor_aggregate(methods)["all"]["id_dlib_mean"]["n"] == 2  # still the rl_ runs by default
+    grad = editor_aggregate(methods, ["gradient_seed0"])
     assert grad["all"]["id_dlib_mean"]["mean"] == 0.99
     assert {v["baseline"] for v in verdicts(methods, grad)} == {"interfacegan_plain_3", "interfacegan_conditional_3"}
     assert all(v["rl_beats_baseline"] for v in verdicts(methods, grad))

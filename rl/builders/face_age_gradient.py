@@ -59,15 +59,6 @@ def differentiable_actions(policy) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda obs: map_action(policy, spec.act(policy, obs))
 
 
-def _measure(core: FaceAgeCore, s_NL: torch.Tensor):
-    images = core.nets["generator"](s_NL)
-    if "age_and_features" in core.nets:
-        age, feat = core.nets["age_and_features"](images)
-    else:
-        age, feat = core.nets["age_model"](images), core.nets["features"](images)
-    return age.float().reshape(len(s_NL)), feat.float().flatten(1)
-
-
 def surrogate_returns(core: FaceAgeCore, action_fn: Callable[[torch.Tensor], torch.Tensor], base_BL: torch.Tensor,
                       direction_B: torch.Tensor, softness: float = 0.1) -> torch.Tensor:
     """The smooth eq. 9 return of each episode (B floats, differentiable in ``action_fn``'s parameters).
@@ -77,7 +68,7 @@ def surrogate_returns(core: FaceAgeCore, action_fn: Callable[[torch.Tensor], tor
     """
     mdp, eps = core.mdp, core.epsilon
     with torch.no_grad():
-        age0, feat0 = _measure(core, base_BL)
+        age0, feat0 = core.measure(base_BL)
         bucket0 = bucket_index(age0, mdp.age_min, mdp.bucket_width, core.n_buckets)
         left = direction_buckets(bucket0, direction_B, core.n_buckets).sum(1).float()
     sign = 1.0 - 2.0 * direction_B.float()
@@ -85,7 +76,7 @@ def surrogate_returns(core: FaceAgeCore, action_fn: Callable[[torch.Tensor], tor
     alive, total = torch.ones_like(age0), torch.zeros_like(age0)
     for _ in range(mdp.episode_len):
         s = core.move(s, action_fn(core.observe(s, base_BL, direction_B)), direction_B)
-        age, feat = _measure(core, s)
+        age, feat = core.measure(s, grad=True)
         identity = identity_distance(feat, feat0)
         progress = torch.minimum(sign * (age - age0) / mdp.bucket_width, left)
         new = torch.relu(progress - best).clamp(max=1.0)  # M_g: one bucket a step at most

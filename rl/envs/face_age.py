@@ -117,13 +117,15 @@ class FaceAgeCore(RowStreams):
 
     def _probe(self) -> int:
         # one forward at construction turns shape mismatches into clear errors here
-        age, feat = self._measure(self.pool_PL[:1])
+        age, feat = self.measure(self.pool_PL[:1])
         if age.shape != (1,):
             raise UserError(f"age_model must return one age per image, got {tuple(age.shape)} for one")
         return feat.shape[1]
 
-    def _measure(self, s_RL: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.inference_mode():
+    def measure(self, s_RL: torch.Tensor, grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A_reg's age R, F's features R×F) of the faces G makes of ``s_RL``; ``grad``: differentiable in
+        ``s_RL`` (training by gradient through the frozen nets), else computed in inference mode."""
+        with torch.inference_mode(not grad):
             images = self.nets["generator"](s_RL)
             if "age_and_features" in self.nets:
                 age, feat = self.nets["age_and_features"](images)
@@ -183,7 +185,7 @@ class FaceAgeCore(RowStreams):
                             f"{tuple(ids.shape)}, {tuple(idx.shape)}, {tuple(direction.shape)}")
         if len(ids):
             base = self.pool_PL[idx]
-            age_base, feat_base = self._measure(base)
+            age_base, feat_base = self.measure(base)
             base_bucket = bucket_index(age_base, self.mdp.age_min, self.mdp.bucket_width, self.n_buckets)
             self.base_idx_N[ids], self.direction_N[ids] = idx, direction
             self.s_NL[ids], self.base_NL[ids] = base, base
@@ -209,7 +211,7 @@ class FaceAgeCore(RowStreams):
         mdp = self.mdp
         direction = self.direction_N[ids]
         s_next = self.move(self.s_NL[ids], action, direction)
-        age, feat = self._measure(s_next)
+        age, feat = self.measure(s_next)
         identity = identity_distance(feat, self.base_feat_NF[ids])
         in_typical = typical_set(s_next, self.epsilon)
         hit, visited = bucket_hits(age, self.age_base_N[ids], direction, self.visited_NB[ids],
