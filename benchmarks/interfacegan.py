@@ -118,8 +118,9 @@ def editor_overrides(bench: Dict[str, Any]) -> Dict[str, List[str]]:
 
 
 def agent_runs(bench: Dict[str, Any], submit: Optional[Submit] = None) -> List[Stage]:
-    """The RL runs alone (no other editor is trained): ``agent_runs`` as given, else per seed a matching run or a fresh training (with its wall
-    time): here, one seed after another (``submit`` None), or every seed at once as ``agent`` jobs of a launcher."""
+    """The RL runs alone (no other editor is trained): ``agent_runs`` as given, else per seed a matching run or
+    a fresh training (with its wall time): here, one seed after another (``submit`` None), or every seed at
+    once as ``agent`` jobs of a launcher."""
     return editor_runs({**bench, "editors": {}}, submit)[RL_EDITOR]
 
 

@@ -59,6 +59,10 @@ def test_an_empty_mapping_override_empties_the_mapping():
     both = load_bench("editors.c3=[env.mdp.identity_cost=3]")["editors"]
     assert set(both) == {"gradient", "c3"} and both["c3"] == ["env.mdp.identity_cost=3"]
     assert load_bench("editors={}", "editors.c3=[train.epochs=0]")["editors"] == {"c3": ["train.epochs=0"]}  # in order
+    with pytest.raises(ConfigError, match="'editorz' not in"):
+        load_bench("editorz={}")
+    with pytest.raises(ConfigError, match="bad value for 'eval'"):  # a section is not a free mapping
+        load_bench("eval={}")
 
 
 def test_interpolation_of_top_level_ae_checkpoint():
