@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from benchmarks.report import pyplot, save_figure
-from evaluation.tradeoff import VERDICT_FIGURES, analyse
+from evaluation.tradeoff import VERDICT_AT, VERDICT_FIGURES, analyse
 
 log = logging.getLogger(__name__)
 LABELS = {"id_mean": "identity cosine, mean", "id_p5": "identity cosine, 5th percentile",
@@ -49,7 +49,7 @@ def plot(trade: Dict[str, Any], families: Dict[str, Any], path: Path) -> bool:
             ax.scatter([figs[s]["age_change"]["value"] for s in seeds], [figs[s][key]["value"] for s in seeds],
                        s=12, color=color, alpha=0.6)
             res = next(iter(trade["matched"][editor].values()))
-            ax.errorbar([res["age_change"]], [res[key]["editor"]], xerr=[res["age_change_se"]],
+            ax.errorbar([res["at_value"]], [res[key]["editor"]], xerr=[res["at_se"]],
                         yerr=[res[key]["se"]], marker="*", ms=12, capsize=3, color=color,
                         label=f"{editor} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})", ls="none")
         ax.set_xlabel(LABELS["age_change"])
@@ -66,39 +66,51 @@ def _pm(value: float, se: float) -> str:
 
 
 def section(trade: Optional[Dict[str, Any]], families: Dict[str, Any], has_plot: bool) -> List[str]:
-    """The report's lines: the verdict, the matched table and the curves' points."""
+    """The report's lines: the verdict, the matched tables (at the judged age change, at the identity mean) and
+    the curves' points."""
     head = ["## Verdict: matched trade-off curves", ""]
     if trade is None:
         return head + ["Not computed: `interfacegan.extents` holds one distance, so there is no InterfaceGAN curve "
                        "to match a judged age change on. Give two or more (the default is [1, 2, 3, 4]).", ""]
     z = trade["z"]
     lines = head + [
-        f"Each editor's figures against InterfaceGAN's, both at the editor's own judged age change: the baseline "
-        f"curve (judged figures at each extent) is interpolated linearly there, never extrapolated. Standard errors: "
-        f"a bootstrap over the bases ({trade['n_boot']} replicates, every method on the same resampled bases) and the "
-        f"spread between the editor's seeds, in quadrature. An editor beats a curve when its identity mean and 5th "
-        f"percentile are higher and its flip rate lower, each by more than {z:g} standard errors.", ""]
-    for editor, per_curve in trade["matched"].items():
+        f"Each editor's figures against InterfaceGAN's, read on two axes. **At the same judged age change**: the "
+        f"baseline curve (judged figures at each extent) is interpolated linearly at the editor's own judged age "
+        f"change, never extrapolated; the editor beats it when its identity mean and 5th percentile are higher and "
+        f"its flip rate lower. **At the same identity**: the curve is interpolated at the editor's own identity "
+        f"mean (identity falls steadily with the extent, so this places editors that age faces further than any "
+        f"extent does); the editor beats it when its judged age change and identity 5th percentile are higher and "
+        f"its flip rate lower. Each figure must be better by more than {z:g} standard errors: a bootstrap over the "
+        f"bases ({trade['n_boot']} replicates, every method on the same resampled bases) and the spread between "
+        f"the editor's seeds, in quadrature. An editor beats InterfaceGAN when it beats every curve on one axis.",
+        ""]
+    views = {"age_change": ("at the same judged age change", trade["matched"]),
+             "id_mean": ("at the same identity", trade["matched_at_identity"])}
+    for editor in trade["matched"]:
         won = trade["beats"][editor]
+        where = [views[at][0] for at, b in trade["beats_at"][editor].items() if b]
         lines.append(f"- **{editor} {'beats' if won else 'does not beat'} InterfaceGAN** "
-                     f"({' and '.join(per_curve)}).")
-    lines += ["", "| editor | curve | judged age change (y) | figure | editor | InterfaceGAN there | difference ± SE | z |"
-              " better by > " + f"{z:g} SE |", "|---|---|---|---|---|---|---|---|---|"]
-    for editor, per_curve in trade["matched"].items():
-        for curve, res in per_curve.items():
-            age = _pm(res["age_change"], res["age_change_se"])
-            if not res["matched"]:
-                lines.append(f"| {editor} | {curve} | {age} | — | — | outside the curve's range | — | — | no |")
-                continue
-            for key, sign in VERDICT_FIGURES.items():
-                r = res[key]
-                lines.append(f"| {editor} | {curve} | {age} | {LABELS[key]} | {r['editor']:.3f} | {r['baseline']:.3f} | "
-                             f"{_pm(r['diff'], r['se'])} | {r['z']:.2f} | "
-                             f"{'yes' if sign * r['diff'] > z * r['se'] else 'no'} |")
-    outside = {f"{e}/{c}": r["outside_share"] for e, pc in trade["matched"].items() for c, r in pc.items()
-               if r["outside_share"] > 0}
+                     f"({' and '.join(trade['matched'][editor])}" + (f"; {' and '.join(where)}" if where else "") + ").")
+    outside = {}
+    for at, (title, table) in views.items():
+        lines += ["", f"{title[0].upper()}{title[1:]} ({LABELS[at]} of the editor):", "",
+                  f"| editor | curve | {LABELS[at]} | figure | editor | InterfaceGAN there | difference ± SE | z |"
+                  f" better by > {z:g} SE |", "|---|---|---|---|---|---|---|---|---|"]
+        for editor, per_curve in table.items():
+            for curve, res in per_curve.items():
+                value = _pm(res["at_value"], res["at_se"])
+                if res["outside_share"] > 0:
+                    outside[f"{editor}/{curve} ({title})"] = res["outside_share"]
+                if not res["matched"]:
+                    lines.append(f"| {editor} | {curve} | {value} | — | — | outside the curve's range | — | — | no |")
+                    continue
+                for key, sign in VERDICT_AT[at].items():
+                    r = res[key]
+                    lines.append(f"| {editor} | {curve} | {value} | {LABELS[key]} | {r['editor']:.3f} | "
+                                 f"{r['baseline']:.3f} | {_pm(r['diff'], r['se'])} | {r['z']:.2f} | "
+                                 f"{'yes' if sign * r['diff'] > z * r['se'] else 'no'} |")
     if outside:
-        lines += ["", f"Share of bootstrap replicates whose age change fell outside the curve (left out of the SE): "
+        lines += ["", f"Share of bootstrap replicates whose matched value fell outside the curve (left out of the SE): "
                       f"{', '.join(f'{k} {v:.1%}' for k, v in outside.items())}."]
     figs = trade["figures"]
     members = [m for ms in families["curves"].values() for m in ms] + \

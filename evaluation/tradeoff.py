@@ -3,7 +3,10 @@
 A bigger edit ages a face more and changes it more, so one editor row against one baseline row says
 little: the editor may simply move less. Here a baseline family (InterfaceGAN at several extents) gives
 a curve, figure against judged age change, and an editor's figure is compared with that curve
-interpolated at the editor's own judged age change.
+interpolated at the editor's own judged age change. The same can be read along the other axis: the
+curve interpolated at the editor's own identity mean (how much judged age change, and how many flips,
+the linear edit buys for the identity the editor keeps). That view places editors that age faces
+further than any extent of the family, where the first view has no curve to match on.
 
 Per method the inputs are per trajectory: its base face (the resampling unit), its judged age change
 (+ = the commanded direction), whether the judged gender flipped at any step, and the identity cosine of
@@ -21,8 +24,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 FIGURES = ("age_change", "id_mean", "id_p5", "id_min", "flip_rate")
-# the figures a verdict is taken on, with +1 where higher is better and -1 where lower is better
+# the figures a verdict is taken on, with +1 where higher is better and -1 where lower is better, per
+# matching axis: at the same judged age change, and at the same identity mean
 VERDICT_FIGURES = {"id_mean": 1, "id_p5": 1, "flip_rate": -1}
+VERDICT_AT = {"age_change": VERDICT_FIGURES, "id_mean": {"age_change": 1, "id_p5": 1, "flip_rate": -1}}
 
 
 @dataclass
@@ -103,43 +108,53 @@ def interpolate(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
     return math.nan
 
 
-def matched(editor: List[str], curve: List[str], point: Dict, reps: Dict) -> Dict[str, object]:
-    """An editor (its seeds' method names) against a baseline curve (method names in extent order).
+def interpolate_batch(xs_BC: torch.Tensor, ys_BC: torch.Tensor, x_B: torch.Tensor) -> torch.Tensor:
+    """:func:`interpolate` for B curves at once (one per bootstrap replicate): B values, nan where x is off."""
+    x0, x1, y0, y1 = xs_BC[:, :-1], xs_BC[:, 1:], ys_BC[:, :-1], ys_BC[:, 1:]
+    x = x_B[:, None]
+    inside = (torch.minimum(x0, x1) <= x) & (x <= torch.maximum(x0, x1))
+    first = inside.int().argmax(1, keepdim=True)  # the first segment holding x (0 when none does)
+    span = (x1 - x0).gather(1, first)
+    w = torch.where(span == 0, torch.zeros_like(span), (x - x0.gather(1, first)) / span)
+    out = (y0.gather(1, first) + w * (y1 - y0).gather(1, first)).squeeze(1)
+    return torch.where(inside.any(1), out, torch.full_like(out, math.nan))
 
-    Each seed is compared at its own judged age change; the difference is averaged over seeds. Returns the
-    editor's mean age change with its standard error, whether it lies on the curve (``matched``, and the share of
-    bootstrap replicates where it does not), and per figure the editor's value, the interpolated baseline, the
-    difference (editor − baseline), its standard error (``se``: bases and seeds; ``se_bases``, ``se_seeds``) and
-    ``z`` = difference / se.
+
+def matched(editor: List[str], curve: List[str], point: Dict, reps: Dict, at: str = "age_change") -> Dict[str, object]:
+    """An editor (its seeds' method names) against a baseline curve (method names in extent order), at the
+    editor's own value of ``at`` (``age_change`` or ``id_mean``).
+
+    Each seed is compared at its own value; the difference is averaged over seeds. Returns ``at``, the editor's
+    mean value there (``at_value``) with its standard error (``at_se``), whether it lies on the curve
+    (``matched``, and the share of bootstrap replicates where it does not), and per other figure the editor's
+    value, the interpolated baseline, the difference (editor − baseline), its standard error (``se``: bases and
+    seeds; ``se_bases``, ``se_seeds``) and ``z`` = difference / se.
     """
-    out: Dict[str, object] = {"seeds": len(editor)}
-    ages = torch.tensor([point[e]["age_change"] for e in editor], dtype=torch.float64)
-    age_reps = torch.stack([reps[e]["age_change"] for e in editor]).mean(0)
-    out["age_change"], out["age_change_se"] = ages.mean().item(), _se(age_reps, ages)
-    n_boot = len(age_reps)
-    lost = torch.zeros(n_boot, dtype=torch.bool)
-    for fig in FIGURES[1:]:
-        diffs, base_vals = [], []
-        rep_diffs = torch.zeros(n_boot, dtype=torch.float64)
-        for e in editor:
-            y = interpolate([point[c]["age_change"] for c in curve], [point[c][fig] for c in curve],
-                            point[e]["age_change"])
-            diffs.append(point[e][fig] - y)
-            base_vals.append(y)
-            for b in range(n_boot):
-                yb = interpolate([reps[c]["age_change"][b].item() for c in curve],
-                                 [reps[c][fig][b].item() for c in curve], reps[e]["age_change"][b].item())
-                rep_diffs[b] += (reps[e][fig][b].item() - yb) / len(editor)
+    if at not in VERDICT_AT:
+        raise ValueError(f"at={at!r} invalid: expected one of {list(VERDICT_AT)}")
+    values = torch.tensor([point[e][at] for e in editor], dtype=torch.float64)
+    out: Dict[str, object] = {"seeds": len(editor), "at": at, "at_value": values.mean().item(),
+                              "at_se": _se(torch.stack([reps[e][at] for e in editor]).mean(0), values)}
+    curve_at = torch.tensor([point[c][at] for c in curve], dtype=torch.float64)[None]
+    reps_at = torch.stack([reps[c][at] for c in curve], 1)
+    lost = torch.zeros(len(reps_at), dtype=torch.bool)
+    for fig in (f for f in FIGURES if f != at):
+        curve_y = torch.tensor([point[c][fig] for c in curve], dtype=torch.float64)[None]
+        reps_y = torch.stack([reps[c][fig] for c in curve], 1)
+        base_vals = [interpolate_batch(curve_at, curve_y, values[i:i + 1]).item() for i in range(len(editor))]
+        d = torch.tensor([point[e][fig] for e in editor], dtype=torch.float64) - torch.tensor(base_vals)
+        rep_diffs = torch.stack([reps[e][fig] - interpolate_batch(reps_at, reps_y, reps[e][at])
+                                 for e in editor]).mean(0)
         lost |= rep_diffs.isnan()
-        d = torch.tensor(diffs, dtype=torch.float64)
-        se_bases = rep_diffs[~rep_diffs.isnan()].std().item() if (~rep_diffs.isnan()).sum() > 1 else math.nan
+        kept = rep_diffs[~rep_diffs.isnan()]
+        se_bases = kept.std().item() if len(kept) > 1 else math.nan
         se_seeds = d.std().item() / math.sqrt(len(d)) if len(d) > 1 else 0.0
         se = math.hypot(se_bases, se_seeds)
         diff = d.mean().item()
         out[fig] = {"editor": sum(point[e][fig] for e in editor) / len(editor), "baseline": sum(base_vals) / len(editor),
                     "diff": diff, "se": se, "se_bases": se_bases, "se_seeds": se_seeds,
                     "z": diff / se if se > 0 else math.nan}
-    out["matched"] = not math.isnan(out["id_mean"]["diff"])
+    out["matched"] = not math.isnan(out["id_p5"]["diff"])
     out["outside_share"] = lost.double().mean().item()
     return out
 
@@ -150,9 +165,9 @@ def _se(rep_values: torch.Tensor, seed_values: torch.Tensor) -> float:
 
 
 def beats(result: Dict[str, object], z: float = 2.0) -> bool:
-    """On the curve, and better on every verdict figure by more than ``z`` standard errors."""
+    """On the curve, and better on every verdict figure of its axis by more than ``z`` standard errors."""
     return bool(result["matched"]) and all(
-        sign * result[fig]["diff"] > z * result[fig]["se"] for fig, sign in VERDICT_FIGURES.items())
+        sign * result[fig]["diff"] > z * result[fig]["se"] for fig, sign in VERDICT_AT[result["at"]].items())
 
 
 def analyse(methods: Dict[str, Scored], editors: Dict[str, List[str]], curves: Dict[str, List[str]],
@@ -163,8 +178,9 @@ def analyse(methods: Dict[str, Scored], editors: Dict[str, List[str]], curves: D
         methods: name -> judged trajectories (all on the same bases).
         editors: editor -> its seeds' method names. curves: baseline -> method names in extent order (≥ 2).
 
-    Returns ``{"figures": name -> figure -> {"value", "se"}, "matched": editor -> curve -> :func:`matched` plus
-    ``beats``, "beats": editor -> beats every curve}``.
+    Returns ``{"figures": name -> figure -> {"value", "se"}, "matched": editor -> curve -> :func:`matched` at the
+    judged age change plus ``beats``, "matched_at_identity": the same at the identity mean, "beats_at": editor ->
+    axis -> beats every curve there, "beats": editor -> beats every curve on one axis at least}``.
     """
     for name, members in curves.items():
         if len(members) < 2:
@@ -172,12 +188,16 @@ def analyse(methods: Dict[str, Scored], editors: Dict[str, List[str]], curves: D
     point, reps = bootstrap(methods, n_boot, seed)
     figs = {name: {f: {"value": point[name][f], "se": reps[name][f].std().item()} for f in FIGURES}
             for name in methods}
-    table = {}
-    for editor, seeds in editors.items():
-        table[editor] = {}
-        for curve, members in curves.items():
-            res = matched(seeds, members, point, reps)
-            res["beats"] = beats(res, z)
-            table[editor][curve] = res
-    return {"figures": figs, "matched": table, "z": z, "n_boot": n_boot,
-            "beats": {e: bool(table[e]) and all(r["beats"] for r in table[e].values()) for e in table}}
+    tables: Dict[str, Dict] = {}
+    for at in VERDICT_AT:
+        tables[at] = {}
+        for editor, seeds in editors.items():
+            tables[at][editor] = {}
+            for curve, members in curves.items():
+                res = matched(seeds, members, point, reps, at)
+                res["beats"] = beats(res, z)
+                tables[at][editor][curve] = res
+    beats_at = {e: {at: bool(t[e]) and all(r["beats"] for r in t[e].values()) for at, t in tables.items()}
+                for e in editors}
+    return {"figures": figs, "matched": tables["age_change"], "matched_at_identity": tables["id_mean"], "z": z,
+            "n_boot": n_boot, "beats_at": beats_at, "beats": {e: any(b.values()) for e, b in beats_at.items()}}

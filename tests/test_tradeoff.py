@@ -7,7 +7,7 @@ import torch
 
 from benchmarks.interfacegan import interfacegan_ladder, interfacegan_trajectories
 from benchmarks.interfacegan_tradeoff import plot, section
-from evaluation.tradeoff import Scored, analyse, bootstrap, figures, interpolate
+from evaluation.tradeoff import Scored, analyse, bootstrap, figures, interpolate, interpolate_batch, matched
 
 B, T = 200, 4  # bases, steps
 
@@ -81,7 +81,7 @@ def test_an_editor_on_the_curve_does_not_beat_it_and_a_better_one_does():
     editors = {"same": [f"same_seed{s}" for s in range(3)], "good": [f"good_seed{s}" for s in range(3)]}
     out = analyse(methods, editors, curves, n_boot=200, seed=0)
     same, good = out["matched"]["same"]["ig"], out["matched"]["good"]["ig"]
-    assert same["matched"] and same["seeds"] == 3 and same["age_change"] == pytest.approx(5.0, abs=0.2)
+    assert same["matched"] and same["seeds"] == 3 and same["at_value"] == pytest.approx(5.0, abs=0.2)
     assert abs(same["id_mean"]["z"]) < 3 and not same["beats"] and not out["beats"]["same"]
     assert good["beats"] and out["beats"]["good"]
     assert good["id_mean"]["diff"] > 0 and good["flip_rate"]["diff"] < 0
@@ -91,12 +91,40 @@ def test_an_editor_on_the_curve_does_not_beat_it_and_a_better_one_does():
     assert "**good beats InterfaceGAN**" in lines and "**same does not beat InterfaceGAN**" in lines
 
 
-def test_an_editor_beyond_the_curve_is_not_matched():
+def test_batched_interpolation_equals_the_scalar_one():
+    gen = torch.Generator().manual_seed(4)
+    xs, ys = torch.rand(50, 4, generator=gen, dtype=torch.float64), torch.rand(50, 4, generator=gen, dtype=torch.float64)
+    x = torch.rand(50, generator=gen, dtype=torch.float64) * 1.4 - 0.2  # some off every curve
+    got = interpolate_batch(xs, ys, x)
+    want = torch.tensor([interpolate(xs[i].tolist(), ys[i].tolist(), x[i].item()) for i in range(50)],
+                        dtype=torch.float64)
+    assert got.isnan().equal(want.isnan()) and 0 < int(got.isnan().sum()) < 50
+    torch.testing.assert_close(got[~got.isnan()], want[~want.isnan()])
+
+
+def test_an_editor_beyond_the_curve_is_not_matched_in_age_but_is_at_its_identity():
     noise = torch.Generator().manual_seed(2)
-    methods = {**family(noise), "far_seed0": linear_family(6.0, noise, identity_cost=0.0)}
-    out = analyse(methods, {"far": ["far_seed0"]}, {"ig": [f"ig_{e:g}" for e in (1.0, 2.0, 3.0, 4.0)]}, n_boot=20)
+    # ages like 6 units (beyond every extent) at the identity of 2.5 units, flips of 1 unit
+    far = linear_family(6.0, noise, identity_cost=0.02 * 2.5 / 6.0, flip_per_year=0.05 / 6.0)
+    level = linear_family(6.0, noise, identity_cost=0.02 * 2.5 / 6.0, flip_per_year=0.05 / 6.0)
+    # far loses its identity evenly over the steps (same mean, narrower spread: a higher 5th percentile)
+    far.cos_NT = far.cos_NT.mean(1, keepdim=True).expand(-1, T) + 0.002 * torch.randn(far.cos_NT.shape, generator=noise)
+    methods = {**family(noise), "far_seed0": far, "level_seed0": level}
+    out = analyse(methods, {"far": ["far_seed0"], "level": ["level_seed0"]},
+                  {"ig": [f"ig_{e:g}" for e in (1.0, 2.0, 3.0, 4.0)]}, n_boot=50)
     res = out["matched"]["far"]["ig"]
     assert not res["matched"] and not res["beats"] and res["outside_share"] == 1.0
+    at_id = out["matched_at_identity"]["far"]["ig"]
+    assert at_id["matched"] and at_id["at"] == "id_mean" and at_id["beats"]
+    assert at_id["age_change"]["baseline"] == pytest.approx(5.0, abs=0.3)  # the curve's age at 2.5 units' identity
+    assert at_id["age_change"]["diff"] == pytest.approx(7.0, abs=0.4) and at_id["flip_rate"]["diff"] < 0
+    assert out["beats_at"]["far"] == {"age_change": False, "id_mean": True} and out["beats"]["far"]
+    level_id = out["matched_at_identity"]["level"]["ig"]  # more age, fewer flips, but the linear edit's p5
+    assert level_id["age_change"]["z"] > 2 and abs(level_id["id_p5"]["z"]) < 2 and not out["beats"]["level"]
+    text = "\n".join(section(out, {"curves": {"ig": []}, "editors": {}}, False))
+    assert "**far beats InterfaceGAN** (ig; at the same identity)" in text
+    with pytest.raises(ValueError, match="at='flip_rate' invalid"):
+        matched(["far_seed0"], ["ig_1", "ig_2"], {}, {}, at="flip_rate")
     assert "outside the curve's range" in "\n".join(section(out, {"curves": {"ig": []}, "editors": {}}, False))
     with pytest.raises(ValueError, match="at least 2 extents"):
         analyse(methods, {"far": ["far_seed0"]}, {"ig": ["ig_1"]}, n_boot=20)
