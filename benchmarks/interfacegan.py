@@ -34,11 +34,11 @@ from evaluation.face_age import rollout
 from evaluation.face_metrics import flip_noise_floor
 from evaluation.interfacegan import project_boundary, train_boundary
 from evaluation.judges import build_judge
-from lightning_modules.checkpoints import load_module
 from rl import train as rl_cli
 from rl.agents import act, load_policy
 from rl.builders import get_env_builder
 from rl.builders.face_age import PACKAGED
+from rl.builders.face_age_models import gender_probability
 from rl.envs.face_age import typical_set
 from utils.errors import MissingFileError, UserError
 from utils.runs import check_output_file, finished_run, resolve_checkpoint, run_info
@@ -169,8 +169,7 @@ def gender_scorer(value: str, runs_dir: str) -> Tuple[Callable, str]:
     path = resolve_model(value, runs_dir, "gender_classifier")
     if path == PACKAGED:
         return build_judge("age_gender").p_female, PACKAGED
-    model = load_module(path, "gender_classifier")
-    return (lambda images: model(images).softmax(1)[:, 1]), str(resolve_checkpoint(path))
+    return gender_probability(path), str(resolve_checkpoint(path))
 
 
 def interfacegan_boundaries(bench: Dict[str, Any], generator, age_model: Callable, gender_fn: Callable):

@@ -68,3 +68,35 @@ def test_factory_pretrains_only_when_asked():
     on = FaceAgeFactory(core, core.pool_PL, {}, {}, gradient_start=GradientStart(steps=2, batch_size=2))
     assert on.pretrain(type("A", (), {"policy": policy})(), seed=0)["steps"] == 2
     assert not all(torch.equal(a, b) for a, b in zip(weights, policy.parameters()))
+
+
+def _female(img):  # toy gender model: p_female = σ(s[1] − 2), 0.5 at the base latent
+    return torch.sigmoid(img[:, 0, 0, 1] - 2.0)
+
+
+def test_gender_cost_charges_only_moves_that_change_the_gender_model():
+    from tests.test_face_age_env import act as action
+
+    core = transparent_core(num_envs=1, **WIDE)
+    base, up = core.pool_PL[:1], torch.tensor([0])
+    ages = linear_policy(core, 3.0)  # along e0: ages, leaves s[1] (the toy gender) alone
+    plain = surrogate_returns(core, ages, base, up)
+    assert surrogate_returns(core, ages, base, up, gender=_female, gender_cost=5.0).item() == pytest.approx(plain.item())
+    sideways = lambda obs: action(w2=0.3, k_gen=torch.eye(L)[1]).expand(len(obs), -1)  # noqa: E731  along e1
+    free = surrogate_returns(core, sideways, base, up).item()
+    costs = [free - surrogate_returns(core, sideways, base, up, gender=_female, gender_cost=g).item() for g in (5.0, 10.0)]
+    assert costs[0] > 0.5 and costs[1] == pytest.approx(2 * costs[0], rel=1e-4)  # −g·|Δp_female| each step
+    with pytest.raises(ValueError, match="gender_cost=5.0 needs env.gender_checkpoint"):
+        surrogate_returns(core, ages, base, up, gender_cost=5.0)
+
+
+def test_gender_cost_needs_a_gender_model_before_anything_loads(tmp_path):
+    from rl.builders.face_age import face_age
+
+    with pytest.raises(ValueError, match=r"env.gradient_start.gender_cost=2.0 needs env.gender_checkpoint"):
+        face_age(age_checkpoint=str(tmp_path / "absent"), gradient_start={"steps": 5, "gender_cost": 2.0})
+    core = transparent_core(num_envs=2, **WIDE)
+    policy = _ppo(core)
+    on = FaceAgeFactory(core, core.pool_PL, {}, {}, gradient_start=GradientStart(steps=2, batch_size=2, gender_cost=1.0),
+                        gender_model=_female)
+    assert on.pretrain(type("A", (), {"policy": policy})(), seed=0)["steps"] == 2

@@ -2,7 +2,7 @@
 boundary and calibrated thresholds -> FaceAgeCore factories for the training and evaluation pools."""
 import dataclasses
 import logging
-from typing import Any, Dict, Literal, Optional
+from typing import Any, Callable, Dict, Literal, Optional
 
 import torch
 
@@ -13,6 +13,7 @@ from rl.builders.face_age_models import (
     PACKAGED,
     age_boundary,
     calibrate_identity_thresholds,
+    gender_probability,
     reward_models,
     typical_latents,
 )
@@ -39,9 +40,11 @@ class FaceAgeFactory:
     def __init__(self, base: FaceAgeCore, eval_pool_PL: torch.Tensor, boundary_stats: Dict[str, Any],
                  calibration: Dict[str, Any], warm_start_extent: Optional[float] = None,
                  gen_log_std: Optional[float] = None, warm_start_via: str = "hyp",
-                 calibrated: Optional[Dict[str, float]] = None, gradient_start: Optional[GradientStart] = None):
+                 calibrated: Optional[Dict[str, float]] = None, gradient_start: Optional[GradientStart] = None,
+                 gender_model: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
         _check_warm_start_via(warm_start_via, base.mdp.signed_gen)
         self.gradient_start = gradient_start or GradientStart()
+        self.gender_model = gender_model
         self.base, self.eval_pool_PL = base, eval_pool_PL
         self.boundary_L, self.boundary_stats, self.calibration = base.boundary_L, boundary_stats, calibration
         self.warm_start_extent, self.gen_log_std, self.warm_start_via = warm_start_extent, gen_log_std, warm_start_via
@@ -57,7 +60,8 @@ class FaceAgeFactory:
         """This factory with its cores (pools, boundary and networks) on ``device``."""
         return FaceAgeFactory(self.base.to(device), self.eval_pool_PL.to(device), self.boundary_stats,
                               self.calibration, self.warm_start_extent, self.gen_log_std, self.warm_start_via,
-                              self.calibrated, self.gradient_start)
+                              self.calibrated, self.gradient_start,
+                              None if self.gender_model is None else self.gender_model.to(device))
 
     def pretrain(self, algorithm, seed: int) -> Optional[Dict[str, Any]]:
         """A fresh run's policy trained by gradient through the env's networks before RL, when
@@ -66,7 +70,7 @@ class FaceAgeFactory:
             return None
         log.warning("gradient start: %d Adam steps of the policy through the generator, A_reg and F (not RL)",
                     self.gradient_start.steps)
-        return train_by_gradient(algorithm.policy, self.base, self.gradient_start, seed)
+        return train_by_gradient(algorithm.policy, self.base, self.gradient_start, seed, self.gender_model)
 
     def agent_hparams(self, name: str, hparams: Dict[str, Any]) -> Dict[str, Any]:
         """The agent's hyper-parameters with this env's start for a Gaussian policy filled in.
@@ -129,6 +133,7 @@ def face_age(
     warm_start_via: Literal["hyp", "gen"] = "hyp",
     gen_log_std: Optional[float] = None,
     gradient_start: GradientStart = GradientStart(),
+    gender_checkpoint: Optional[str] = None,
 ) -> FaceAgeFactory:
     """Experiment A's env: frozen generator + age regressor, InterfaceGAN age boundary, pools.
 
@@ -143,11 +148,16 @@ def face_age(
     passed whole to the core; its ``p1``/``p2`` = ``"auto"`` are calibrated with
     :func:`calibrate_identity_thresholds`. ``warm_start_extent`` / ``gen_log_std``: the agent's
     starting policy (:meth:`FaceAgeFactory.agent_hparams`); ``gradient_start``: the policy trained by
-    gradient before RL (:meth:`FaceAgeFactory.pretrain`, not from the paper).
+    gradient before RL (:meth:`FaceAgeFactory.pretrain`, not from the paper); ``gender_checkpoint``: the
+    gender classifier its ``gender_cost`` charges under (a suite model, not the evaluation's gender judge).
     """
     mdp = as_dataclass(AgeMDP, mdp)  # bad constants fail here, before any model is loaded
     gradient_start = as_dataclass(GradientStart, gradient_start)
     _check_warm_start_via(warm_start_via, mdp.signed_gen)
+    if gradient_start.gender_cost > 0 and gender_checkpoint is None:
+        raise UserError(f"env.gradient_start.gender_cost={gradient_start.gender_cost} needs env.gender_checkpoint "
+                        "(a gender_classifier run or checkpoint)")
+    gender_model = gender_probability(gender_checkpoint)
     gen_net = build_generator(generator)
     age_model, features, age_and_features = reward_models(age_checkpoint, identity_features)
     boundary, stats = age_boundary(gen_net, age_model, boundary_path, boundary_samples, boundary_ratio,
@@ -165,4 +175,4 @@ def face_age(
     base = FaceAgeCore(pool[eval_pool:], gen_net, age_model, features, boundary, mdp, num_envs=1, seed=0,
                        age_and_features=age_and_features)
     return FaceAgeFactory(base, pool[:eval_pool], stats, calibration, warm_start_extent, gen_log_std,
-                          warm_start_via, calibrated, gradient_start)
+                          warm_start_via, calibrated, gradient_start, gender_model)

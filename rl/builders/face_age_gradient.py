@@ -10,7 +10,8 @@ policy's deterministic actions and scores them with a smooth stand-in for eq. 9:
 - the ``m·r`` bonus is weighted by ``σ((P1 − I_g)/(s·P1))`` and failure (``I_g > P2`` or leaving the
   typical set) by sigmoids of the same softness ``s``; an episode's later steps count by its soft survival;
 - a surviving step pays −1 for the part of a bucket it did not gain (eq. 9's −1 for a step without a hit)
-  and, with ``identity_cost`` c, −c·I_g/P1.
+  and, with ``identity_cost`` c, −c·I_g/P1; with ``gender_cost`` g (of ``env.gradient_start``, not part of
+  eq. 9) also −g·|p_female(face) − p_female(base)| under the env's gender model (``env.gender_checkpoint``).
 
 A linear traversal that gains 0.6 of a bucket per step for 10 steps, identity far below P1, scores what
 eq. 9 pays it: 6 buckets of m·r and −1 for each of the 4 steps without a hit.
@@ -25,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Annotated, Callable
+from typing import Annotated, Callable, Optional
 
 import torch
 
@@ -34,6 +35,7 @@ from evaluation.face_metrics import identity_distance
 from rl.agents import agent_spec
 from rl.agents.base import map_action
 from rl.envs.face_age import FaceAgeCore, bucket_index, direction_buckets
+from utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,9 @@ class GradientStart:
     """Width of the sigmoid steps at P1 and P2 (a fraction of P1) and at the typical set's edge (of ε)."""
     seed: int = 0
     """Seeds the bases and commands drawn (the run's seed is added)."""
+    gender_cost: Annotated[float, NON_NEGATIVE] = 0.0
+    """Each surviving step pays gender_cost × |p_female(face) − p_female(base)| under ``env.gender_checkpoint``
+    (a gender classifier of the suite, never the evaluation's judge); 0: eq. 9 alone."""
 
 
 def differentiable_actions(policy) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -60,15 +65,24 @@ def differentiable_actions(policy) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def surrogate_returns(core: FaceAgeCore, action_fn: Callable[[torch.Tensor], torch.Tensor], base_BL: torch.Tensor,
-                      direction_B: torch.Tensor, softness: float = 0.1) -> torch.Tensor:
+                      direction_B: torch.Tensor, softness: float = 0.1,
+                      gender: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+                      gender_cost: float = 0.0) -> torch.Tensor:
     """The smooth eq. 9 return of each episode (B floats, differentiable in ``action_fn``'s parameters).
 
     ``core`` supplies the networks, the boundary, the MDP constants (P1, P2 as numbers) and eq. 2
-    (:meth:`FaceAgeCore.move`); its rows' state is not touched.
+    (:meth:`FaceAgeCore.move`); its rows' state is not touched. ``gender`` (images -> p_female N) with
+    ``gender_cost`` > 0 charges each surviving step for the change of p_female from the base.
     """
     mdp, eps = core.mdp, core.epsilon
+    if gender_cost > 0 and gender is None:
+        raise UserError(f"env.gradient_start.gender_cost={gender_cost} needs env.gender_checkpoint "
+                        "(a gender_classifier run or checkpoint)")
+    generator = core.nets["generator"]
     with torch.no_grad():
-        age0, feat0 = core.measure(base_BL)
+        images0 = generator(base_BL)
+        age0, feat0 = core.measure_images(images0)
+        female0 = gender(images0).float() if gender_cost > 0 else None
         bucket0 = bucket_index(age0, mdp.age_min, mdp.bucket_width, core.n_buckets)
         left = direction_buckets(bucket0, direction_B, core.n_buckets).sum(1).float()
     sign = 1.0 - 2.0 * direction_B.float()
@@ -76,7 +90,8 @@ def surrogate_returns(core: FaceAgeCore, action_fn: Callable[[torch.Tensor], tor
     alive, total = torch.ones_like(age0), torch.zeros_like(age0)
     for _ in range(mdp.episode_len):
         s = core.move(s, action_fn(core.observe(s, base_BL, direction_B)), direction_B)
-        age, feat = core.measure(s, grad=True)
+        images = generator(s)
+        age, feat = core.measure_images(images, grad=True)
         identity = identity_distance(feat, feat0)
         progress = torch.minimum(sign * (age - age0) / mdp.bucket_width, left)
         new = torch.relu(progress - best).clamp(max=1.0)  # M_g: one bucket a step at most
@@ -87,13 +102,17 @@ def surrogate_returns(core: FaceAgeCore, action_fn: Callable[[torch.Tensor], tor
         fail = 1.0 - (1.0 - lost) * (1.0 - outside)
         kept = (mdp.hit_reward * new * (1.0 + (mdp.close_factor - 1.0) * close) - (1.0 - new)
                 - mdp.identity_cost * identity / mdp.p1)
+        if female0 is not None:
+            kept = kept - gender_cost * (gender(images).float() - female0).abs()
         total = total + alive * ((1.0 - fail) * kept - fail * mdp.fail_penalty)
         alive = alive * (1.0 - fail)
     return total
 
 
-def train_by_gradient(policy, core: FaceAgeCore, cfg: GradientStart, seed: int = 0) -> dict:
-    """Fit ``policy``'s deterministic action to the surrogate return on ``core``'s pool; returns the log rows."""
+def train_by_gradient(policy, core: FaceAgeCore, cfg: GradientStart, seed: int = 0,
+                      gender: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> dict:
+    """Fit ``policy``'s deterministic action to the surrogate return on ``core``'s pool (``gender``: the
+    p_female model ``cfg.gender_cost`` charges under); returns the log rows."""
     params = [p for p in policy.parameters() if p.requires_grad]
     optim = torch.optim.Adam(params, lr=cfg.lr)
     gen = torch.Generator().manual_seed(int(cfg.seed) + int(seed))
@@ -105,7 +124,8 @@ def train_by_gradient(policy, core: FaceAgeCore, cfg: GradientStart, seed: int =
         for step in range(1, cfg.steps + 1):
             idx = torch.randint(len(pool), (cfg.batch_size,), generator=gen).to(pool.device)
             direction = torch.randint(2, (cfg.batch_size,), generator=gen).to(pool.device)
-            ret = surrogate_returns(core, actions, pool[idx], direction, cfg.softness).mean()
+            ret = surrogate_returns(core, actions, pool[idx], direction, cfg.softness, gender,
+                                    cfg.gender_cost).mean()
             optim.zero_grad()
             (-ret).backward()
             optim.step()

@@ -83,6 +83,22 @@ class PixelFeatures(nn.Module):
         return torch.nn.functional.adaptive_avg_pool2d(img_NCHW.float(), self.size).flatten(1)
 
 
+class GenderProbability(nn.Module):
+    """A gender classifier of the suite as images -> p_female N (its class 1), differentiable in the images."""
+
+    def __init__(self, classifier: nn.Module):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, img_NCHW: torch.Tensor) -> torch.Tensor:
+        return self.classifier(img_NCHW).softmax(1)[:, 1]
+
+
+def gender_probability(checkpoint: Optional[str]) -> Optional[GenderProbability]:
+    """:class:`GenderProbability` of a gender_classifier run or checkpoint (None: none)."""
+    return None if checkpoint is None else GenderProbability(load_module(checkpoint, "gender_classifier"))
+
+
 class AgeAndFeatures(nn.Module):
     """A_reg and F of one trained age regressor from one pass of its trunk: images -> (ages N, features N×F)."""
 

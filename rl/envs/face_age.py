@@ -126,16 +126,20 @@ class FaceAgeCore(RowStreams):
         """(A_reg's age R, F's features R×F) of the faces G makes of ``s_RL``; ``grad``: differentiable in
         ``s_RL`` (training by gradient through the frozen nets), else computed in inference mode."""
         with torch.inference_mode(not grad):
-            images = self.nets["generator"](s_RL)
+            return self.measure_images(self.nets["generator"](s_RL), grad)
+
+    def measure_images(self, images: torch.Tensor, grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`measure` of faces already made (a caller that also scores the images otherwise)."""
+        with torch.inference_mode(not grad):
             if "age_and_features" in self.nets:
                 age, feat = self.nets["age_and_features"](images)
             else:
                 age, feat = self.nets["age_model"](images), self.nets["features"](images)
-        if feat.shape[0] != len(s_RL):
-            raise UserError(f"features must return N×F, got {tuple(feat.shape)} for {len(s_RL)} images")
+        if feat.shape[0] != len(images):
+            raise UserError(f"features must return N×F, got {tuple(feat.shape)} for {len(images)} images")
         # clones leave inference mode so callers get ordinary tensors; a model that answers on the host
         # (the packaged ONNX age net) is brought to the core's device
-        return (age.float().reshape(len(s_RL), -1).squeeze(1).to(self.device).clone(),
+        return (age.float().reshape(len(images), -1).squeeze(1).to(self.device).clone(),
                 feat.float().flatten(1).to(self.device).clone())
 
     def spawn(self, num_envs: int, seed: int | Sequence[int], pool_PL: torch.Tensor | None = None,
