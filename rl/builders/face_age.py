@@ -17,7 +17,7 @@ from rl.builders.face_age_models import (
     reward_models,
     typical_latents,
 )
-from rl.builders.face_age_gradient import GradientStart, train_by_gradient
+from rl.builders.face_age_gradient import GradientStart, check_gender_cost, train_by_gradient
 from rl.envs.face_age import FaceAgeCore
 from rl.envs.face_age_mdp import AUTO, AgeMDP, default_epsilon
 from utils.errors import UserError
@@ -154,9 +154,7 @@ def face_age(
     mdp = as_dataclass(AgeMDP, mdp)  # bad constants fail here, before any model is loaded
     gradient_start = as_dataclass(GradientStart, gradient_start)
     _check_warm_start_via(warm_start_via, mdp.signed_gen)
-    if gradient_start.gender_cost > 0 and gender_checkpoint is None:
-        raise UserError(f"env.gradient_start.gender_cost={gradient_start.gender_cost} needs env.gender_checkpoint "
-                        "(a gender_classifier run or checkpoint)")
+    check_gender_cost(gradient_start.gender_cost, gender_checkpoint is not None)  # before anything loads
     gender_model = gender_probability(gender_checkpoint)
     gen_net = build_generator(generator)
     age_model, features, age_and_features = reward_models(age_checkpoint, identity_features)

@@ -58,6 +58,13 @@ class GradientStart:
     (a gender classifier of the suite, never the evaluation's judge); 0: eq. 9 alone."""
 
 
+def check_gender_cost(gender_cost: float, has_gender_model: bool) -> None:
+    """A gender cost needs the gender model it is measured with (one line naming both keys)."""
+    if gender_cost > 0 and not has_gender_model:
+        raise UserError(f"env.gradient_start.gender_cost={gender_cost} needs env.gender_checkpoint "
+                        "(a gender_classifier run or checkpoint)")
+
+
 def differentiable_actions(policy) -> Callable[[torch.Tensor], torch.Tensor]:
     """obs N×O -> the policy's deterministic actions N×A in the env's box, with gradients to its parameters."""
     spec = agent_spec(policy.latentnav_spec["name"])
@@ -75,9 +82,7 @@ def surrogate_returns(core: FaceAgeCore, action_fn: Callable[[torch.Tensor], tor
     ``gender_cost`` > 0 charges each surviving step for the change of p_female from the base.
     """
     mdp, eps = core.mdp, core.epsilon
-    if gender_cost > 0 and gender is None:
-        raise UserError(f"env.gradient_start.gender_cost={gender_cost} needs env.gender_checkpoint "
-                        "(a gender_classifier run or checkpoint)")
+    check_gender_cost(gender_cost, gender is not None)
     generator = core.nets["generator"]
     with torch.no_grad():
         images0 = generator(base_BL)
