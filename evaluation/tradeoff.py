@@ -141,8 +141,8 @@ def matched(editor: List[str], curve: List[str], point: Dict, reps: Dict, at: st
     for fig in (f for f in FIGURES if f != at):
         curve_y = torch.tensor([point[c][fig] for c in curve], dtype=torch.float64)[None]
         reps_y = torch.stack([reps[c][fig] for c in curve], 1)
-        base_vals = [interpolate_batch(curve_at, curve_y, values[i:i + 1]).item() for i in range(len(editor))]
-        d = torch.tensor([point[e][fig] for e in editor], dtype=torch.float64) - torch.tensor(base_vals)
+        base_vals = interpolate_batch(curve_at.expand(len(editor), -1), curve_y.expand(len(editor), -1), values)
+        d = torch.tensor([point[e][fig] for e in editor], dtype=torch.float64) - base_vals
         rep_diffs = torch.stack([reps[e][fig] - interpolate_batch(reps_at, reps_y, reps[e][at])
                                  for e in editor]).mean(0)
         lost |= rep_diffs.isnan()
@@ -151,7 +151,7 @@ def matched(editor: List[str], curve: List[str], point: Dict, reps: Dict, at: st
         se_seeds = d.std().item() / math.sqrt(len(d)) if len(d) > 1 else 0.0
         se = math.hypot(se_bases, se_seeds)
         diff = d.mean().item()
-        out[fig] = {"editor": sum(point[e][fig] for e in editor) / len(editor), "baseline": sum(base_vals) / len(editor),
+        out[fig] = {"editor": sum(point[e][fig] for e in editor) / len(editor), "baseline": base_vals.mean().item(),
                     "diff": diff, "se": se, "se_bases": se_bases, "se_seeds": se_seeds,
                     "z": diff / se if se > 0 else math.nan}
     out["matched"] = not math.isnan(out["id_p5"]["diff"])
