@@ -25,6 +25,7 @@ from benchmarks.interfacegan_judging import (
     per_direction,
     score_images,
     scored_trajectories,
+    step_curve,
 )
 from benchmarks.launchers import Submit, job_pool
 from benchmarks.stages import Stage, given_run, matching_run, trained
@@ -300,12 +301,15 @@ def judge_workers(ev: Dict[str, Any]) -> int:
     return ev["workers"] or len(os.sched_getaffinity(0))
 
 
-def _families(editors: Dict[str, List[str]], extents: List[float]) -> Dict[str, Dict[str, List[str]]]:
-    """The trade-off analysis's groups: editors (each editor: every seed's method, in the table's order) and
-    baseline curves (per boundary kind, its methods in extent order)."""
+def _families(editors: Dict[str, List[str]], extents: List[float], steps: int) -> Dict[str, Dict[str, List]]:
+    """The trade-off analysis's groups: editors (each editor: every seed's method, in the table's order),
+    baseline curves (per boundary kind, its methods in extent order) and the editors' step curves (per editor,
+    per seed: its edit stopped after 1, 2, ... steps, ending with the full edit)."""
     curves = {f"interfacegan_{kind}": [f"interfacegan_{kind}_{e:g}" for e in sorted(extents)]
               for kind in ("plain", "conditional")}
-    return {"editors": editors, "curves": curves}
+    step_curves = {editor: [[f"{name}_step{k}" for k in range(1, steps)] + [name] for name in names]
+                   for editor, names in editors.items()}
+    return {"editors": editors, "curves": curves, "steps": step_curves}
 
 
 def compare(bench: Dict[str, Any]) -> Dict[str, Any]:
@@ -345,6 +349,12 @@ def compare(bench: Dict[str, Any]) -> Dict[str, Any]:
         methods[name] = per_direction(base, judged[name], valid, outside, direction, env_info, ev["flip_threshold"])
         scored[name] = scored_trajectories(base, judged[name], valid, base_idx, direction, ev["flip_threshold"])
         log.warning("%s: %s", name, methods[name]["all"])
+    families = _families(editors, extents, steps)
+    for names in families["steps"].values():
+        for seq in names:
+            full = seq[-1]
+            curve = step_curve(base, judged[full], trajectories[full][1], base_idx, direction, ev["flip_threshold"])
+            scored.update(zip(seq[:-1], curve[:-1]))
     if ev["export"] is not None:
         export_judged(ev["export"], generator, base_z, base_idx, direction, trajectories, ev["batch_size"])
     floor = None
@@ -352,7 +362,7 @@ def compare(bench: Dict[str, Any]) -> Dict[str, Any]:
         floor = {"step": min(extents) / steps, "steps": steps}
         floor["rate"] = flip_noise_floor(generator, age_gender.p_female, base_z, floor["step"], steps,
                                          seed=bench["seed"], threshold=ev["flip_threshold"])
-    return {"methods": methods, "scored": scored, "families": _families(editors, extents),
+    return {"methods": methods, "scored": scored, "families": families,
             "trajectories": trajectories, "base_z": base_z, "base_idx": base_idx,
             "direction": direction, "boundary_stats": boundary_stats, "noise_floor": floor,
             "k_hyp_cosines": _k_hyp_cosines(envs, boundaries), "roles": {**roles, **_roles(envs, gender_role)},

@@ -4,7 +4,7 @@ import functools
 import hashlib
 import logging
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -178,6 +178,15 @@ def scored_trajectories(base: Dict[str, torch.Tensor], traj: Dict[str, torch.Ten
     return Scored(base_N=base_idx_N.clone(), age_N=age_change(base["age"], traj["age"], direction_N),
                   flip_N=gender_flips(base["p_female"], traj["p_female"], threshold),
                   cos_NT=identity_cosines(base[identity], traj[identity]), valid_NT=valid_NT.clone())
+
+
+def step_curve(base: Dict[str, torch.Tensor], traj: Dict[str, torch.Tensor], valid_NT: torch.Tensor,
+               base_idx_N: torch.Tensor, direction_N: torch.Tensor, threshold: float) -> List[Scored]:
+    """The method's edits stopped after k = 1..T steps, each scored as :func:`scored_trajectories` scores a
+    T-step edit (age change and identity at and up to step k, a flip at any step up to k); the last is the full
+    edit. An editor's own trade-off curve, as the extents are InterfaceGAN's."""
+    return [scored_trajectories(base, {key: v[:, :k] for key, v in traj.items()}, valid_NT[:, :k], base_idx_N,
+                                direction_N, threshold) for k in range(1, valid_NT.shape[1] + 1)]
 
 
 def age_agreement(base: Dict[str, torch.Tensor], traj: Dict[str, torch.Tensor], valid_NT: torch.Tensor,

@@ -23,12 +23,14 @@ def tradeoff(results: Dict[str, Any], n_boot: int, seed: int, z: float = 2.0) ->
                     "(set interfacegan.extents to 2 or more distances)")
         return None
     log.warning("trade-off curves: bootstrap of %d replicates over the bases", n_boot)
-    return analyse(results["scored"], families["editors"], families["curves"], n_boot=n_boot, seed=seed, z=z)
+    return analyse(results["scored"], families["editors"], families["curves"], n_boot=n_boot, seed=seed, z=z,
+                   steps=families.get("steps"))
 
 
 def plot(trade: Dict[str, Any], families: Dict[str, Any], path: Path) -> bool:
     """tradeoff.png: each verdict figure against judged age change; baseline curves (points at each extent, ± SE
-    bars) and each editor's seeds (small) with their mean (± SE bars). False without matplotlib."""
+    bars), each editor's seeds (small), its step curve (dashed) and where it is read (± SE bars). False without
+    matplotlib."""
     plt = pyplot("tradeoff.png")
     if plt is None:
         return False
@@ -46,6 +48,12 @@ def plot(trade: Dict[str, Any], families: Dict[str, Any], path: Path) -> bool:
                             textcoords="offset points")
         for j, (editor, seeds) in enumerate(families["editors"].items()):
             color = f"C{len(families['curves']) + j}"
+            per_seed = families.get("steps", {}).get(editor)
+            if per_seed:  # the editor's own curve: its edit stopped after 1, 2, ... steps, mean over its seeds
+                mean = lambda k, f: sum(figs[names[k]][f]["value"] for names in per_seed) / len(per_seed)  # noqa: E731
+                ks = range(len(per_seed[0]))
+                ax.plot([mean(k, "age_change") for k in ks], [mean(k, key) for k in ks], ls="--", lw=1,
+                        marker=".", ms=3, color=color, alpha=0.7)
             ax.scatter([figs[s]["age_change"]["value"] for s in seeds], [figs[s][key]["value"] for s in seeds],
                        s=12, color=color, alpha=0.6)
             res = next(iter(trade["matched"][editor].values()))
@@ -77,7 +85,9 @@ def section(trade: Optional[Dict[str, Any]], families: Dict[str, Any], has_plot:
         f"Each editor's figures against InterfaceGAN's, read on two axes. **At the same judged age change**: the "
         f"baseline curve (judged figures at each extent) is interpolated linearly at the editor's own judged age "
         f"change, never extrapolated; the editor beats it when its identity mean and 5th percentile are higher and "
-        f"its flip rate lower. **At the same identity**: the curve is interpolated at the editor's own identity "
+        f"its flip rate lower. An editor whose full edit ages faces further than every extent is read where both "
+        f"curves reach, at the curve's largest judged age change, on its own curve: its edit stopped after 1, 2, "
+        f"... steps (the seeds so read: `on steps`). **At the same identity**: the curve is interpolated at the editor's own identity "
         f"mean (identity falls steadily with the extent, so this places editors that age faces further than any "
         f"extent does); the editor beats it when its judged age change and identity 5th percentile are higher and "
         f"its flip rate lower. Each figure must be better by more than {z:g} standard errors: a bootstrap over the "
@@ -98,7 +108,8 @@ def section(trade: Optional[Dict[str, Any]], families: Dict[str, Any], has_plot:
                   f" better by > {z:g} SE |", "|---|---|---|---|---|---|---|---|---|"]
         for editor, per_curve in table.items():
             for curve, res in per_curve.items():
-                value = _pm(res["at_value"], res["at_se"])
+                value = _pm(res["at_value"], res["at_se"]) + (f" (on steps: {res['on_steps']} of {res['seeds']} "
+                                                              f"seeds)" if res.get("on_steps") else "")
                 if res["outside_share"] > 0:
                     outside[f"{editor}/{curve} ({title})"] = res["outside_share"]
                 if not res["matched"]:

@@ -8,6 +8,11 @@ curve interpolated at the editor's own identity mean (how much judged age change
 the linear edit buys for the identity the editor keeps). That view places editors that age faces
 further than any extent of the family, where the first view has no curve to match on.
 
+An editor has a curve of its own too: its edit stopped after 1, 2, ... of its steps, as the extents are
+the family's. Given it, an editor whose full edit ages faces further than any extent is read at the
+largest judged age change both curves reach (the family's furthest point), on its own steps; an editor
+inside the family's range is read at its full edit, as without it.
+
 Per method the inputs are per trajectory: its base face (the resampling unit), its judged age change
 (+ = the commanded direction), whether the judged gender flipped at any step, and the identity cosine of
 every step taken to its base. Figures: ``age_change`` (mean), ``id_mean``, ``id_p5`` (5th percentile),
@@ -120,38 +125,68 @@ def interpolate_batch(xs_BC: torch.Tensor, ys_BC: torch.Tensor, x_B: torch.Tenso
     return torch.where(inside.any(1), out, torch.full_like(out, math.nan))
 
 
-def matched(editor: List[str], curve: List[str], point: Dict, reps: Dict, at: str = "age_change") -> Dict[str, object]:
+def matched(editor: List[str], curve: List[str], point: Dict, reps: Dict, at: str = "age_change",
+            steps: Optional[List[List[str]]] = None) -> Dict[str, object]:
     """An editor (its seeds' method names) against a baseline curve (method names in extent order), at the
     editor's own value of ``at`` (``age_change`` or ``id_mean``).
 
-    Each seed is compared at its own value; the difference is averaged over seeds. Returns ``at``, the editor's
-    mean value there (``at_value``) with its standard error (``at_se``), whether it lies on the curve
-    (``matched``, and the share of bootstrap replicates where it does not), and per other figure the editor's
-    value, the interpolated baseline, the difference (editor − baseline), its standard error (``se``: bases and
-    seeds; ``se_bases``, ``se_seeds``) and ``z`` = difference / se.
+    Each seed is compared at its own value; the difference is averaged over seeds. ``steps`` (per seed, the
+    method names of its edit stopped after 1, 2, ... steps, the last being the seed's full edit) gives the editor
+    a curve of its own: at the judged age change, a seed whose full edit ages faces further than any point of the
+    baseline curve is then read where both curves reach, at the curve's largest judged age change, on its own
+    step curve (the same per bootstrap replicate). Without ``steps`` such a seed is off the curve.
+
+    Returns ``at``, the mean value the seeds are read at (``at_value``) with its standard error (``at_se``), the
+    number of seeds read on their step curve (``on_steps``), whether the editor lies on the curve (``matched``,
+    and the share of bootstrap replicates where it does not), and per other figure the editor's value, the
+    interpolated baseline, the difference (editor − baseline), its standard error (``se``: bases and seeds;
+    ``se_bases``, ``se_seeds``) and ``z`` = difference / se.
     """
     if at not in VERDICT_AT:
         raise ValueError(f"at={at!r} invalid: expected one of {list(VERDICT_AT)}")
-    values = torch.tensor([point[e][at] for e in editor], dtype=torch.float64)
-    out: Dict[str, object] = {"seeds": len(editor), "at": at, "at_value": values.mean().item(),
-                              "at_se": _se(torch.stack([reps[e][at] for e in editor]).mean(0), values)}
+    if steps is not None and [s[-1] for s in steps] != list(editor):
+        raise ValueError(f"steps: expected one list per seed of {editor}, each ending with the seed's full edit")
     curve_at = torch.tensor([point[c][at] for c in curve], dtype=torch.float64)[None]
     reps_at = torch.stack([reps[c][at] for c in curve], 1)
-    lost = torch.zeros(len(reps_at), dtype=torch.bool)
+    read = torch.tensor([point[e][at] for e in editor], dtype=torch.float64)      # S: where each seed is read
+    rep_read = torch.stack([reps[e][at] for e in editor])                           # S×B
+    beyond = torch.zeros(len(editor), dtype=torch.bool)
+    rep_beyond = torch.zeros(rep_read.shape, dtype=torch.bool)
+    if steps is not None and at == "age_change":
+        reach, rep_reach = curve_at.max(), reps_at.max(1).values
+        beyond, rep_beyond = read > reach, rep_read > rep_reach[None]
+        read, rep_read = torch.minimum(read, reach), torch.minimum(rep_read, rep_reach[None])
+
+    def editor_values(fig: str) -> Tuple[torch.Tensor, torch.Tensor]:
+        own = torch.tensor([point[e][fig] for e in editor], dtype=torch.float64)
+        rep_own = torch.stack([reps[e][fig] for e in editor])
+        for s in (s for s in range(len(editor)) if beyond[s] or rep_beyond[s].any()):
+            xs = torch.tensor([[point[n][at] for n in steps[s]]], dtype=torch.float64)
+            ys = torch.tensor([[point[n][fig] for n in steps[s]]], dtype=torch.float64)
+            own[s] = torch.where(beyond[s], interpolate_batch(xs, ys, read[s:s + 1])[0], own[s])
+            on = interpolate_batch(torch.stack([reps[n][at] for n in steps[s]], 1),
+                                   torch.stack([reps[n][fig] for n in steps[s]], 1), rep_read[s])
+            rep_own[s] = torch.where(rep_beyond[s], on, rep_own[s])
+        return own, rep_own
+
+    out: Dict[str, object] = {"seeds": len(editor), "at": at, "at_value": read.mean().item(),
+                              "at_se": _se(rep_read.mean(0), read), "on_steps": int(beyond.sum())}
+    lost = torch.zeros(rep_read.shape[1], dtype=torch.bool)
     for fig in (f for f in FIGURES if f != at):
         curve_y = torch.tensor([point[c][fig] for c in curve], dtype=torch.float64)[None]
         reps_y = torch.stack([reps[c][fig] for c in curve], 1)
-        base_vals = interpolate_batch(curve_at.expand(len(editor), -1), curve_y.expand(len(editor), -1), values)
-        d = torch.tensor([point[e][fig] for e in editor], dtype=torch.float64) - base_vals
-        rep_diffs = torch.stack([reps[e][fig] - interpolate_batch(reps_at, reps_y, reps[e][at])
-                                 for e in editor]).mean(0)
+        own, rep_own = editor_values(fig)
+        base_vals = interpolate_batch(curve_at.expand(len(editor), -1), curve_y.expand(len(editor), -1), read)
+        d = own - base_vals
+        rep_diffs = torch.stack([rep_own[s] - interpolate_batch(reps_at, reps_y, rep_read[s])
+                                 for s in range(len(editor))]).mean(0)
         lost |= rep_diffs.isnan()
         kept = rep_diffs[~rep_diffs.isnan()]
         se_bases = kept.std().item() if len(kept) > 1 else math.nan
         se_seeds = d.std().item() / math.sqrt(len(d)) if len(d) > 1 else 0.0
         se = math.hypot(se_bases, se_seeds)
         diff = d.mean().item()
-        out[fig] = {"editor": sum(point[e][fig] for e in editor) / len(editor), "baseline": base_vals.mean().item(),
+        out[fig] = {"editor": own.mean().item(), "baseline": base_vals.mean().item(),
                     "diff": diff, "se": se, "se_bases": se_bases, "se_seeds": se_seeds,
                     "z": diff / se if se > 0 else math.nan}
     out["matched"] = not math.isnan(out["id_p5"]["diff"])
@@ -171,12 +206,14 @@ def beats(result: Dict[str, object], z: float = 2.0) -> bool:
 
 
 def analyse(methods: Dict[str, Scored], editors: Dict[str, List[str]], curves: Dict[str, List[str]],
-            n_boot: int = 1000, seed: int = 0, z: float = 2.0) -> Dict[str, object]:
+            n_boot: int = 1000, seed: int = 0, z: float = 2.0,
+            steps: Optional[Dict[str, List[List[str]]]] = None) -> Dict[str, object]:
     """Every editor against every baseline curve.
 
     Args:
         methods: name -> judged trajectories (all on the same bases).
         editors: editor -> its seeds' method names. curves: baseline -> method names in extent order (≥ 2).
+        steps: editor -> per seed, its step curve for :func:`matched` (editors left out have none).
 
     Returns ``{"figures": name -> figure -> {"value", "se"}, "matched": editor -> curve -> :func:`matched` at the
     judged age change plus ``beats``, "matched_at_identity": the same at the identity mean, "beats_at": editor ->
@@ -194,7 +231,7 @@ def analyse(methods: Dict[str, Scored], editors: Dict[str, List[str]], curves: D
         for editor, seeds in editors.items():
             tables[at][editor] = {}
             for curve, members in curves.items():
-                res = matched(seeds, members, point, reps, at)
+                res = matched(seeds, members, point, reps, at, (steps or {}).get(editor))
                 res["beats"] = beats(res, z)
                 tables[at][editor][curve] = res
     beats_at = {e: {at: bool(t[e]) and all(r["beats"] for r in t[e].values()) for at, t in tables.items()}

@@ -134,8 +134,11 @@ def test_tradeoff_plot_is_written(tmp_path):
     pytest.importorskip("matplotlib")
     noise = torch.Generator().manual_seed(3)
     methods = {**family(noise), "rl_seed0": linear_family(2.0, noise)}
-    families = {"curves": {"ig": [f"ig_{e:g}" for e in (1.0, 2.0, 3.0, 4.0)]}, "editors": {"rl": ["rl_seed0"]}}
-    out = analyse(methods, families["editors"], families["curves"], n_boot=20)
+    steps = [f"rl_seed0_step{k}" for k in range(1, T)] + ["rl_seed0"]
+    methods.update(zip(steps[:-1], step_family(2.0, noise)[:-1]))
+    families = {"curves": {"ig": [f"ig_{e:g}" for e in (1.0, 2.0, 3.0, 4.0)]}, "editors": {"rl": ["rl_seed0"]},
+                "steps": {"rl": [steps]}}
+    out = analyse(methods, families["editors"], families["curves"], n_boot=20, steps=families["steps"])
     assert plot(out, families, tmp_path / "tradeoff.png")
     assert (tmp_path / "tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -152,3 +155,63 @@ def test_ladder_judges_shared_steps_once_and_matches_each_traversal():
     unit = torch.tensor(boundary) / 5.0
     moved = (z - base[:, None]) @ unit
     torch.testing.assert_close(moved[1, cols[4.0]], -torch.tensor([1.0, 2.0, 3.0, 4.0]))
+
+
+def step_family(extent: float, noise: torch.Generator, **kw) -> list:
+    """An editor's edits stopped after k = 1..T steps: the k-step edit of a linear-style editor reaching ``extent``."""
+    return [linear_family(extent * k / T, noise, **kw) for k in range(1, T + 1)]
+
+
+def test_an_editor_beyond_the_curve_is_read_on_its_own_steps_at_the_curve_reach():
+    noise = torch.Generator().manual_seed(5)
+    methods = family(noise)  # judged age change 2, 4, 6, 8 y at 1-4 units
+    seeds = {"far": [], "level": [], "near": []}
+    steps = {name: [] for name in seeds}
+    for s in range(3):
+        # far ages like 6 units in T steps (12 y, beyond the curve's 8 y) at the identity cost and flips of 2.5
+        # units; level is the linear edit itself taken to 6 units; near stops at 3 units (inside the curve)
+        for name, extent, kw in (("far", 6.0, {"identity_cost": 0.02 * 2.5 / 6.0, "flip_per_year": 0.05 * 2.5 / 6.0}),
+                                 ("level", 6.0, {}), ("near", 3.0, {})):
+            names = [f"{name}_seed{s}_step{k}" for k in range(1, T)] + [f"{name}_seed{s}"]
+            methods.update(zip(names, step_family(extent, noise, **kw)))
+            seeds[name].append(names[-1])
+            steps[name].append(names)
+    curves = {"ig": [f"ig_{e:g}" for e in (1.0, 2.0, 3.0, 4.0)]}
+    without = analyse(methods, seeds, curves, n_boot=100, seed=0)
+    out = analyse(methods, seeds, curves, n_boot=100, seed=0, steps=steps)
+    assert not without["matched"]["far"]["ig"]["matched"]  # no extent reaches its full edit
+    far = out["matched"]["far"]["ig"]
+    assert far["matched"] and far["on_steps"] == 3 and far["outside_share"] == 0.0
+    assert far["at_value"] == pytest.approx(8.0, abs=0.3)  # read where the curve stops: 4 units' judged age change
+    # there its steps have 4 units' age at the identity cost of 4 · 2.5/6 units
+    assert far["id_mean"]["editor"] == pytest.approx(1 - 0.02 * 4 * 2.5 / 6 * 0.625, abs=0.003)
+    assert far["id_mean"]["baseline"] == pytest.approx(1 - 0.02 * 4 * 0.625, abs=0.003)
+    assert far["beats"] and out["beats_at"]["far"]["age_change"]
+    level = out["matched"]["level"]["ig"]
+    assert level["matched"] and abs(level["id_mean"]["z"]) < 3 and not level["beats"]
+    # an editor inside the curve is read at its own full edit, with or without its steps
+    near, near_without = out["matched"]["near"]["ig"], without["matched"]["near"]["ig"]
+    assert near["on_steps"] == 0 and near["at_value"] == near_without["at_value"]
+    assert near["id_p5"]["diff"] == pytest.approx(near_without["id_p5"]["diff"])
+    assert out["matched_at_identity"]["far"]["ig"]["at_value"] == without["matched_at_identity"]["far"]["ig"]["at_value"]
+    with pytest.raises(ValueError, match="ending with the seed's full edit"):
+        matched(seeds["far"], curves["ig"], {}, {}, steps=[names[:-1] for names in steps["far"]])
+
+
+def test_step_curve_stops_the_edit_after_each_step():
+    from benchmarks.interfacegan_judging import scored_trajectories, step_curve
+
+    base = {"age": torch.tensor([30.0, 40.0]), "p_female": torch.tensor([0.9, 0.2]),
+            "emb_dlib": torch.tensor([[1.0, 0.0], [0.0, 1.0]])}
+    traj = {"age": torch.tensor([[32.0, 35.0, 37.0], [38.0, 36.0, 36.0]]),
+            "p_female": torch.tensor([[0.8, 0.4, 0.7], [0.1, 0.3, 0.3]]),
+            "emb_dlib": torch.tensor([[[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]], [[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]])}
+    valid = torch.tensor([[True, True, True], [True, True, False]])  # row 1 ended after 2 steps (its last held)
+    curve = step_curve(base, traj, valid, torch.tensor([0, 1]), torch.tensor([0, 1]), 0.5)
+    assert len(curve) == 3
+    assert curve[0].age_N.tolist() == [2.0, 2.0] and curve[1].age_N.tolist() == [5.0, 4.0]  # + older / + younger
+    assert curve[0].flip_N.tolist() == [False, False] and curve[1].flip_N.tolist() == [True, False]
+    assert curve[2].flip_N.tolist() == [True, False]  # a flip at step 2 stays counted after the face flips back
+    assert figures(curve[0])["id_mean"] == pytest.approx(1.0) and figures(curve[1])["id_min"] == pytest.approx(0.0)
+    full = scored_trajectories(base, traj, valid, torch.tensor([0, 1]), torch.tensor([0, 1]), 0.5)
+    assert figures(curve[-1]) == figures(full)
