@@ -82,10 +82,32 @@ def _rows_by_base(methods: Dict[str, Scored]) -> Dict[str, torch.Tensor]:
     return out
 
 
-def bootstrap(methods: Dict[str, Scored], n_boot: int, seed: int = 0) -> Tuple[Dict, Dict]:
+def weighted_figures(s: Scored, weight_BN: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """:func:`figures` for B resamples at once, each given by how many times it draws every trajectory
+    (``weight_BN``, B×N counts): figure -> B values, equal to ``figures(s, rows)`` of each resample's rows."""
+    w = weight_BN.double()
+    cos, valid = s.cos_NT.double(), s.valid_NT
+    out = {"age_change": (w @ s.age_N.double()) / w.sum(1), "flip_rate": (w @ s.flip_N.double()) / w.sum(1),
+           "id_mean": (w @ (cos * valid).sum(1)) / (w @ valid.sum(1).double())}
+    lowest_N = cos.masked_fill(~valid, math.inf).min(1).values
+    out["id_min"] = lowest_N.expand_as(w).masked_fill(w == 0, math.inf).min(1).values
+    # 5th percentile of the resampled steps, as torch.quantile's linear rule over the repeated values: every step's
+    # cosine once, sorted, weighted by its trajectory's count; the order statistics by the cumulative count
+    rows, _ = valid.nonzero(as_tuple=True)
+    values, order = cos[valid].sort()
+    cum = w[:, rows[order]].cumsum(1)
+    pos = 0.05 * (cum[:, -1] - 1)
+    low = pos.floor()
+    at = lambda k: values[torch.searchsorted(cum, k[:, None], right=True).squeeze(1)]  # noqa: E731  the k-th value
+    out["id_p5"] = at(low) + (pos - low) * (at(torch.minimum(low + 1, cum[:, -1] - 1)) - at(low))
+    return out
+
+
+def bootstrap(methods: Dict[str, Scored], n_boot: int, seed: int = 0, chunk: int = 100) -> Tuple[Dict, Dict]:
     """(point figures, replicate figures): name -> figure -> float, and name -> figure -> n_boot tensor.
 
-    Each replicate draws the bases with replacement once and evaluates every method on them.
+    Each replicate draws the bases with replacement once and evaluates every method on them; ``chunk``
+    replicates are evaluated together.
     """
     if n_boot < 2:
         raise ValueError(f"n_boot={n_boot} invalid: expected an int >= 2")
@@ -93,12 +115,15 @@ def bootstrap(methods: Dict[str, Scored], n_boot: int, seed: int = 0) -> Tuple[D
     n_bases = len(next(iter(rows.values())))
     rng = torch.Generator().manual_seed(seed)
     point = {name: figures(s) for name, s in methods.items()}
+    picks = torch.stack([torch.randint(n_bases, (n_bases,), generator=rng) for _ in range(n_boot)])
+    draws = torch.zeros(n_boot, n_bases).scatter_add_(1, picks, torch.ones(picks.shape))  # B×bases counts
     reps = {name: {f: torch.empty(n_boot, dtype=torch.float64) for f in FIGURES} for name in methods}
-    for b in range(n_boot):
-        pick = torch.randint(n_bases, (n_bases,), generator=rng)
-        for name, s in methods.items():
-            for f, v in figures(s, rows[name][pick].flatten()).items():
-                reps[name][f][b] = v
+    for name, s in methods.items():
+        by_traj = torch.empty(len(s.base_N), dtype=torch.long)
+        by_traj[rows[name].flatten()] = torch.arange(n_bases).repeat_interleave(rows[name].shape[1])
+        for start in range(0, n_boot, chunk):
+            for f, v in weighted_figures(s, draws[start:start + chunk, by_traj]).items():
+                reps[name][f][start:start + chunk] = v
     return point, reps
 
 

@@ -215,3 +215,18 @@ def test_step_curve_stops_the_edit_after_each_step():
     assert figures(curve[0])["id_mean"] == pytest.approx(1.0) and figures(curve[1])["id_min"] == pytest.approx(0.0)
     full = scored_trajectories(base, traj, valid, torch.tensor([0, 1]), torch.tensor([0, 1]), 0.5)
     assert figures(curve[-1]) == figures(full)
+
+
+def test_bootstrap_replicates_equal_figures_of_each_resample():
+    noise = torch.Generator().manual_seed(6)
+    s = linear_family(2.0, noise)
+    s.valid_NT[::3, 2:] = False  # some episodes end early
+    s.cos_NT[5, 1] = s.cos_NT[7, 0]  # a tie
+    point, reps = bootstrap({"a": s}, 7, seed=11, chunk=3)
+    rng = torch.Generator().manual_seed(11)
+    order = s.base_N.argsort(stable=True).reshape(B, -1)
+    for b in range(7):
+        want = figures(s, order[torch.randint(B, (B,), generator=rng)].flatten())
+        for f, v in want.items():
+            assert reps["a"][f][b].item() == pytest.approx(v, rel=1e-9, abs=1e-12), (b, f)
+    assert point["a"] == figures(s)
