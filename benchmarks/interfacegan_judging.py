@@ -150,7 +150,8 @@ def method_metrics(base: Dict[str, torch.Tensor], traj: Dict[str, torch.Tensor],
                    threshold: float) -> Dict[str, float]:
     """One method's figures over N trajectories (base scores N, trajectory scores N×T).
 
-    Identity cosine Mean/Std/Min/Max over the steps taken, per embedding judge; gender-flip rate;
+    Identity cosine Mean/Std/Min/Max over the steps taken, per embedding judge; gender-flip rate (at any step;
+    ``_end``: of the last step);
     age change in the commanded direction and buckets covered, by the judge (``age``) and by the
     reward's age model (``reward_age``); share of trajectories that left the typical set; steps.
     """
@@ -160,6 +161,7 @@ def method_metrics(base: Dict[str, torch.Tensor], traj: Dict[str, torch.Tensor],
         out.update({f"id_{key[4:]}_{s.lower()}": v for s, v in cosine_summary(cos[valid_NT]).items()})
         out[f"id_{key[4:]}_p5"] = torch.quantile(cos[valid_NT].double(), 0.05).item()
     out["gender_flip_rate"] = gender_flip_rate(base["p_female"], traj["p_female"], threshold)
+    out["gender_flip_rate_end"] = gender_flip_rate(base["p_female"], traj["p_female"][:, -1:], threshold)
     for key, tag in (("age", "judge"), ("reward_age", "reward")):
         change = age_change(base[key], traj[key], direction_N)
         out[f"age_change_{tag}"], out[f"age_change_{tag}_std"] = change.mean().item(), change.std(unbiased=False).item()
@@ -174,10 +176,13 @@ def scored_trajectories(base: Dict[str, torch.Tensor], traj: Dict[str, torch.Ten
                         base_idx_N: torch.Tensor, direction_N: torch.Tensor, threshold: float,
                         identity: str = "emb_dlib") -> Scored:
     """One method's per-trajectory judged figures for the trade-off analysis (``evaluation/tradeoff.py``):
-    judged age change, gender flip, and the ``identity`` judge's cosine of every step to its base."""
+    judged age change, gender flip (at any step, and of the last step), and the ``identity`` judge's cosine of
+    every step to its base."""
+    last = {"p_female": traj["p_female"][:, -1:]}  # held after an episode ends: its result
     return Scored(base_N=base_idx_N.clone(), age_N=age_change(base["age"], traj["age"], direction_N),
                   flip_N=gender_flips(base["p_female"], traj["p_female"], threshold),
-                  cos_NT=identity_cosines(base[identity], traj[identity]), valid_NT=valid_NT.clone())
+                  cos_NT=identity_cosines(base[identity], traj[identity]), valid_NT=valid_NT.clone(),
+                  flip_end_N=gender_flips(base["p_female"], last["p_female"], threshold))
 
 
 def step_curve(base: Dict[str, torch.Tensor], traj: Dict[str, torch.Tensor], valid_NT: torch.Tensor,

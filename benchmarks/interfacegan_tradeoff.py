@@ -12,7 +12,8 @@ from evaluation.tradeoff import VERDICT_AT, VERDICT_FIGURES, analyse
 
 log = logging.getLogger(__name__)
 LABELS = {"id_mean": "identity cosine, mean", "id_p5": "identity cosine, 5th percentile",
-          "id_min": "identity cosine, min", "flip_rate": "gender-flip rate", "age_change": "judged age change (y)"}
+          "id_min": "identity cosine, min", "flip_rate": "gender-flip rate (any step)",
+          "flip_end": "gender-flip rate (the edit's result)", "age_change": "judged age change (y)"}
 
 
 def tradeoff(results: Dict[str, Any], n_boot: int, seed: int, z: float = 2.0) -> Optional[Dict[str, Any]]:
@@ -85,14 +86,16 @@ def section(trade: Optional[Dict[str, Any]], families: Dict[str, Any], has_plot:
         f"Each editor's figures against InterfaceGAN's, read on two axes. **At the same judged age change**: the "
         f"baseline curve (judged figures at each extent) is interpolated linearly at the editor's own judged age "
         f"change, never extrapolated; the editor beats it when its identity mean and 5th percentile are higher and "
-        f"its flip rate lower. An editor whose full edit ages faces further than every extent is read where both "
-        f"curves reach, at the curve's largest judged age change, on its own curve: its edit stopped after 1, 2, "
-        f"... steps (the seeds so read: `on steps`). **At the same identity**: the curve is interpolated at the editor's own identity "
-        f"mean (identity falls steadily with the extent, so this places editors that age faces further than any "
-        f"extent does); the editor beats it when its judged age change and identity 5th percentile are higher and "
-        f"its flip rate lower. Each figure must be better by more than {z:g} standard errors: a bootstrap over the "
-        f"bases ({trade['n_boot']} replicates, every method on the same resampled bases) and the spread between "
-        f"the editor's seeds, in quadrature. An editor beats InterfaceGAN when it beats every curve on one axis.",
+        f"both its flip rates lower (a flip at any step, and a flip of the edit's result, which does not grow with "
+        f"the number of steps judged). An editor whose full edit ages faces further than every extent is read where "
+        f"both curves reach, at the curve's largest judged age change, on its own curve: its edit stopped after 1, "
+        f"2, ... steps (the seeds so read: `on steps`). **At the same identity**: the curve is interpolated at the "
+        f"editor's own identity mean (identity falls steadily with the extent, so this places editors that age "
+        f"faces further than any extent does); the editor beats it when its judged age change and identity 5th "
+        f"percentile are higher and both flip rates lower. Each figure must be better by more than {z:g} standard "
+        f"errors: a bootstrap over the bases ({trade['n_boot']} replicates, every method on the same resampled "
+        f"bases) and the spread between the editor's seeds, in quadrature. An editor beats InterfaceGAN when it "
+        f"beats every curve on one axis.",
         ""]
     views = {"age_change": ("at the same judged age change", trade["matched"]),
              "id_mean": ("at the same identity", trade["matched_at_identity"])}
@@ -127,11 +130,12 @@ def section(trade: Optional[Dict[str, Any]], families: Dict[str, Any], has_plot:
     members = [m for ms in families["curves"].values() for m in ms] + \
         [m for ms in families["editors"].values() for m in ms]
     lines += ["", "Points of the curves (± bootstrap SE over the bases):", "",
-              "| method | judged age change (y) | identity mean | identity 5th pct | identity min | flip rate |",
-              "|---|---|---|---|---|---|"]
+              "| method | judged age change (y) | identity mean | identity 5th pct | identity min | flip rate (any step) "
+              "| flip rate (result) |", "|---|---|---|---|---|---|---|"]
     for m in members:
         f = figs[m]
         lines.append(f"| {m} | " + " | ".join(_pm(f[k]["value"], f[k]["se"])
-                                               for k in ("age_change", "id_mean", "id_p5", "id_min", "flip_rate")) + " |")
+                                               for k in ("age_change", "id_mean", "id_p5", "id_min", "flip_rate",
+                                                         "flip_end")) + " |")
     lines += ["", "![trade-off curves](tradeoff.png)" if has_plot else "(matplotlib not installed: no tradeoff.png)", ""]
     return lines

@@ -14,9 +14,10 @@ largest judged age change both curves reach (the family's furthest point), on it
 inside the family's range is read at its full edit, as without it.
 
 Per method the inputs are per trajectory: its base face (the resampling unit), its judged age change
-(+ = the commanded direction), whether the judged gender flipped at any step, and the identity cosine of
-every step taken to its base. Figures: ``age_change`` (mean), ``id_mean``, ``id_p5`` (5th percentile),
-``id_min`` (over every step taken) and ``flip_rate``.
+(+ = the commanded direction), whether the judged gender flipped at any step and at the last one, and the
+identity cosine of every step taken to its base. Figures: ``age_change`` (mean), ``id_mean``, ``id_p5``
+(5th percentile), ``id_min`` (over every step taken), ``flip_rate`` (a flip at any step) and ``flip_end``
+(the edit's result flipped).
 
 Standard errors: a bootstrap over base faces, every method resampled on the same bases in each replicate
 (so shared base-to-base variation cancels in the differences), plus, for an editor with several training
@@ -28,11 +29,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-FIGURES = ("age_change", "id_mean", "id_p5", "id_min", "flip_rate")
+FIGURES = ("age_change", "id_mean", "id_p5", "id_min", "flip_rate", "flip_end")
 # the figures a verdict is taken on, with +1 where higher is better and -1 where lower is better, per
-# matching axis: at the same judged age change, and at the same identity mean
-VERDICT_FIGURES = {"id_mean": 1, "id_p5": 1, "flip_rate": -1}
-VERDICT_AT = {"age_change": VERDICT_FIGURES, "id_mean": {"age_change": 1, "id_p5": 1, "flip_rate": -1}}
+# matching axis: at the same judged age change, and at the same identity mean. Both flip figures count: a flip at
+# any step is the stricter one, a flip of the edit's result the one that does not grow with the number of steps
+# judged (a noisy gender judge flips more often the more often it looks), so edits of different lengths compare
+VERDICT_FIGURES = {"id_mean": 1, "id_p5": 1, "flip_rate": -1, "flip_end": -1}
+VERDICT_AT = {"age_change": VERDICT_FIGURES,
+              "id_mean": {"age_change": 1, "id_p5": 1, "flip_rate": -1, "flip_end": -1}}
 
 
 @dataclass
@@ -44,14 +48,15 @@ class Scored:
     flip_N: torch.Tensor     # bool, judged gender differs from the base's at some step
     cos_NT: torch.Tensor     # identity cosine of each step to its base
     valid_NT: torch.Tensor   # bool, the steps the episode took
+    flip_end_N: torch.Tensor  # bool, judged gender of the last step differs from the base's
 
     def __post_init__(self):
         n = len(self.base_N)
-        if not (len(self.age_N) == len(self.flip_N) == n and self.cos_NT.shape == self.valid_NT.shape
-                and len(self.cos_NT) == n and n > 0):
+        if not (len(self.age_N) == len(self.flip_N) == len(self.flip_end_N) == n
+                and self.cos_NT.shape == self.valid_NT.shape and len(self.cos_NT) == n and n > 0):
             raise ValueError(f"Scored: expected N base ids, ages and flips and N×T cosines and valid steps, got "
-                             f"{len(self.base_N)}, {len(self.age_N)}, {len(self.flip_N)}, {tuple(self.cos_NT.shape)}, "
-                             f"{tuple(self.valid_NT.shape)}")
+                             f"{len(self.base_N)}, {len(self.age_N)}, {len(self.flip_N)}/{len(self.flip_end_N)}, "
+                             f"{tuple(self.cos_NT.shape)}, {tuple(self.valid_NT.shape)}")
         if not self.valid_NT.any(1).all():
             raise ValueError("Scored: every trajectory needs at least one step taken")
 
@@ -59,11 +64,11 @@ class Scored:
 def figures(s: Scored, rows: Optional[torch.Tensor] = None) -> Dict[str, float]:
     """The method's figures over ``rows`` (trajectory indices, repeats allowed; None: all)."""
     if rows is not None:
-        s = Scored(s.base_N[rows], s.age_N[rows], s.flip_N[rows], s.cos_NT[rows], s.valid_NT[rows])
+        s = Scored(s.base_N[rows], s.age_N[rows], s.flip_N[rows], s.cos_NT[rows], s.valid_NT[rows], s.flip_end_N[rows])
     cos = s.cos_NT[s.valid_NT].double()
     return {"age_change": s.age_N.double().mean().item(), "id_mean": cos.mean().item(),
             "id_p5": torch.quantile(cos, 0.05).item(), "id_min": cos.min().item(),
-            "flip_rate": s.flip_N.double().mean().item()}
+            "flip_rate": s.flip_N.double().mean().item(), "flip_end": s.flip_end_N.double().mean().item()}
 
 
 def _rows_by_base(methods: Dict[str, Scored]) -> Dict[str, torch.Tensor]:
@@ -88,6 +93,7 @@ def weighted_figures(s: Scored, weight_BN: torch.Tensor) -> Dict[str, torch.Tens
     w = weight_BN.double()
     cos, valid = s.cos_NT.double(), s.valid_NT
     out = {"age_change": (w @ s.age_N.double()) / w.sum(1), "flip_rate": (w @ s.flip_N.double()) / w.sum(1),
+           "flip_end": (w @ s.flip_end_N.double()) / w.sum(1),
            "id_mean": (w @ (cos * valid).sum(1)) / (w @ valid.sum(1).double())}
     lowest_N = cos.masked_fill(~valid, math.inf).min(1).values
     out["id_min"] = lowest_N.expand_as(w).masked_fill(w == 0, math.inf).min(1).values

@@ -166,7 +166,7 @@ def test_method_metrics_match_numpy_over_the_steps_taken():
     base = {"emb_dlib": torch.randn(n, 5, generator=g), "p_female": torch.tensor([0.2, 0.8, 0.4, 0.6]),
             "age": torch.tensor([30.0, 40.0, 50.0, 20.0]), "reward_age": torch.tensor([30.0, 40.0, 50.0, 20.0])}
     traj = {"emb_dlib": torch.randn(n, t, 5, generator=g),
-            "p_female": torch.tensor([[0.3, 0.6, 0.7], [0.9, 0.9, 0.9], [0.4, 0.3, 0.45], [0.7, 0.2, 0.2]]),
+            "p_female": torch.tensor([[0.3, 0.6, 0.4], [0.9, 0.9, 0.9], [0.4, 0.3, 0.45], [0.7, 0.2, 0.2]]),
             "age": torch.tensor([[31.0, 36.0, 41.0], [38.0, 33.0, 29.0], [55.0, 49.0, 52.0], [20.0, 20.0, 20.0]])}
     traj["reward_age"] = traj["age"] + 1
     traj["emb_dlib"][3, 2] = traj["emb_dlib"][3, 1]  # a held step: not a step taken
@@ -182,6 +182,7 @@ def test_method_metrics_match_numpy_over_the_steps_taken():
     assert m["id_dlib_std"] == pytest.approx(taken.std(), abs=1e-6)
     assert (m["id_dlib_min"], m["id_dlib_max"]) == pytest.approx((taken.min(), taken.max()), abs=1e-6)
     assert m["gender_flip_rate"] == 0.5  # rows 0, 3 cross 0.5; row 2 stays male; row 1 stays female
+    assert m["gender_flip_rate_end"] == 0.25  # row 0 is back to male at its last step
     assert m["age_change_judge"] == pytest.approx(np.mean([11.0, 11.0, 2.0, 0.0]))
     assert m["age_change_reward"] == pytest.approx(np.mean([12.0, 10.0, 3.0, -1.0]))
     assert m["buckets_judge"] == pytest.approx(np.mean([2, 3, 1, 0]))  # 35, 40 | 35, 30, 25 | 55 | none

@@ -20,7 +20,8 @@ def linear_family(extent: float, noise: torch.Generator, identity_cost: float = 
     cos = (1.0 - identity_cost * extent * torch.linspace(0.25, 1.0, T)).expand(n, T).clone()
     cos += 0.002 * torch.randn(n, T, generator=noise)
     flip = torch.rand(n, generator=noise) < min(1.0, flip_per_year * 2.0 * extent)
-    return Scored(torch.arange(B).repeat(directions), age, flip, cos, torch.ones(n, T, dtype=torch.bool))
+    flip_end = flip & (torch.rand(n, generator=noise) < 0.8)  # most flips last to the edit's result
+    return Scored(torch.arange(B).repeat(directions), age, flip, cos, torch.ones(n, T, dtype=torch.bool), flip_end)
 
 
 def family(noise, **kw):
@@ -29,9 +30,10 @@ def family(noise, **kw):
 
 def test_figures_over_rows_and_repeats():
     s = Scored(torch.tensor([0, 1]), torch.tensor([2.0, 4.0]), torch.tensor([True, False]),
-               torch.tensor([[1.0, 0.5], [0.9, 0.0]]), torch.tensor([[True, True], [True, False]]))
+               torch.tensor([[1.0, 0.5], [0.9, 0.0]]), torch.tensor([[True, True], [True, False]]),
+               torch.tensor([False, False]))
     f = figures(s)
-    assert f["age_change"] == 3.0 and f["flip_rate"] == 0.5 and f["id_min"] == 0.5
+    assert f["age_change"] == 3.0 and f["flip_rate"] == 0.5 and f["flip_end"] == 0.0 and f["id_min"] == 0.5
     assert f["id_mean"] == pytest.approx(0.8) and f["id_p5"] == pytest.approx(np.quantile([1.0, 0.5, 0.9], 0.05))
     again = figures(s, torch.tensor([1, 1, 0]))  # a resample repeating row 1
     assert again["age_change"] == pytest.approx(10 / 3) and again["flip_rate"] == pytest.approx(1 / 3)
@@ -40,10 +42,10 @@ def test_figures_over_rows_and_repeats():
 def test_scored_rejects_mismatched_shapes_and_empty_trajectories():
     with pytest.raises(ValueError, match="expected N base ids"):
         Scored(torch.arange(3), torch.zeros(2), torch.zeros(3, dtype=torch.bool), torch.zeros(3, 2),
-               torch.ones(3, 2, dtype=torch.bool))
+               torch.ones(3, 2, dtype=torch.bool), torch.zeros(3, dtype=torch.bool))
     with pytest.raises(ValueError, match="at least one step"):
         Scored(torch.arange(2), torch.zeros(2), torch.zeros(2, dtype=torch.bool), torch.zeros(2, 2),
-               torch.tensor([[True, False], [False, False]]))
+               torch.tensor([[True, False], [False, False]]), torch.zeros(2, dtype=torch.bool))
 
 
 def test_interpolate_in_extent_order_without_extrapolation():
@@ -64,7 +66,7 @@ def test_bootstrap_resamples_every_method_on_the_same_bases():
     assert torch.equal(again["a"]["id_p5"], reps["a"]["id_p5"])  # seeded
     with pytest.raises(ValueError, match="other bases"):
         bootstrap({"a": methods["a"], "c": Scored(methods["a"].base_N + 1, *[getattr(methods["a"], k) for k in
-                                                   ("age_N", "flip_N", "cos_NT", "valid_NT")])}, 10)
+                                                   ("age_N", "flip_N", "cos_NT", "valid_NT", "flip_end_N")])}, 10)
 
 
 def test_an_editor_on_the_curve_does_not_beat_it_and_a_better_one_does():
@@ -212,6 +214,7 @@ def test_step_curve_stops_the_edit_after_each_step():
     assert curve[0].age_N.tolist() == [2.0, 2.0] and curve[1].age_N.tolist() == [5.0, 4.0]  # + older / + younger
     assert curve[0].flip_N.tolist() == [False, False] and curve[1].flip_N.tolist() == [True, False]
     assert curve[2].flip_N.tolist() == [True, False]  # a flip at step 2 stays counted after the face flips back
+    assert curve[1].flip_end_N.tolist() == [True, False] and curve[2].flip_end_N.tolist() == [False, False]
     assert figures(curve[0])["id_mean"] == pytest.approx(1.0) and figures(curve[1])["id_min"] == pytest.approx(0.0)
     full = scored_trajectories(base, traj, valid, torch.tensor([0, 1]), torch.tensor([0, 1]), 0.5)
     assert figures(curve[-1]) == figures(full)
