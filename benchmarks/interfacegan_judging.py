@@ -178,11 +178,10 @@ def scored_trajectories(base: Dict[str, torch.Tensor], traj: Dict[str, torch.Ten
     """One method's per-trajectory judged figures for the trade-off analysis (``evaluation/tradeoff.py``):
     judged age change, gender flip (at any step, and of the last step), and the ``identity`` judge's cosine of
     every step to its base."""
-    last = {"p_female": traj["p_female"][:, -1:]}  # held after an episode ends: its result
     return Scored(base_N=base_idx_N.clone(), age_N=age_change(base["age"], traj["age"], direction_N),
                   flip_N=gender_flips(base["p_female"], traj["p_female"], threshold),
                   cos_NT=identity_cosines(base[identity], traj[identity]), valid_NT=valid_NT.clone(),
-                  flip_end_N=gender_flips(base["p_female"], last["p_female"], threshold))
+                  flip_end_N=gender_flips(base["p_female"], traj["p_female"][:, -1:], threshold))  # held: the result
 
 
 def step_curve(base: Dict[str, torch.Tensor], traj: Dict[str, torch.Tensor], valid_NT: torch.Tensor,
