@@ -33,7 +33,7 @@ FIGURES = ("age_change", "id_mean", "id_p5", "id_min", "flip_rate", "flip_end")
 # the figures a verdict is taken on, with +1 where higher is better and -1 where lower is better, per
 # matching axis: at the same judged age change, and at the same identity mean. Both flip figures count: a flip at
 # any step is the stricter one, a flip of the edit's result the one that does not grow with the number of steps
-# judged (a noisy gender judge flips more often the more often it looks), so edits of different lengths compare
+# judged (a noisy gender judge flips more often the more often it looks), so edits of different lengths compare on it
 VERDICT_FIGURES = {"id_mean": 1, "id_p5": 1, "flip_rate": -1, "flip_end": -1}
 VERDICT_AT = {"age_change": VERDICT_FIGURES,
               "id_mean": {"age_change": 1, "id_p5": 1, "flip_rate": -1, "flip_end": -1}}
