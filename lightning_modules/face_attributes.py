@@ -17,7 +17,7 @@ from torchmetrics import MeanAbsoluteError
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_modules.base import SharedStepModule
-from lightning_modules.nets.faces import FaceNet
+from lightning_modules.nets.faces import build_face_net
 from utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,9 @@ class AgeRegressorModule(_FaceAttributeModule):
         pretrained_path: ImageNet weights file for a ResNet backbone (offline: ``None``).
         age_offset, age_scale: years = offset + scale · raw head output, so that the raw output
             stays O(1) at initialisation (faster, steadier training than regressing raw years).
+        members: 1, or K >= 2 for a deep ensemble (not from the paper): K networks of the backbone, each
+            initialised and trained on its own loss; the age is their mean and the features concatenate
+            theirs (``nets.faces.FaceNetEnsemble``). Training and every reading cost K times as much.
     """
 
     monitor = ("val/mae", "min")
@@ -64,12 +67,13 @@ class AgeRegressorModule(_FaceAttributeModule):
     def __init__(self, backbone: Backbone = "small", lr: float = 1e-3, weight_decay: float = 1e-4,
                  loss: Literal["l1", "smooth_l1"] = "smooth_l1", scheduler: Literal["cosine", "none"] = "cosine",
                  input_size: int = 64, pretrained_path: Optional[str] = None,
-                 age_offset: float = 30.0, age_scale: float = 20.0):
+                 age_offset: float = 30.0, age_scale: float = 20.0, members: int = 1):
         super().__init__()
         self.save_hyperparameters()
         if loss not in ("l1", "smooth_l1"):
             raise UserError(f"loss must be 'l1' or 'smooth_l1', got {loss!r}")
-        self.net = FaceNet(backbone, out_dim=1, input_size=input_size, pretrained_path=pretrained_path)
+        self.net = build_face_net(members, backbone=backbone, out_dim=1, input_size=input_size,
+                                  pretrained_path=pretrained_path)
         self.train_mae, self.val_mae, self.test_mae = (MeanAbsoluteError() for _ in STAGES)
 
     def forward(self, img_NCHW: torch.Tensor) -> torch.Tensor:
@@ -96,10 +100,15 @@ class AgeRegressorModule(_FaceAttributeModule):
         return self.hparams.age_offset + self.hparams.age_scale * out.squeeze(1), feats
 
     def _shared_step(self, batch: Dict[str, torch.Tensor], stage: str) -> torch.Tensor:
-        pred = self(batch["image"])
+        hp = self.hparams
+        if hp.members == 1:
+            member_ages = self(batch["image"]).unsqueeze(0)
+        else:  # each member on its own loss (a deep ensemble), the metric on their mean
+            member_ages = hp.age_offset + hp.age_scale * self.net.member_outputs(batch["image"]).squeeze(2)
+        pred = member_ages.mean(0)
         target = batch["age"].to(pred.dtype)
-        loss_fn = F.l1_loss if self.hparams.loss == "l1" else F.smooth_l1_loss
-        loss = loss_fn(pred, target)
+        loss_fn = F.l1_loss if hp.loss == "l1" else F.smooth_l1_loss
+        loss = loss_fn(member_ages, target.expand_as(member_ages))
         mae = getattr(self, f"{stage}_mae")
         mae(pred.detach(), target)
         self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=len(target))
@@ -121,7 +130,7 @@ class GenderClassifierModule(_FaceAttributeModule):
                  pretrained_path: Optional[str] = None, label_smoothing: float = 0.0):
         super().__init__()
         self.save_hyperparameters()
-        self.net = FaceNet(backbone, out_dim=2, input_size=input_size, pretrained_path=pretrained_path)
+        self.net = build_face_net(backbone=backbone, out_dim=2, input_size=input_size, pretrained_path=pretrained_path)
         self.train_acc, self.val_acc, self.test_acc = (
             MulticlassAccuracy(num_classes=2, average="micro", ignore_index=-1) for _ in STAGES
         )

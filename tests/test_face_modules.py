@@ -9,7 +9,7 @@ from PIL import Image
 
 from datamodules.faces import UTKFaceDataModule
 from lightning_modules.face_attributes import AgeRegressorModule, GenderClassifierModule
-from lightning_modules.nets.faces import FaceNet
+from lightning_modules.nets.faces import FaceNet, FaceNetEnsemble, build_face_net
 
 
 @pytest.fixture
@@ -74,6 +74,58 @@ def test_facenet_errors_and_pretrained_path(tmp_path):
     torch.save(torchvision.models.resnet50(weights=None).state_dict(), tmp_path / "r50.pth")
     with pytest.raises(ValueError, match="does not fit torchvision resnet18"):
         FaceNet("resnet18", pretrained_path=str(tmp_path / "r50.pth"))
+
+
+def test_ensemble_is_the_members_mean_and_concatenation():
+    torch.manual_seed(0)
+    net = build_face_net(3, backbone="small", out_dim=1, input_size=32).train()  # train-mode BN: outputs O(1)
+    assert isinstance(net, FaceNetEnsemble) and isinstance(build_face_net(1, backbone="small"), FaceNet)
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        outs = [m(x) for m in net.members]
+        assert not torch.allclose(outs[0], outs[1])  # members are initialised independently
+        assert torch.allclose(net(x), torch.stack(outs).mean(0))
+        assert torch.equal(net.member_outputs(x), torch.stack(outs))
+        feats = net.features(x)
+        assert feats.shape == (4, 3 * 128 * 16) and net.feature_shape == (3 * 128, 4, 4)
+        assert torch.equal(feats[:, :2048], net.members[0].features(x))
+        both = net.forward_and_features(x)
+        assert torch.allclose(both[0], net(x)) and torch.equal(both[1], feats)
+        assert torch.equal(net.forward_and_features(x, "embed")[1], net.embed(x))
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match=rf"members={bad!r} invalid: expected an int >= 1"):
+            build_face_net(bad)
+
+
+def test_ensemble_members_train_on_their_own_losses(utk_dir, tmp_path):
+    """Each member's gradient is its own error's, not the mean prediction's (a deep ensemble)."""
+    pl.seed_everything(0)
+    module = AgeRegressorModule(backbone="small", input_size=32, members=2)
+    batch = next(iter(torch.utils.data.DataLoader(
+        [{"image": torch.rand(3, 32, 32) * 2 - 1, "age": torch.tensor(20.0 + 10 * i)} for i in range(4)],
+        batch_size=4)))
+    module.log = lambda *a, **k: None
+    module._shared_step(batch, "train").backward()
+    grads = [m.head.bias.grad.clone() for m in module.net.members]
+    for m in module.net.members:
+        m.zero_grad()
+    with torch.no_grad():  # train-mode BN, same batch: the members' ages as the step saw them
+        ages = 30.0 + 20.0 * module.net.member_outputs(batch["image"]).squeeze(2)
+    for k, member_ages in enumerate(ages):  # d smooth_l1 / d age = clamp(error, -1, 1); the loss averages K·N terms
+        expected = 20.0 * (member_ages - batch["age"]).clamp(-1, 1).mean() / 2
+        assert torch.allclose(grads[k], expected.reshape(1), rtol=1e-4, atol=1e-6), k
+    assert not torch.allclose(grads[0], grads[1])  # a loss on the mean prediction would give both the same
+    trainer = tiny_trainer(tmp_path, max_steps=2, limit_val_batches=1)
+    trainer.fit(module, datamodule=datamodule(utk_dir))
+    path = tmp_path / "ens.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = AgeRegressorModule.load_from_checkpoint(path).eval()
+    module.eval()
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(loaded(x), module(x)) and loaded.hparams.members == 2
+        age, feats = loaded.age_and_features(x)
+        assert torch.allclose(age, loaded(x)) and feats.shape == (2, 2 * 2048)
 
 
 def test_monitor_attributes():

@@ -142,3 +142,53 @@ class FaceNet(nn.Module):
     def feature_shape(self) -> Tuple[int, int, int]:
         channels = {"small": 128, "resnet18": 256, "resnet50": 1024}[self.backbone]
         return channels, FEATURE_GRID, FEATURE_GRID
+
+
+class FaceNetEnsemble(nn.Module):
+    """K independently initialised :class:`FaceNet` members behind FaceNet's interface (not from the paper).
+
+    ``forward`` is the members' mean output; ``features`` and ``embed`` concatenate theirs (member-major), so an
+    identity distance over them sums the members' distances. ``member_outputs`` gives each member's output for
+    training each on its own loss (a deep ensemble: the members never see each other's predictions).
+
+    Why: an editor that follows the gradient of one regressor finds the directions *that* network reads as age,
+    many of which another network does not; directions that move every member's reading are more likely to move
+    an independent judge's too.
+    """
+
+    def __init__(self, members: int, backbone: str = "small", out_dim: int = 1, input_size: int = 64,
+                 pretrained_path: Optional[str] = None):
+        super().__init__()
+        if members < 2:
+            raise UserError(f"members={members} invalid for an ensemble: expected an int >= 2 (1 is a plain FaceNet)")
+        self.members = nn.ModuleList(FaceNet(backbone, out_dim, input_size, pretrained_path) for _ in range(members))
+        self.backbone, self.input_size = backbone, input_size
+
+    def member_outputs(self, img_NCHW: torch.Tensor) -> torch.Tensor:
+        """Head outputs K×N×out_dim, one slice per member."""
+        return torch.stack([m(img_NCHW) for m in self.members])
+
+    def forward(self, img_NCHW: torch.Tensor) -> torch.Tensor:
+        return self.member_outputs(img_NCHW).mean(0)
+
+    def embed(self, img_NCHW: torch.Tensor) -> torch.Tensor:
+        return torch.cat([m.embed(img_NCHW) for m in self.members], 1)
+
+    def features(self, img_NCHW: torch.Tensor) -> torch.Tensor:
+        return torch.cat([m.features(img_NCHW) for m in self.members], 1)
+
+    def forward_and_features(self, img_NCHW: torch.Tensor, kind: str = "mid") -> Tuple[torch.Tensor, torch.Tensor]:
+        outs, feats = zip(*(m.forward_and_features(img_NCHW, kind) for m in self.members))
+        return torch.stack(outs).mean(0), torch.cat(feats, 1)
+
+    @property
+    def feature_shape(self) -> Tuple[int, int, int]:
+        channels, h, w = self.members[0].feature_shape
+        return channels * len(self.members), h, w
+
+
+def build_face_net(members: int = 1, **kwargs) -> nn.Module:
+    """A :class:`FaceNet` (``members`` = 1) or a :class:`FaceNetEnsemble` of ``members`` of them."""
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise UserError(f"members={members!r} invalid: expected an int >= 1")
+    return FaceNet(**kwargs) if members == 1 else FaceNetEnsemble(members, **kwargs)
