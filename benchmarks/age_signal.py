@@ -1,9 +1,12 @@
 """Experiment A's age-signal check on the command line (the figures: ``evaluation/age_signal.py``).
 
-    python -m benchmarks.age_signal CHECKPOINT_OR_RUN [...] [--samples 2000] [--extent 3] [--judge-views 1] [--out age_signal.json]
+    python -m benchmarks.age_signal CHECKPOINT_OR_RUN [...] [--samples 2000] [--extent 3] [--judge-views 1]
+        [--gradient-samples 256] [--out age_signal.json]
 
-Per age regressor given: r of its ages and the independent judge's on generated faces, and the share of its
-own InterfaceGAN edit (``--extent`` units older and younger) that the judge sees. Prints a table on stderr,
+Per age regressor given: r of its ages and the independent judge's on generated faces, the share of its
+own InterfaceGAN edit (``--extent`` units older and younger) that the judge sees, and the same share for
+per-face edits of that length that follow the regressor's gradient (on the first ``--gradient-samples``
+faces; 0 skips them). Prints a table on stderr,
 writes the figures as JSON to ``--out`` and its path on stdout.
 """
 import argparse
@@ -32,25 +35,33 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--judge-views", type=int, default=1,
                         help="views of each face the age judge averages over (1, 2 or 4; see eval.age_gender_views)")
+    parser.add_argument("--gradient-samples", type=int, default=256,
+                        help="faces edited by gradient through each model (0: only its linear boundary)")
     parser.add_argument("--out", default="age_signal.json")
     args = parser.parse_args(argv)
 
     def job() -> Path:
         if args.samples < 100 or args.extent <= 0:
             raise UserError(f"--samples={args.samples} / --extent={args.extent} invalid: expected >= 100 and > 0")
+        if args.gradient_samples < 0:
+            raise UserError(f"--gradient-samples={args.gradient_samples} invalid: expected an int >= 0")
         check_output_file(args.out, "--out")
         judge = build_judge("age_gender", views=args.judge_views).ages  # a bad --judge-views fails here
         out = Path(args.out)
         models = {m: load_module(m, "age_regressor") for m in args.models}  # all load before any work
         torch.set_num_threads(1)
         generator = build_generator("dcgan_digiface")
-        rows = {m: age_signal(generator, model, judge, args.samples, args.extent, args.seed)
+        rows = {m: age_signal(generator, model, judge, args.samples, args.extent, args.seed,
+                              gradient_samples=args.gradient_samples)
                 for m, model in models.items()}
-        print("| age model | r ages | model age change (y) | judge age change (y) | transfer | r changes |",
+        edits = ("", "gradient_") if args.gradient_samples else ("",)
+        print("| age model | r ages | edit | model age change (y) | judge age change (y) | transfer | r changes |",
               file=sys.stderr)
         for m, r in rows.items():
-            print(f"| {m} | {r['r_ages']:.3f} | {r['model_change']:.2f} | {r['judge_change']:.2f} | "
-                  f"{r['transfer']:.3f} | {r['r_changes']:.3f} |", file=sys.stderr)
+            for e in edits:
+                print(f"| {m} | {r['r_ages']:.3f} | {'per-face gradient' if e else 'linear boundary'} | "
+                      f"{r[e + 'model_change']:.2f} | {r[e + 'judge_change']:.2f} ± {r[e + 'judge_change_se']:.2f} | "
+                      f"{r[e + 'transfer']:.3f} | {r[e + 'r_changes']:.3f} |", file=sys.stderr)
         atomic_write_text(out, json.dumps(rows, indent=2))
         return out
 

@@ -25,6 +25,30 @@ def test_transfer_and_correlations_on_a_world_with_planted_ages():
     assert faithful["r_ages"] == pytest.approx(1.0) and faithful["transfer"] == pytest.approx(1.0, abs=1e-4)
 
 
+def test_per_face_gradient_edits_expose_a_model_quirk_the_linear_boundary_misses():
+    def judge(images):
+        return 30 + 10 * images[:, 0]
+
+    def linear(images):  # reads the judge's age plus a coordinate the judge ignores
+        return judge(images) + 10 * images[:, 1]
+
+    out = age_signal(LatentWorld(), linear, judge, samples=2000, extent=3.0, seed=0, gradient_samples=64)
+    # a linear model has one steepest direction everywhere: the per-face edits follow its boundary
+    assert out["gradient_samples"] == 64
+    assert out["gradient_model_change"] == pytest.approx(30 * 2 ** 0.5, rel=0.01)
+    assert out["gradient_transfer"] == pytest.approx(0.5, abs=0.01)
+    assert out["transfer"] == pytest.approx(0.5, abs=0.02)  # the SVM's boundary, fitted on samples
+
+    def quirky(images):  # the judge's age plus a steep ripple: no linear boundary follows it, a gradient does
+        return judge(images) + 20 * torch.sin(3 * images[:, 1])
+
+    out = age_signal(LatentWorld(), quirky, judge, samples=2000, extent=1.0, seed=0, gradient_samples=64)
+    assert out["transfer"] == pytest.approx(1.0, abs=0.05)  # the boundary is the judge's direction
+    assert out["gradient_model_change"] > 2 * out["model_change"]  # the edits climb the ripple ...
+    assert out["gradient_transfer"] < 0.5  # ... which the judge does not see
+    assert "gradient_transfer" not in age_signal(LatentWorld(), quirky, judge, samples=200, extent=1.0)
+
+
 def test_cli_refuses_bad_values_before_loading_anything(tmp_path, capsys):
     assert main([str(tmp_path / "nothing.ckpt"), "--samples", "10"]) == 2
     assert "--samples=10 / --extent=3.0 invalid" in capsys.readouterr().err
