@@ -1,7 +1,7 @@
 """Experiment A's age-signal check on the command line (the figures: ``evaluation/age_signal.py``).
 
     python -m benchmarks.age_signal CHECKPOINT_OR_RUN [...] [--samples 2000] [--extent 3] [--judge-views 1]
-        [--gradient-samples 256] [--out age_signal.json]
+        [--gradient-samples 256] [--out benchmarks/results/age_signal.json]
 
 Per age regressor given: r of its ages and the independent judge's on generated faces, the share of its
 own InterfaceGAN edit (``--extent`` units older and younger) that the judge sees, and the same share for
@@ -37,7 +37,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="views of each face the age judge averages over (1, 2 or 4; see eval.age_gender_views)")
     parser.add_argument("--gradient-samples", type=int, default=256,
                         help="faces edited by gradient through each model (0: only its linear boundary)")
-    parser.add_argument("--out", default="age_signal.json")
+    parser.add_argument("--out", default="benchmarks/results/age_signal.json")
     args = parser.parse_args(argv)
 
     def job() -> Path:
