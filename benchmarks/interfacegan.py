@@ -20,6 +20,7 @@ from benchmarks.interfacegan_judging import (
     DIRECTIONS,
     build_judges,
     cached,
+    cached_columns,
     export_judged,
     judge_trajectories,
     per_direction,
@@ -282,16 +283,20 @@ def _trajectories(envs, boundaries, base_z, base_idx, direction, extents, steps)
 
 
 def _judge_all(generator, fns, trajectories, ladders, ev, cache_dir, tag) -> Dict[str, Dict]:
-    """name -> judged scores (N×T(×F)): the RL episodes one by one, each InterfaceGAN ladder once."""
+    """name -> judged scores (N×T(×F)): the learned editors' episodes one by one, each InterfaceGAN ladder once
+    (its distances from the base cached one by one)."""
     def judge(z, valid, title):
         return cached(cache_dir, tag, z, valid, lambda: judge_trajectories(
             generator, fns, z, valid, ev["batch_size"], progress=title, workers=judge_workers(ev)))
 
+    def judge_columns(z, title):
+        return judge_trajectories(generator, fns, z, torch.ones(z.shape[:2], dtype=torch.bool), ev["batch_size"],
+                                  progress=f"{title} ({z.shape[1]} distinct steps to judge)", workers=judge_workers(ev))
+
     judged = {name: judge(z, valid, f"judging {name}") for name, (z, valid) in trajectories.items()
               if not name.startswith("interfacegan_")}
     for kind, (z, names) in ladders.items():
-        full = judge(z, torch.ones(z.shape[:2], dtype=torch.bool),
-                     f"judging interfacegan_{kind} ({z.shape[1]} distinct steps)")
+        full = cached_columns(cache_dir, tag, z, lambda todo: judge_columns(todo, f"judging interfacegan_{kind}"))
         judged.update({name: {k: v[:, cols] for k, v in full.items()} for name, cols in names.items()})
     return judged
 

@@ -128,21 +128,45 @@ def judge_trajectories(generator, fns: Dict[str, Callable], z_NTL: torch.Tensor,
     return out
 
 
+def _cache_path(cache_dir, tag: str, z_NTL: torch.Tensor, valid_NT: torch.Tensor) -> Path:
+    digest = hashlib.sha256(tag.encode())
+    for t in (z_NTL, valid_NT):
+        digest.update(str(tuple(t.shape)).encode() + t.contiguous().numpy().tobytes())
+    return Path(cache_dir) / f"{digest.hexdigest()[:40]}.pt"
+
+
 def cached(cache_dir, tag: str, z_NTL: torch.Tensor, valid_NT: torch.Tensor, compute: Callable[[], Dict]) -> Dict:
     """``compute()``, stored under ``cache_dir`` by a hash of ``tag`` (the judges) and the trajectories,
     so a rerun (e.g. with more agent seeds) judges only new trajectories. ``cache_dir=None``: no cache."""
     if cache_dir is None:
         return compute()
-    digest = hashlib.sha256(tag.encode())
-    for t in (z_NTL, valid_NT):
-        digest.update(str(tuple(t.shape)).encode() + t.contiguous().numpy().tobytes())
-    path = Path(cache_dir) / f"{digest.hexdigest()[:40]}.pt"
+    path = _cache_path(cache_dir, tag, z_NTL, valid_NT)
     if path.is_file():
         log.warning("judged scores from the cache %s", path)
         return torch.load(path, weights_only=True)
     out = compute()
     atomic_torch_save(out, path)
     return out
+
+
+def cached_columns(cache_dir, tag: str, z_NPL: torch.Tensor, compute: Callable[[torch.Tensor], Dict]) -> Dict:
+    """Scores of P columns of N latents each (name -> N×P(×F)), every column cached on its own: ``compute`` gets
+    only the columns the cache lacks (N×Q×L) and returns their scores (N×Q(×F)). An InterfaceGAN ladder is such a
+    set of columns (one per distinct distance from the base), so adding extents judges only the new distances."""
+    if cache_dir is None:
+        return compute(z_NPL)
+    every = torch.ones(len(z_NPL), 1, dtype=torch.bool)
+    paths = [_cache_path(cache_dir, tag, z_NPL[:, p:p + 1], every) for p in range(z_NPL.shape[1])]
+    missing = [p for p, path in enumerate(paths) if not path.is_file()]
+    if len(missing) < len(paths):
+        log.warning("judged scores of %d of %d columns from the cache %s", len(paths) - len(missing), len(paths),
+                    cache_dir)
+    if missing:
+        fresh = compute(z_NPL[:, missing])
+        for j, p in enumerate(missing):
+            atomic_torch_save({k: v[:, j:j + 1].clone() for k, v in fresh.items()}, paths[p])
+    columns = [torch.load(path, weights_only=True) for path in paths]
+    return {k: torch.cat([c[k] for c in columns], 1) for k in columns[0]}
 
 
 def method_metrics(base: Dict[str, torch.Tensor], traj: Dict[str, torch.Tensor], valid_NT: torch.Tensor,

@@ -80,7 +80,7 @@ def section(trade: Optional[Dict[str, Any]], families: Dict[str, Any], has_plot:
     head = ["## Verdict: matched trade-off curves", ""]
     if trade is None:
         return head + ["Not computed: `interfacegan.extents` holds one distance, so there is no InterfaceGAN curve "
-                       "to match a judged age change on. Give two or more (the default is [1, 2, 3, 4]).", ""]
+                       "to match a judged age change on. Give two or more (the default is [1, 2, 3, 4, 5, 6]).", ""]
     z = trade["z"]
     lines = head + [
         f"Each editor's figures against InterfaceGAN's, read on two axes. **At the same judged age change**: the "

@@ -174,10 +174,12 @@ class CompareInterfaceGAN:
     seed: int = 0
     """Seeds the latent draw and the SVM's split: the baseline is deterministic given it."""
     svm_c: Positive = 1.0
-    extents: List[Positive] = field(default_factory=lambda: [1.0, 2.0, 3.0, 4.0])
+    extents: List[Positive] = field(default_factory=lambda: [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
     """Distances moved along each boundary from the base, in the commanded direction, over the
     episode's steps (InterfaceGAN's default range is 3); one plain and one conditional row each. Two or more
-    make the trade-off curves the verdict is read on (steps several extents share are judged once)."""
+    make the trade-off curves the verdict is read on (steps several extents share are judged once, and each distinct
+    step is cached on its own, so adding an extent judges only its new steps). The default reaches past 3 so that
+    editors that age faces further than the 3-unit traversal are read at their full edit."""
 
 
 @dataclass

@@ -19,6 +19,7 @@ from benchmarks.interfacegan_judging import (
     DIRECTIONS,
     build_judges,
     cached,
+    cached_columns,
     judge_trajectories,
     method_metrics,
     score_images,
@@ -158,6 +159,25 @@ def test_judged_scores_are_cached_by_judges_and_trajectories(tmp_path):
     cached(tmp_path, "judges A", z + 1, valid, compute)  # other trajectories: judged again
     cached(None, "judges A", z, valid, compute)  # no cache
     assert len(calls) == 4 and len(list(tmp_path.glob("*.pt"))) == 3
+
+
+def test_ladder_columns_are_cached_one_by_one(tmp_path):
+    asked = []
+
+    def compute(z_NQL):  # a score per latent: its first coordinate, and a 2-d feature
+        asked.append(z_NQL[0, :, 0].tolist())
+        return {"age": z_NQL[..., 0].clone(), "emb": z_NQL[..., :2].clone()}
+
+    z = torch.arange(3 * 4 * 5, dtype=torch.float32).reshape(3, 4, 5)
+    first = cached_columns(tmp_path, "judges A", z, compute)
+    assert torch.equal(first["age"], z[..., 0]) and torch.equal(first["emb"], z[..., :2])
+    assert len(list(tmp_path.glob("*.pt"))) == 4
+    wider = torch.cat([z[:, :2], z[:, 2:3] + 1000, z[:, 2:]], 1)  # one new column among the cached ones
+    again = cached_columns(tmp_path, "judges A", wider, compute)
+    assert asked == [z[0, :, 0].tolist(), [1000.0 + z[0, 2, 0].item()]]  # only the new column was judged
+    assert torch.equal(again["age"], wider[..., 0]) and torch.equal(again["emb"], wider[..., :2])
+    cached_columns(tmp_path, "judges B", z[:, :1], compute)  # other judges: judged again
+    assert len(asked) == 3 and torch.equal(cached_columns(None, "judges A", z, compute)["age"], z[..., 0])
 
 
 def test_method_metrics_match_numpy_over_the_steps_taken():
@@ -330,7 +350,8 @@ def test_quick_comparison_writes_every_file_and_reuses_the_agent(tmp_path, capsy
     assert abs(summary["boundary_stats"]["cos_conditional_gender"]) < 1e-5
     assert summary["roles"]["age_judge_independent"] and summary["roles"]["gender_boundary_scorer"] == str(gender)
     assert {"agent_seed0", "gradient_seed0"} <= set(summary["stage_wall_s"]) and 0 <= summary["noise_floor"]["rate"] <= 1
-    assert len(list((tmp_path / "runs" / "judge_cache").glob("*.pt"))) == 4  # 2 editor runs, one ladder per boundary
+    # 2 editor runs, and per boundary one file per distinct distance of its ladder (1.5·k/3 and 3·k/3: 5 of them)
+    assert len(list((tmp_path / "runs" / "judge_cache").glob("*.pt"))) == 2 + 2 * 5
     faces = np.load(tmp_path / "faces.npz")
     assert set(faces["method"]) == {"base", *summary["methods"]} and (faces["base_index"] == -1).sum() == 2
     grad = summary["methods"]["gradient_seed0"]["all"]
