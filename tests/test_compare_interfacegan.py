@@ -14,6 +14,7 @@ from benchmarks.interfacegan import (
     check_settings,
     interfacegan_boundaries,
     interfacegan_trajectories,
+    resolve_model,
 )
 from benchmarks.interfacegan_judging import (
     DIRECTIONS,
@@ -47,6 +48,9 @@ class LatentWorld:
 
     def __call__(self, z):
         return z.clone()
+
+
+PACKAGED_MODELS = ("models.age_checkpoint=packaged", "models.gender_checkpoint=packaged")  # nothing to train
 
 
 def bench(*overrides):
@@ -256,7 +260,7 @@ def test_given_agent_runs_are_the_rl_editors_and_the_other_editors_train_per_see
     given.write_bytes(b"")
     jobs = []
     monkeypatch.setattr(ig, "trained", lambda submit, kind, cfg, rl: (jobs.append(cfg), lambda: Stage(Path(cfg["name"])))[1])
-    cfg = bench(f"runs_dir={tmp_path}", f"agent_runs=[{given}]", "agent_seeds=[3,4]", "models.age_checkpoint=packaged")
+    cfg = bench(f"runs_dir={tmp_path}", f"agent_runs=[{given}]", "agent_seeds=[3,4]", *PACKAGED_MODELS)
     check_settings(cfg)
     runs = ig.editor_runs(cfg)
     assert [stage.run for stage in runs["rl"]] == [given] and len(runs["gradient"]) == 2
@@ -264,8 +268,42 @@ def test_given_agent_runs_are_the_rl_editors_and_the_other_editors_train_per_see
         ("age_ppo_gradient", 3, 300), ("age_ppo_gradient", 4, 300)]
     assert [stage.run for stage in ig.agent_runs(cfg)] == [given] and len(jobs) == 2  # the RL runs alone
     with pytest.raises(ValueError, match=r"agent_seeds=\[\] invalid"):  # the editors still need seeds
-        check_settings(bench(f"agent_runs=[{given}]", "agent_seeds=[]"))
-    check_settings(bench(f"agent_runs=[{given}]", "agent_seeds=[]", "editors={}"))
+        check_settings(bench(f"agent_runs=[{given}]", "agent_seeds=[]", *PACKAGED_MODELS))
+    check_settings(bench(f"agent_runs=[{given}]", "agent_seeds=[]", "editors={}", *PACKAGED_MODELS))
+
+
+def test_auto_models_are_trained_once_then_reused_and_missing_data_fails_first(tmp_path):
+    from tests.test_faces_data import write_jpeg
+
+    folder = tmp_path / "utk"
+    folder.mkdir()
+    for i in range(12):
+        write_jpeg(folder / f"{10 + 5 * i}_{i % 2}_0_2017010915055{i:04d}.jpg", seed=i)
+    fast = ["trainer.max_epochs=1", "trainer.enable_progress_bar=false", "trainer.accelerator=cpu", "data.batch_size=4"]
+    models = "models.overrides={gender_classifier: [" + ",".join([f"data.root={folder}", *fast]) + "]}"
+    cfg = bench(f"runs_dir={tmp_path / 'runs'}", "models.age_checkpoint=packaged", models)
+    check_settings(cfg)
+    run, wall_s = resolve_model(cfg, "gender_checkpoint")
+    assert Path(run).parent == tmp_path / "runs" / "gender_classifier" and wall_s is not None and wall_s > 0
+    assert (Path(run) / "checkpoints" / "best.ckpt").is_file()
+    assert resolve_model(cfg, "gender_checkpoint") == (run, None)  # the same config: reused, not trained again
+    other = bench(f"runs_dir={tmp_path / 'runs'}", "models.age_checkpoint=packaged",
+                  models.replace("data.batch_size=4", "data.batch_size=3"))
+    assert resolve_stage_config(other)[0] is None  # another config does not match it
+    missing = tmp_path / "nowhere"
+    with pytest.raises(FileNotFoundError, match=r"models.age_checkpoint=auto: no finished age_regressor run .*"
+                       rf"data.root='{missing}' is not a folder: expected models.overrides.age_regressor=\[data.root"):
+        check_settings(bench(f"runs_dir={tmp_path / 'runs'}", "models.gender_checkpoint=packaged",
+                             f"models.overrides={{age_regressor: [data.root={missing}]}}"))
+    with pytest.raises(ValueError, match=r"models.overrides.age_regresor: no such model; expected one of"):
+        check_settings(bench(*PACKAGED_MODELS, "models.overrides={age_regresor: []}"))
+    assert resolve_model(bench(*PACKAGED_MODELS), "age_checkpoint") == ("packaged", None)
+
+
+def resolve_stage_config(cfg):
+    import benchmarks.interfacegan as ig
+
+    return ig.resolve_stage(ig._model_bench(cfg), "gender_classifier", "gender_classifier", {}, rl=False)
 
 
 def test_facenet_judge_required_but_missing_is_a_clear_error(monkeypatch, tmp_path):
