@@ -28,8 +28,8 @@ from utils.runs import finished, finished_run, is_run, run_info
 
 log = logging.getLogger(__name__)
 
-# keys (dotted for nested ones) that do not change what a run computes
-VOLATILE = ("out_dir", "resume", "train.strip_every", "calibrated")
+# keys (dotted for nested ones) that do not change what a run computes (num_threads: how many cores compute it)
+VOLATILE = ("out_dir", "resume", "train.strip_every", "calibrated", "num_threads")
 
 
 @dataclasses.dataclass

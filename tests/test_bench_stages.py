@@ -16,8 +16,9 @@ def _run(root, stamp, cfg, finished=True):
 def test_newest_finished_run_with_the_same_config_up_to_volatile_keys(tmp_path):
     cfg = {"name": "mnist_task", "seed": 0, "out_dir": "runs", "resume": None,
            "train": {"total_steps": 300, "strip_every": 2}}
-    older = _run(tmp_path, "20260101-000000", {**cfg, "out_dir": "elsewhere", "train": {"total_steps": 300}})
-    assert matching_run(tmp_path, "mnist_task", cfg) == older  # out_dir and train.strip_every do not count
+    older = _run(tmp_path, "20260101-000000", {**cfg, "out_dir": "elsewhere", "train": {"total_steps": 300},
+                                               "num_threads": 1})
+    assert matching_run(tmp_path, "mnist_task", cfg) == older  # out_dir, train.strip_every, num_threads do not count
     _run(tmp_path, "20260102-000000", {**cfg, "seed": 1})  # another seed computes something else
     _run(tmp_path, "20260103-000000", cfg, finished=False)  # killed: never reused
     assert matching_run(tmp_path, "mnist_task", cfg) == older
