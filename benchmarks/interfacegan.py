@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
+import tqdm
 
 from benchmarks.interfacegan_judging import (
     DIRECTIONS,
@@ -307,7 +308,7 @@ def _trajectories(envs, boundaries, base_z, base_idx, direction, extents, steps)
     editor -> its methods' names in order)."""
     out: Dict[str, Tuple] = {}
     editors: Dict[str, List[str]] = {}
-    for env in envs:
+    for env in tqdm.tqdm(envs, desc="rolling out the learned editors", unit="run", dynamic_ncols=True):
         name = f"{env['editor']}_seed{env['cfg']['seed']}"
         name = name if name not in out else f"{name}_{env['run'].name}"
         out[name] = rl_trajectories(env, base_idx, direction)

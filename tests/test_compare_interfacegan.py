@@ -367,6 +367,8 @@ def test_quick_comparison_writes_every_file_and_reuses_the_agent(tmp_path, capsy
     proc = subprocess.run([sys.executable, "benchmarks/run.py", "--compare", "interfacegan", "--quick", *overrides],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    for bar in ("rolling out the learned editors", "judging the bases", "judging rl_seed0", "judging interfacegan_plain"):
+        assert bar in proc.stderr, bar  # the long phases show progress bars
     out = Path(proc.stdout.strip().splitlines()[-1])
     for name in ("report.md", "summary.json", "table.csv", "config.yaml", "grid_older.png", "grid_younger.png",
                  "tradeoff.png"):
