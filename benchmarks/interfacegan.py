@@ -41,7 +41,7 @@ from rl import train as rl_cli
 from rl.agents import act, load_policy
 from rl.builders import get_env_builder
 from rl.builders.face_age import PACKAGED
-from rl.builders.face_age_models import gender_probability
+from rl.builders.face_age_models import gender_probability, typical_latents
 from rl.envs.face_age import typical_set
 from utils.errors import MissingFileError, UserError
 from utils.runs import check_output_file, resolve_checkpoint, run_info
@@ -88,12 +88,16 @@ def check_settings(bench: Dict[str, Any]) -> None:
     # the agents' configs load (overrides checked) before anything heavy runs
     for editor, overrides in editor_overrides(bench).items():
         if editor != RL_EDITOR or not bench["agent_runs"]:
+            where = "agent_overrides" if editor == RL_EDITOR else f"editors.{editor}"
             try:
-                load_config(bench["agent_config"], overrides, schema=RLConfig, sections=rl_cli.SECTIONS,
-                            values={"out_dir": bench["runs_dir"]})
+                cfg = load_config(bench["agent_config"], overrides, schema=RLConfig, sections=rl_cli.SECTIONS,
+                                  values={"out_dir": bench["runs_dir"]})
             except UserError as err:
-                where = "agent_overrides" if editor == RL_EDITOR else f"editors.{editor}"
                 raise type(err)(f"agent_config {bench['agent_config']} with {where}: {err}") from None
+            if ev["base_seed"] is not None and ev["base_seed"] == cfg["env"].get("data_seed"):
+                raise UserError(f"eval.base_seed={ev['base_seed']} invalid: it is env.data_seed of agent_config "
+                                f"{bench['agent_config']} with {where}, which drew the env's own pools; expected "
+                                "another seed (or null for the env's evaluation pool)")
     check_models(bench)
 
 
@@ -258,25 +262,39 @@ def interfacegan_trajectories(base_z_NL: torch.Tensor, direction_N: torch.Tensor
     return z[:, columns[extent]]
 
 
-def rl_trajectories(env: Dict[str, Any], base_idx_N: torch.Tensor, direction_N: torch.Tensor):
-    """(z_NTL, valid_NT) of the policy's deterministic episodes in the env's evaluation core."""
-    core = env["factory"].eval_core(len(base_idx_N), seed=0)
+def rl_trajectories(env: Dict[str, Any], base_idx_N: torch.Tensor, direction_N: torch.Tensor,
+                    pool_PL: Optional[torch.Tensor] = None):
+    """(z_NTL, valid_NT) of the policy's deterministic episodes from the bases ``pool_PL[base_idx_N]`` (None: the
+    env's own evaluation pool)."""
+    factory = env["factory"]
+    core = (factory.eval_core(len(base_idx_N), seed=0) if pool_PL is None
+            else factory.base.spawn(len(base_idx_N), 0, pool_PL=pool_PL))
     out = rollout(core, lambda obs: act(env["policy"], obs), base_idx_N, direction_N, record=True)
     return out["z_NTL"], out["valid_NT"]
 
 
 def _bases(ev: Dict[str, Any], envs: List[Dict[str, Any]]):
-    # the first eval.bases latents of the evaluation pool, each in every direction; all runs must share them
-    pool, n = envs[0]["factory"].eval_pool_PL, ev["bases"]
-    if n > len(pool):
+    # eval.bases latents, each in every direction; all runs must share the env they were trained in. The latents
+    # are the first of the env's evaluation pool, or with eval.base_seed a fresh typical-set draw no run has seen
+    pool, n, seed = envs[0]["factory"].eval_pool_PL, ev["bases"], ev["base_seed"]
+    if seed is None and n > len(pool):
         raise UserError(f"eval.bases={n} exceeds the env's evaluation pool of {len(pool)} latents (env.eval_pool)")
     for env in envs[1:]:
         other = env["factory"]
-        if (other.eval_pool_PL.shape[1] != pool.shape[1] or len(other.eval_pool_PL) < n
+        if (other.eval_pool_PL.shape[1] != pool.shape[1] or len(other.eval_pool_PL) < min(n, len(pool))
                 or not torch.equal(other.eval_pool_PL[:n], pool[:n])
                 or other.base.mdp.episode_len != envs[0]["factory"].base.mdp.episode_len):
             raise UserError(f"agent run {env['run']} has other base latents or episode length than "
                             f"{envs[0]['run']}: expected runs of one env config (same generator, data_seed)")
+    if seed is not None:
+        data_seed = envs[0]["cfg"]["env"]["data_seed"]
+        if seed == data_seed:  # the same draw as the env's own pools: its first latents are the evaluation pool
+            raise UserError(f"eval.base_seed={seed} invalid: it is the agents' env.data_seed, which drew the env's "
+                            "own pools; expected another seed (or null for the env's evaluation pool)")
+        base = envs[0]["factory"].base
+        pool = typical_latents(base.nets["generator"], n, base.epsilon, seed)
+        log.warning("bases: %d fresh typical-set latents drawn with eval.base_seed=%d (not the env's evaluation "
+                    "pool: no run has seen them)", n, seed)
     dirs = [DIRECTIONS[d] for d in ev["directions"]]
     return pool[:n].clone(), torch.arange(n).repeat(len(dirs)), torch.tensor(dirs).repeat_interleave(n)
 
@@ -303,7 +321,7 @@ def _k_hyp_cosines(envs: List[Dict[str, Any]], boundaries: Dict[str, Any]) -> Di
             for e in envs}
 
 
-def _trajectories(envs, boundaries, base_z, base_idx, direction, extents, steps):
+def _trajectories(envs, boundaries, base_z, base_idx, direction, extents, steps, fresh_bases: bool = False):
     """(name -> (z N×T×L, valid N×T) of every method, kind -> (InterfaceGAN ladder, method name -> its columns),
     editor -> its methods' names in order)."""
     out: Dict[str, Tuple] = {}
@@ -311,7 +329,7 @@ def _trajectories(envs, boundaries, base_z, base_idx, direction, extents, steps)
     for env in tqdm.tqdm(envs, desc="rolling out the learned editors", unit="run", dynamic_ncols=True):
         name = f"{env['editor']}_seed{env['cfg']['seed']}"
         name = name if name not in out else f"{name}_{env['run'].name}"
-        out[name] = rl_trajectories(env, base_idx, direction)
+        out[name] = rl_trajectories(env, base_idx, direction, base_z if fresh_bases else None)
         editors.setdefault(env["editor"], []).append(name)
     ladders = {}
     for kind, boundary in boundaries.items():
@@ -386,7 +404,8 @@ def compare(bench: Dict[str, Any]) -> Dict[str, Any]:
     fns, roles, age_gender = build_judges(ev)
     fns["reward_age"] = age_model
     steps, extents = ref.mdp.episode_len, bench["interfacegan"]["extents"]
-    trajectories, ladders, editors = _trajectories(envs, boundaries, base_z, base_idx, direction, extents, steps)
+    trajectories, ladders, editors = _trajectories(envs, boundaries, base_z, base_idx, direction, extents, steps,
+                                                   fresh_bases=ev["base_seed"] is not None)
     base_scores = score_images(generator, fns, base_z, ev["batch_size"], "judging the bases", judge_workers(ev))
     base = {k: v[base_idx] for k, v in base_scores.items()}
     env_info = {"bucket_width": ref.mdp.bucket_width, "age_min": ref.mdp.age_min, "age_max": ref.mdp.age_max}
@@ -423,4 +442,5 @@ def compare(bench: Dict[str, Any]) -> Dict[str, Any]:
                              **{("agent" if ed == RL_EDITOR else ed) + f"_seed{e['cfg']['seed']}": st.wall_s
                                 for e, (ed, st) in zip(envs, stages) if st.wall_s is not None}},
             "env": {"episode_len": steps, "epsilon": ref.epsilon, **env_info, "bases": ev["bases"],
+                    "base_seed": ev["base_seed"],
                     "eval_pool": len(envs[0]["factory"].eval_pool_PL), "directions": ev["directions"]}}

@@ -141,6 +141,13 @@ def _verdict_lines(verdict: Dict[str, List[Dict[str, Any]]]) -> List[str]:
     return lines
 
 
+def _bases_text(env: Dict[str, Any]) -> str:
+    if env.get("base_seed") is None:
+        return f"the first of the env's {env['eval_pool']} unseen evaluation latents"
+    return (f"a fresh typical-set draw with eval.base_seed={env['base_seed']}, not the env's evaluation pool: "
+            "no agent trained on them and no setting was chosen on them")
+
+
 def _report_text(bench, results, aggregates, verdict, grids, wall_s, tradeoff_lines) -> str:
     env, b = results["env"], results["boundary_stats"]
     per_dir = [{"method": n, "direction": d, **{k: m[d][k] for k in ("id_dlib_mean", "gender_flip_rate",
@@ -149,7 +156,7 @@ def _report_text(bench, results, aggregates, verdict, grids, wall_s, tradeoff_li
     extra_id = sorted({k for m in results["methods"].values() for k in m["all"] if k.startswith("id_facenet")})
     return "\n".join([
         "# Experiment A: RL policy vs InterfaceGAN under independent judges", "",
-        f"{env['bases']} base latents (the first of the env's {env['eval_pool']} unseen evaluation latents) × "
+        f"{env['bases']} base latents ({_bases_text(env)}) × "
         f"directions {env['directions']}; every method takes {env['episode_len']} steps from the base. "
         f"InterfaceGAN rows move `extent` boundary units along ±(plain | age ⟂ gender) boundary in equal steps.",
         f"Wall time {wall_s / 60:.1f} min (agents trained here: {results['stage_wall_s'] or 'none'}).", "",

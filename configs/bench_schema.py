@@ -192,6 +192,10 @@ class CompareEval:
 
     bases: Count = 300
     """Base latents: the first ones of the env's unseen evaluation pool (paper: 300)."""
+    base_seed: Optional[int] = None
+    """null: the bases above. A seed: ``bases`` fresh latents from N(0, I) inside the typical set, drawn with it,
+    that no agent trained on and no setting was chosen on (a confirmation set); not the agents' env.data_seed,
+    whose draw is the env's own pools. Only the bases change: the agents and boundaries are the same runs."""
     directions: List[Literal["older", "younger"]] = field(default_factory=lambda: ["older", "younger"])
     """Commanded directions; every base is edited in each."""
     facenet: Literal["auto", "on", "off"] = "auto"

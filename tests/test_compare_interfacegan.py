@@ -101,6 +101,52 @@ def test_commanded_traversals_go_older_or_younger_in_equal_steps():
 
 
 # ---- trajectories, judging, metrics -------------------------------------------------------------
+def _fake_env(pool_PL, data_seed=0, episode_len=10):
+    from types import SimpleNamespace
+    base = SimpleNamespace(nets={"generator": LatentWorld()}, epsilon=6.0, mdp=SimpleNamespace(episode_len=episode_len))
+    return {"factory": SimpleNamespace(eval_pool_PL=pool_PL, base=base), "cfg": {"env": {"data_seed": data_seed}},
+            "run": Path("run")}
+
+
+def test_fresh_bases_are_a_seeded_typical_draw_apart_from_the_evaluation_pool():
+    from benchmarks.interfacegan import _bases
+    from rl.envs.face_age import typical_set
+
+    pool = torch.randn(4, LatentWorld.latent_dim, generator=torch.Generator().manual_seed(0))
+    envs = [_fake_env(pool), _fake_env(pool)]
+    ev = {"bases": 3, "directions": ["older", "younger"], "base_seed": None}
+    z, idx, direction = _bases(ev, envs)
+    torch.testing.assert_close(z, pool[:3])  # null: the env's evaluation pool
+    assert idx.tolist() == [0, 1, 2, 0, 1, 2] and direction.tolist() == [0, 0, 0, 1, 1, 1]
+    fresh, idx, _ = _bases({**ev, "bases": 6, "base_seed": 5}, envs)  # more bases than the pool holds: a draw
+    assert fresh.shape == (6, LatentWorld.latent_dim) and idx.tolist() == [*range(6)] * 2
+    assert typical_set(fresh, 6.0).all() and not any(torch.equal(row, p) for row in fresh for p in pool)
+    torch.testing.assert_close(_bases({**ev, "bases": 6, "base_seed": 5}, envs)[0], fresh)  # seeded
+    assert not torch.equal(_bases({**ev, "bases": 6, "base_seed": 6}, envs)[0], fresh)
+    with pytest.raises(ValueError, match="eval.base_seed=0 invalid: it is the agents' env.data_seed"):
+        _bases({**ev, "base_seed": 0}, envs)
+    with pytest.raises(ValueError, match="eval.bases=6 exceeds the env's evaluation pool of 4"):
+        _bases({**ev, "bases": 6}, envs)
+
+
+def test_editor_rollouts_start_from_the_given_bases(monkeypatch):
+    from types import SimpleNamespace
+
+    import benchmarks.interfacegan as ig
+
+    core = transparent_core(num_envs=1, p1=100.0, p2=200.0, episode_len=10)
+    monkeypatch.setattr(ig, "act", lambda policy, obs: policy(obs))
+    env = {"factory": SimpleNamespace(base=core, eval_core=lambda n, seed: core.spawn(n, seed)),
+           "policy": linear_policy(core, 3.0)}
+    bases = torch.randn(3, core.latent_dim, generator=torch.Generator().manual_seed(1))
+    idx, direction = torch.tensor([2, 0]), torch.tensor([0, 1])
+    z, valid = ig.rl_trajectories(env, idx, direction, bases)
+    assert valid[:, 0].all()  # only the boundary's coordinate moves: the rest is each row's own base
+    torch.testing.assert_close(z[:, :, 1:], bases[idx][:, None, 1:].expand(-1, z.shape[1], -1))
+    z_pool, _ = ig.rl_trajectories(env, idx[:1] * 0, direction[:1])  # None: the env's own pool
+    torch.testing.assert_close(z_pool[:, :, 1:], core.pool_PL[:1][:, None, 1:].expand(-1, z.shape[1], -1))
+
+
 def test_rollout_records_trajectories_and_holds_the_last_latent():
     core = transparent_core(num_envs=2, p1=100.0, p2=200.0, episode_len=10)
     out = rollout(core, linear_policy(core, 3.0), torch.tensor([0, 0]), torch.tensor([0, 1]), record=True)
@@ -246,6 +292,7 @@ def test_editor_aggregate_and_verdicts():
     ("editors.rl=[train.epochs=0]", r"editors.rl invalid: expected a name like 'gradient'.*not 'rl'"),
     ("editors.gradient=[env.nonsense=1]", r"agent_config age_ppo with editors.gradient: .*nonsense"),
     (f"eval.export={ROOT / 'README.md' / 'x.npz'}", "eval.export=.*x.npz' cannot be a folder: .*README.md' is a file"),
+    ("eval.base_seed=0", "eval.base_seed=0 invalid: it is env.data_seed of agent_config age_ppo with agent_overrides"),
 ])
 def test_bad_settings_name_the_key(override, match):
     with pytest.raises(ValueError, match=match):
