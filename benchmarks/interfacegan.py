@@ -30,7 +30,7 @@ from benchmarks.interfacegan_judging import (
     step_curve,
 )
 from benchmarks.launchers import Submit, job_pool
-from benchmarks.stages import Stage, given_run, matching_run, resolve_stage, stage_run, trained
+from benchmarks.stages import Stage, given_run, matching_run, resolve_stage, stage_job, trained
 from configs import load_config
 from configs.schema import RLConfig
 from evaluation.face_age import rollout
@@ -143,15 +143,48 @@ def check_models(bench: Dict[str, Any]) -> None:
                 f"a trained run (models.{key}=PATH) or models.{key}={PACKAGED}")
 
 
-def resolve_model(bench: Dict[str, Any], key: str) -> Tuple[str, Optional[float]]:
-    """(checkpoint or run folder or 'packaged', training seconds when trained here) of ``models.<key>``: as given,
-    or for 'auto' the newest finished run of its experiment config (:data:`MODEL_STAGES`, with
-    ``models.overrides``) under ``runs_dir``, trained here first when there is none."""
+def model_job(bench: Dict[str, Any], key: str, submit: Optional[Submit] = None) -> Callable[[], Tuple[str, Optional[float]]]:
+    """``models.<key>`` as a function that waits for (checkpoint or run folder or 'packaged', training seconds when
+    trained here): as given, or for 'auto' the newest finished run of its experiment config (:data:`MODEL_STAGES`,
+    with ``models.overrides``) under ``runs_dir``, trained first when there is none: here and now (``submit``
+    None) or as a job of kind ``<model>`` on a launcher, so several models train at once."""
     value = bench["models"][key]
     if value != "auto":  # a path stays as given: it is part of the agents' configs that reused runs must match
-        return value, None
-    stage = stage_run(_model_bench(bench), MODEL_STAGES[key], MODEL_STAGES[key], {})
-    return str(stage.run), stage.wall_s
+        return lambda: (value, None)
+    wait = stage_job(_model_bench(bench), submit, MODEL_STAGES[key], MODEL_STAGES[key], {})
+    return lambda: (lambda stage: (str(stage.run), stage.wall_s))(wait())
+
+
+def resolve_model(bench: Dict[str, Any], key: str) -> Tuple[str, Optional[float]]:
+    """``models.<key>`` resolved here and now (:func:`model_job`)."""
+    return model_job(bench, key)()
+
+
+def _with_model(bench: Dict[str, Any], key: str, value: str) -> Dict[str, Any]:
+    return {**bench, "models": {**bench["models"], key: value}}
+
+
+def trained_runs(bench: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, List[Stage]], Dict[str, Optional[float]]]:
+    """(bench with its models resolved, editor -> runs, model -> training seconds when trained here). Under
+    ``launcher=ray`` the models to train are jobs at once and the agents queue as soon as A_reg exists (the
+    gender model, which no agent needs, may still be training); under ``local`` everything runs one after another."""
+    keys = [key for key in MODEL_STAGES if key == "gender_checkpoint" or trains_agents(bench)]
+    wall_s: Dict[str, Optional[float]] = {}
+    if bench["launcher"] != "ray":
+        for key in keys:
+            value, wall_s[MODEL_STAGES[key]] = resolve_model(bench, key)
+            bench = _with_model(bench, key, value)
+        return bench, editor_runs(bench), wall_s
+    with job_pool(bench, 1) as submit:
+        waits = {key: model_job(bench, key, submit) for key in keys}  # every model job queued before any wait
+        if "age_checkpoint" in waits:
+            value, wall_s["age_regressor"] = waits.pop("age_checkpoint")()
+            bench = _with_model(bench, "age_checkpoint", value)
+        by_editor = editor_runs(bench, submit)
+        for key, wait in waits.items():
+            value, wall_s[MODEL_STAGES[key]] = wait()
+            bench = _with_model(bench, key, value)
+    return bench, by_editor, wall_s
 
 
 RL_EDITOR = "rl"  # the editor name of the agent_config runs (the paper's PPO by default)
@@ -382,16 +415,7 @@ def compare(bench: Dict[str, Any]) -> Dict[str, Any]:
     torch.set_num_threads(bench["num_threads"])
     check_settings(bench)
     ev = bench["eval"]
-    model_wall_s = {}
-    for key in MODEL_STAGES:  # the in-suite models first: an 'auto' one is reused or trained here, once
-        if key == "gender_checkpoint" or trains_agents(bench):
-            value, model_wall_s[MODEL_STAGES[key]] = resolve_model(bench, key)
-            bench = {**bench, "models": {**bench["models"], key: value}}
-    if bench["launcher"] == "ray":
-        with job_pool(bench, 1) as submit:
-            by_editor = editor_runs(bench, submit)
-    else:
-        by_editor = editor_runs(bench)
+    bench, by_editor, model_wall_s = trained_runs(bench)  # an 'auto' model is reused or trained first, once
     stages = [(editor, stage) for editor, runs in by_editor.items() for stage in runs]
     envs = build_envs([stage.run for _, stage in stages])
     for env, (editor, _) in zip(envs, stages):

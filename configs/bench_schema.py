@@ -225,10 +225,13 @@ class CompareEval:
 
 @dataclass
 class InterfaceGANResources:
-    """The Ray resources of each agent seed's training job (``rl.train`` sets its own ``num_threads``). The
-    judging runs in the benchmark's own process under both launchers."""
+    """The Ray resources of each agent seed's training job (``rl.train`` sets its own ``num_threads``) and of each
+    'auto' model trained here (one torch thread per CPU). The judging runs in the benchmark's own process under
+    both launchers."""
 
     agent: JobResources = field(default_factory=JobResources)
+    age_regressor: JobResources = field(default_factory=JobResources)
+    gender_classifier: JobResources = field(default_factory=JobResources)
 
 
 @dataclass

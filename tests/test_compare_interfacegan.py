@@ -347,6 +347,42 @@ def test_auto_models_are_trained_once_then_reused_and_missing_data_fails_first(t
     assert resolve_model(bench(*PACKAGED_MODELS), "age_checkpoint") == ("packaged", None)
 
 
+def test_models_to_train_are_jobs_at_once_and_agents_queue_once_the_age_model_exists(tmp_path, monkeypatch):
+    import contextlib
+    from concurrent.futures import Future
+
+    import benchmarks.interfacegan as ig
+
+    events = []
+
+    def submit(kind, fn, cfg, rl):
+        events.append(("submit", kind))
+        done = Future()
+        done.set_result((tmp_path / cfg["name"], 1.5))
+        return done
+
+    def editor_runs(bench, submit_=None):
+        events.append(("agents", bench["models"]["age_checkpoint"], bench["models"]["gender_checkpoint"],
+                       submit_ is submit))
+        return {"rl": []}
+
+    monkeypatch.setattr(ig, "job_pool", lambda bench, workers: contextlib.nullcontext(submit))
+    monkeypatch.setattr(ig, "editor_runs", editor_runs)
+    data = f"[data.root={tmp_path}]"  # no run to reuse: both are trained
+    cfg = bench(f"runs_dir={tmp_path / 'runs'}", "launcher=ray",
+                f"models.overrides={{age_regressor: {data}, gender_classifier: {data}}}")
+    assert {"age_regressor", "gender_classifier"} <= set(cfg["resources"])  # a Ray job's kind is a resources key
+    out, _, wall_s = ig.trained_runs(cfg)
+    assert events == [("submit", "age_regressor"), ("submit", "gender_classifier"),
+                      ("agents", str(tmp_path / "age_regressor"), "auto", True)]
+    assert out["models"]["gender_checkpoint"] == str(tmp_path / "gender_classifier")
+    assert wall_s == {"age_regressor": 1.5, "gender_classifier": 1.5}
+    events.clear()
+    out, _, wall_s = ig.trained_runs({**cfg, "launcher": "local", "models": {**cfg["models"], "age_checkpoint": "a.ckpt",
+                                                                              "gender_checkpoint": "g.ckpt"}})
+    assert events == [("agents", "a.ckpt", "g.ckpt", False)] and wall_s == {"age_regressor": None, "gender_classifier": None}
+
+
 def resolve_stage_config(cfg):
     import benchmarks.interfacegan as ig
 
