@@ -153,6 +153,10 @@ class RLLoopConfig:
     """On-policy passes over each collection."""
     vector: Literal["batched", "dummy"] = "batched"
     """'batched' (one core, every network once per step) or 'dummy' (Tianshou DummyVectorEnv over single envs)."""
+    keep: Literal["best", "last"] = "best"
+    """The policy a run saves as ``policy.pt``: 'best', the highest test return so far (Tianshou's ``save_best_fn``;
+    the starting policy is tested first and counts, so a fine-tune that never beats its start keeps the start),
+    or 'last', the policy after the final epoch (not from the paper)."""
     show_progress: bool = True
     strip_every: Count0 = 2
     """Every this many epochs, a PNG of trajectories from the evaluation pool in ``strips/`` (envs

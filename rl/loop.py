@@ -1,7 +1,8 @@
 """The one training loop of every agent in :data:`rl.agents.AGENTS`: Tianshou's Collector + trainer,
 with the best policy, a resumable training state and a learning curve kept in the run folder.
 
-Files in ``run_dir``: ``policy.pt`` (best test score, atomic writes), ``train_state.pt`` (after every
+Files in ``run_dir``: ``policy.pt`` (best test score, or the final epoch's policy with ``keep='last'``; atomic
+writes), ``train_state.pt`` (after every
 epoch: networks, optimizers, replay buffer, RNG states, counters, best score, curve), ``curve.json``
 (training return per stretch of env steps, test return per epoch) and TensorBoard events.
 """
@@ -185,8 +186,9 @@ class _Hooks:
     """The trainer's callbacks: test-env seeding, scoring, best policy, training state (one run's bookkeeping)."""
 
     def __init__(self, algorithm, run_dir: Path, seed: int, test_envs, test_collector, train_collector, state,
-                 warmup: int, curve: Curve, epoch_hook):
+                 warmup: int, curve: Curve, epoch_hook, keep: str = "best"):
         self.algorithm, self.run_dir, self.seed, self.warmup, self.curve = algorithm, run_dir, seed, warmup, curve
+        self.keep = keep
         self.test_envs, self.test_collector, self.train_collector, self.epoch_hook = (
             test_envs, test_collector, train_collector, epoch_hook)
         self.best = {"score": -math.inf, "std": 0.0} if state is None else dict(state["best"])
@@ -207,12 +209,15 @@ class _Hooks:
         # the trainer forgets its best score on resume; the training state keeps it
         if self.last_test["score"] > self.best["score"]:
             self.best.update(self.last_test)
-            save_policy(algo, self.run_dir / POLICY_FILE)
+            if self.keep == "best" or not (self.run_dir / POLICY_FILE).exists():  # 'last': the start until an epoch ends
+                save_policy(algo, self.run_dir / POLICY_FILE)
 
     def save_state_fn(self, epoch: int, env_step: int, gradient_step: int) -> str:
         path, self.done["epoch"], self.done["env_step"] = self.run_dir / TRAIN_STATE_FILE, epoch, env_step
         if self.epoch_hook is not None:
             self.epoch_hook(self.algorithm, epoch)
+        if self.keep == "last":
+            save_policy(self.algorithm, self.run_dir / POLICY_FILE)
         atomic_torch_save({"format": _STATE_FORMAT, "algorithm": self.algorithm.state_dict(),
                            "counters_of_algorithm": _algorithm_counters(self.algorithm),
                            "buffer": self.train_collector.buffer, "best": dict(self.best), "rng": rng_state(),
@@ -275,7 +280,7 @@ def train(algorithm: Algorithm, train_envs: Any, test_envs: Any, run_dir: str | 
     train_collector, test_collector = _collectors(algorithm, train_envs, test_envs, buffer)
     curve = Curve(loop.total_steps / CURVE_POINTS, None if state is None else state.get("curve"))
     hooks = _Hooks(algorithm, run_dir, seed, test_envs, test_collector, train_collector, state, warmup, curve,
-                   epoch_hook)
+                   epoch_hook, loop.keep)
     _start(algorithm, train_envs, train_collector, state, warmup, seed, run_dir)
     writer = SummaryWriter(log_dir=str(run_dir))
     params = _trainer_params(loop, off_policy, train_collector, test_collector, hooks, collect, budget, state,

@@ -159,6 +159,29 @@ def test_load_policy_errors(tmp_path):
         load_policy(tmp_path / POLICY_FILE)
 
 
+def test_keep_last_saves_the_final_policy_and_best_may_keep_the_start(tmp_path, monkeypatch):
+    saved = []
+    real_save = rl.loop.save_policy
+    monkeypatch.setattr(rl.loop, "save_policy", lambda algo, path: (saved.append(len(saved)), real_save(algo, path))[1])
+    algo, stats = _train_short("ppo", tmp_path / "last", seed_nets=0, keep="last")
+    obs = make_core(num_envs=8, seed=0).reset()
+    torch.testing.assert_close(act(load_policy(tmp_path / "last"), obs), act(algo, obs))  # the policy trained last
+    assert len(saved) == 1 + stats["epochs"]  # the start (tested first), then after every epoch
+    saved.clear()
+    algo, stats = _train_short("ppo", tmp_path / "best", seed_nets=0)
+    assert 1 <= len(saved) <= 1 + stats["epochs"]  # only when the test return improved, the start included
+    with pytest.raises(ValueError, match="keep"):
+        load_config_keep("first")
+
+
+def load_config_keep(value):
+    from configs import load_config
+    from configs.schema import RLConfig
+    from rl import train as rl_cli
+
+    return load_config("age_ppo", [f"train.keep={value}"], schema=RLConfig, sections=rl_cli.SECTIONS)
+
+
 class Killed(Exception):
     pass
 
