@@ -94,11 +94,16 @@ def check_settings(bench: Dict[str, Any]) -> None:
                                   values={"out_dir": bench["runs_dir"]})
             except UserError as err:
                 raise type(err)(f"agent_config {bench['agent_config']} with {where}: {err}") from None
-            if ev["base_seed"] is not None and ev["base_seed"] == cfg["env"].get("data_seed"):
-                raise UserError(f"eval.base_seed={ev['base_seed']} invalid: it is env.data_seed of agent_config "
-                                f"{bench['agent_config']} with {where}, which drew the env's own pools; expected "
-                                "another seed (or null for the env's evaluation pool)")
+            _check_base_seed(ev["base_seed"], cfg["env"].get("data_seed"),
+                             f"agent_config {bench['agent_config']} with {where}")
     check_models(bench)
+
+
+def _check_base_seed(base_seed: Optional[int], data_seed: Any, whose: str) -> None:
+    # the agents' data_seed drew the env's own pools: its first latents are the evaluation pool itself
+    if base_seed is not None and base_seed == data_seed:
+        raise UserError(f"eval.base_seed={base_seed} invalid: it is env.data_seed of {whose}, which drew the env's "
+                        "own pools; expected another seed (or null for the env's evaluation pool)")
 
 
 def trains_agents(bench: Dict[str, Any]) -> bool:
@@ -320,10 +325,7 @@ def _bases(ev: Dict[str, Any], envs: List[Dict[str, Any]]):
             raise UserError(f"agent run {env['run']} has other base latents or episode length than "
                             f"{envs[0]['run']}: expected runs of one env config (same generator, data_seed)")
     if seed is not None:
-        data_seed = envs[0]["cfg"]["env"]["data_seed"]
-        if seed == data_seed:  # the same draw as the env's own pools: its first latents are the evaluation pool
-            raise UserError(f"eval.base_seed={seed} invalid: it is the agents' env.data_seed, which drew the env's "
-                            "own pools; expected another seed (or null for the env's evaluation pool)")
+        _check_base_seed(seed, envs[0]["cfg"]["env"]["data_seed"], "the agent runs")  # given runs: known only here
         base = envs[0]["factory"].base
         pool = typical_latents(base.nets["generator"], n, base.epsilon, seed)
         log.warning("bases: %d fresh typical-set latents drawn with eval.base_seed=%d (not the env's evaluation "
@@ -354,15 +356,15 @@ def _k_hyp_cosines(envs: List[Dict[str, Any]], boundaries: Dict[str, Any]) -> Di
             for e in envs}
 
 
-def _trajectories(envs, boundaries, base_z, base_idx, direction, extents, steps, fresh_bases: bool = False):
+def _trajectories(envs, boundaries, base_z, base_idx, direction, extents, steps, pool_PL=None):
     """(name -> (z N×T×L, valid N×T) of every method, kind -> (InterfaceGAN ladder, method name -> its columns),
-    editor -> its methods' names in order)."""
+    editor -> its methods' names in order); the editors start from ``pool_PL[base_idx]`` (None: their env's pool)."""
     out: Dict[str, Tuple] = {}
     editors: Dict[str, List[str]] = {}
     for env in tqdm.tqdm(envs, desc="rolling out the learned editors", unit="run", dynamic_ncols=True):
         name = f"{env['editor']}_seed{env['cfg']['seed']}"
         name = name if name not in out else f"{name}_{env['run'].name}"
-        out[name] = rl_trajectories(env, base_idx, direction, base_z if fresh_bases else None)
+        out[name] = rl_trajectories(env, base_idx, direction, pool_PL)
         editors.setdefault(env["editor"], []).append(name)
     ladders = {}
     for kind, boundary in boundaries.items():
@@ -429,7 +431,7 @@ def compare(bench: Dict[str, Any]) -> Dict[str, Any]:
     fns["reward_age"] = age_model
     steps, extents = ref.mdp.episode_len, bench["interfacegan"]["extents"]
     trajectories, ladders, editors = _trajectories(envs, boundaries, base_z, base_idx, direction, extents, steps,
-                                                   fresh_bases=ev["base_seed"] is not None)
+                                                   pool_PL=None if ev["base_seed"] is None else base_z)
     base_scores = score_images(generator, fns, base_z, ev["batch_size"], "judging the bases", judge_workers(ev))
     base = {k: v[base_idx] for k, v in base_scores.items()}
     env_info = {"bucket_width": ref.mdp.bucket_width, "age_min": ref.mdp.age_min, "age_max": ref.mdp.age_max}

@@ -2,8 +2,8 @@
 with the best policy, a resumable training state and a learning curve kept in the run folder.
 
 Files in ``run_dir``: ``policy.pt`` (best test score, or the final epoch's policy with ``keep='last'``; atomic
-writes), ``train_state.pt`` (after every
-epoch: networks, optimizers, replay buffer, RNG states, counters, best score, curve), ``curve.json``
+writes), ``train_state.pt`` (after every epoch: networks, optimizers, replay buffer, RNG states, counters, best
+score, curve), ``curve.json``
 (training return per stretch of env steps, test return per epoch) and TensorBoard events.
 """
 from __future__ import annotations
@@ -209,7 +209,7 @@ class _Hooks:
         # the trainer forgets its best score on resume; the training state keeps it
         if self.last_test["score"] > self.best["score"]:
             self.best.update(self.last_test)
-            if self.keep == "best" or not (self.run_dir / POLICY_FILE).exists():  # 'last': the start until an epoch ends
+            if self.keep == "best" or not (self.run_dir / POLICY_FILE).exists():  # 'last': the start, until an epoch
                 save_policy(algo, self.run_dir / POLICY_FILE)
 
     def save_state_fn(self, epoch: int, env_step: int, gradient_step: int) -> str:

@@ -123,7 +123,7 @@ def test_fresh_bases_are_a_seeded_typical_draw_apart_from_the_evaluation_pool():
     assert typical_set(fresh, 6.0).all() and not any(torch.equal(row, p) for row in fresh for p in pool)
     torch.testing.assert_close(_bases({**ev, "bases": 6, "base_seed": 5}, envs)[0], fresh)  # seeded
     assert not torch.equal(_bases({**ev, "bases": 6, "base_seed": 6}, envs)[0], fresh)
-    with pytest.raises(ValueError, match="eval.base_seed=0 invalid: it is the agents' env.data_seed"):
+    with pytest.raises(ValueError, match="eval.base_seed=0 invalid: it is env.data_seed of the agent runs"):
         _bases({**ev, "base_seed": 0}, envs)
     with pytest.raises(ValueError, match="eval.bases=6 exceeds the env's evaluation pool of 4"):
         _bases({**ev, "bases": 6}, envs)
