@@ -226,7 +226,14 @@ def test_warm_start_policy_is_the_linear_traversal():
     linear = rollout(core, linear_policy(core, 3.0), ids, direction)
     assert warm["buckets"].tolist() == linear["buckets"].tolist() == [6.0, 6.0]
     torch.testing.assert_close(warm["identity_max"], linear["identity_max"], rtol=0.05, atol=0.0)
-    # off by default; PPO only; one initial mean
+    # SAC starts at the same traversal, exactly (its unset log std starts at -1)
+    hp = factory.agent_hparams("sac", {"hidden_sizes": (16,), "init_log_std": None})
+    assert hp["init_log_std"] == [-3.0] * L + [-1.0, -1.0]
+    sac = build_algorithm("sac", core.obs_dim, core.act_dim, core.action_bound, **hp)
+    warm_sac = rollout(core, lambda obs: act(sac, obs), ids, direction)
+    for key in ("age_change", "identity_max", "steps"):  # the same walk up to float error (buckets sit on an edge)
+        torch.testing.assert_close(warm_sac[key], linear[key], rtol=1e-5, atol=1e-5)
+    # off by default; Gaussian agents only; one initial mean
     assert FaceAgeFactory(core, core.pool_PL, {}, {}).agent_hparams("td3", {"tau": 0.1}) == {"tau": 0.1}
     with pytest.raises(ValueError, match=r"shape a Gaussian policy's start.*agent.name='td3' has not"):
         factory.agent_hparams("td3", {})

@@ -96,6 +96,51 @@ def test_ppo_warm_start_mean_and_per_entry_log_std(tmp_path):
         build_algorithm("ppo", 20, K, BOUND, init_log_std=[-1.0, -1.0])
 
 
+def test_sac_warm_start_mean_and_log_std_in_every_state(tmp_path):
+    seed_everything(3)
+    mean = [1.5, -0.6, 0.0]
+    sac = build_algorithm("sac", 20, K, BOUND, hidden_sizes=(16,), init_mean=mean, init_log_std=[-3.0, -2.0, -1.0])
+    obs = torch.randn(64, 20) * 10
+    torch.testing.assert_close(act(sac, obs), torch.tensor(mean).expand(64, K), atol=0.05, rtol=0)
+    (_, sigma), _ = sac.policy.actor(obs)
+    torch.testing.assert_close(sigma.log(), torch.tensor([-3.0, -2.0, -1.0]).expand(64, K), atol=0.05, rtol=0)
+    loaded = load_policy(save_policy(sac, tmp_path / POLICY_FILE))
+    torch.testing.assert_close(act(loaded, obs), act(sac, obs))
+    default = build_algorithm("sac", 20, K, BOUND, hidden_sizes=(16,))
+    assert act(default, obs).std(0).min() > 0.05  # unset, the mean depends on the state
+    with pytest.raises(ValueError, match=r"init_mean must lie strictly inside the action box \(-3, 3\), got an entry of 4"):
+        build_algorithm("sac", 20, K, BOUND, init_mean=[4.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match=r"init_log_std must be a finite number or 3 of them.*got 2"):
+        build_algorithm("sac", 20, K, BOUND, init_log_std=[-1.0, -1.0])
+
+
+def test_sac_actor_delay_trains_the_critics_alone_first():
+    from tianshou.data import Batch
+
+    seed_everything(4)
+    sac = build_algorithm("sac", 20, K, BOUND, hidden_sizes=(16,), init_mean=[1.0, 0.0, -1.0], actor_delay=2)
+    obs, action, returns = torch.randn(32, 20), torch.rand(32, K) * 2 - 1, torch.randn(32, 1)
+
+    def batch():
+        return Batch(obs=obs, act=action, returns=returns, info={})
+
+    def snapshot(net):
+        return [w.detach().clone() for w in net.parameters()]
+
+    def same(before, net):
+        return all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+    actor, critic = snapshot(sac.policy.actor), snapshot(sac.critic)
+    for _ in range(2):
+        stats = sac._update_with_batch(batch())
+    assert same(actor, sac.policy.actor) and not same(critic, sac.critic) and stats.actor_loss == 0.0
+    assert rl.loop._algorithm_counters(sac)["_critic_only_updates"] == 2  # saved with a training state
+    sac._update_with_batch(batch())
+    assert not same(actor, sac.policy.actor)
+    with pytest.raises(ValueError, match=r"agent.actor_delay=-1 invalid: expected gradient steps >= 0"):
+        build_algorithm("sac", 20, K, BOUND, actor_delay=-1)
+
+
 def test_every_table_entry_is_consistent():
     # the spec's on/off-policy flag agrees with the algorithm it builds; act() works on a fresh policy
     from tianshou.algorithm.algorithm_base import OffPolicyAlgorithm

@@ -18,6 +18,7 @@ from tianshou.algorithm import Algorithm
 from tianshou.algorithm.algorithm_base import Policy
 from tianshou.utils.net.common import Net
 from tianshou.utils.net.continuous import ContinuousCritic
+from torch import nn
 
 from utils.errors import UserError
 
@@ -69,6 +70,39 @@ def map_action(policy: Policy, act_NA: torch.Tensor) -> torch.Tensor:
         high = torch.as_tensor(policy.action_space.high, device=act_NA.device)
         act_NA = low + (high - low) * (act_NA + 1.0) / 2.0
     return act_NA
+
+
+def per_entry(name: str, value: Any, act_dim: int) -> torch.Tensor:
+    """``value`` for every action entry: one finite number, or ``act_dim`` of them (one per entry)."""
+    t = torch.as_tensor(value, dtype=torch.float32).reshape(-1)
+    if len(t) == 1:
+        t = t.expand(act_dim)
+    if len(t) != act_dim or not torch.isfinite(t).all():
+        raise UserError(f"{name} must be a finite number or {act_dim} of them (one per action entry), "
+                        f"got {len(t)} value(s)")
+    return t
+
+
+def start_head(head: nn.Module, value_A: torch.Tensor, shrink: float = 0.0) -> None:
+    """Make ``head`` (a net whose last layer is linear) output ``value_A`` in every state: the last layer's
+    bias is set to the value and its weights are scaled by ``shrink`` (0: exactly the value; PPO keeps
+    0.01, a little state dependence, which its bounded tanh features allow)."""
+    last = [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.mul_(shrink)
+        last.bias.copy_(value_A)
+
+
+def start_mean(head: nn.Module, act_space: gym.spaces.Box, init_mean: Any, shrink: float = 0.0) -> None:
+    """A warm start: the tanh-bounded mean of ``head`` starts at ``init_mean`` (box units, one number or one
+    per entry) in every state, its pre-tanh output at ``atanh(init_mean / bound)`` (``shrink``: as
+    :func:`start_head`)."""
+    act_dim, bound = act_space.shape[0], float(act_space.high[0])
+    mean = per_entry("init_mean", init_mean, act_dim) / bound
+    if mean.abs().max() >= 1.0:
+        raise UserError(f"init_mean must lie strictly inside the action box (-{bound:g}, {bound:g}), "
+                        f"got an entry of {mean.abs().max().item() * bound:g}")
+    start_head(head, torch.atanh(mean), shrink)
 
 
 def hidden_sizes(value: Any) -> list[int]:

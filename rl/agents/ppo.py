@@ -15,8 +15,7 @@ from tianshou.utils.net.continuous import ContinuousActorProbabilistic, Continuo
 from torch import nn
 from torch.distributions import Independent, Normal
 
-from rl.agents.base import AgentSpec, hidden_sizes
-from utils.errors import UserError
+from rl.agents.base import AgentSpec, hidden_sizes, per_entry, start_mean
 
 
 @dataclass
@@ -47,33 +46,14 @@ def gaussian_dist(loc_scale: tuple[torch.Tensor, torch.Tensor]) -> torch.distrib
     return Independent(Normal(loc, scale), 1)
 
 
-def _per_dim(name: str, value: Any, act_dim: int) -> torch.Tensor:
-    # a scalar for every action entry, or one value per entry
-    t = torch.as_tensor(value, dtype=torch.float32).reshape(-1)
-    if len(t) == 1:
-        t = t.expand(act_dim)
-    if len(t) != act_dim or not torch.isfinite(t).all():
-        raise UserError(f"{name} must be a finite number or {act_dim} of them (one per action entry), "
-                        f"got {len(t)} value(s)")
-    return t
-
-
 def init_gaussian(actor: ContinuousActorProbabilistic, act_space: gym.spaces.Box, init_mean: Any,
                   init_log_std: Any) -> None:
     """Log std per action entry; with ``init_mean`` (box units) the tanh-bounded mean starts there in
-    every state: the head's weights shrink ×0.01 and its bias is ``atanh(init_mean / bound)``."""
-    act_dim, bound = act_space.shape[0], float(act_space.high[0])
+    every state (:func:`rl.agents.base.start_mean`)."""
     with torch.no_grad():
-        actor.sigma_param.copy_(_per_dim("init_log_std", init_log_std, act_dim).view_as(actor.sigma_param))
-        if init_mean is None:
-            return
-        mean = _per_dim("init_mean", init_mean, act_dim) / bound
-        if mean.abs().max() >= 1.0:
-            raise UserError(f"init_mean must lie strictly inside the action box (-{bound:g}, {bound:g}), "
-                            f"got an entry of {mean.abs().max().item() * bound:g}")
-        head = [m for m in actor.mu.modules() if isinstance(m, nn.Linear)][-1]
-        head.weight.mul_(0.01)
-        head.bias.copy_(torch.atanh(mean))
+        actor.sigma_param.copy_(per_entry("init_log_std", init_log_std, act_space.shape[0]).view_as(actor.sigma_param))
+    if init_mean is not None:
+        start_mean(actor.mu, act_space, init_mean, shrink=0.01)
 
 
 def build(p: PPOParams, obs_space: gym.spaces.Box, act_space: gym.spaces.Box) -> PPO:

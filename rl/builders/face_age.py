@@ -83,16 +83,18 @@ class FaceAgeFactory:
         exploration noise changes the direction actually taken. ``gen_log_std``: the initial log std of
         k_gen's L entries (w1 and w2 keep ``init_log_std``); with k_gen used as a unit direction, a
         per-entry noise as large as w's would make each step's k_gen a random direction.
-        Needs an agent whose params have ``init_mean`` and ``init_log_std`` (e.g. ``ppo``).
+        Needs an agent whose params have ``init_mean`` and ``init_log_std`` (``ppo``, ``sac``); an
+        unset ``init_log_std`` (SAC's default) starts at -1.
         """
         if self.warm_start_extent is None and self.gen_log_std is None:
             return dict(hparams)
         fields = {f.name for f in dataclasses.fields(agent_spec(name).params)}
         if not {"init_mean", "init_log_std"} <= fields:
             raise UserError(f"env.warm_start_extent / env.gen_log_std shape a Gaussian policy's start (agent params "
-                            f"init_mean and init_log_std, e.g. ppo), which agent.name={name!r} has not: set both to null")
+                            f"init_mean and init_log_std: ppo, sac), which agent.name={name!r} has not: set both to null")
         out = dict(hparams)
-        base_log_std = out.get("init_log_std", -1.0)
+        base_log_std = out.get("init_log_std")
+        base_log_std = -1.0 if base_log_std is None else base_log_std
         if not isinstance(base_log_std, (int, float)):
             raise UserError(f"agent.init_log_std={base_log_std!r}: expected one number when env.gen_log_std "
                             "sets k_gen's entries")
