@@ -149,7 +149,9 @@ def _device_of(algorithm: Algorithm) -> torch.device:
     return next(algorithm.parameters(), torch.empty(0)).device
 
 
-def _budget(loop: RLLoopConfig, off_policy: bool, n_envs: int) -> tuple[int, int, int]:
+def split_budget(loop: RLLoopConfig, off_policy: bool, n_envs: int) -> tuple[int, int, int]:
+    """(warm-up, steps per collection, steps after the warm-up) of a run; a budget that leaves no collection
+    after the warm-up, or no epoch, is refused."""
     # whole batched steps: the Collector would overshoot a non-multiple anyway (and warn)
     warmup = math.ceil(loop.warmup_steps / n_envs) * n_envs if off_policy else 0
     collect = loop.collect_steps or (n_envs if off_policy else 2048)
@@ -275,7 +277,7 @@ def train(algorithm: Algorithm, train_envs: Any, test_envs: Any, run_dir: str | 
     seed_everything(seed)
     train_envs.seed(seed)
     off_policy = isinstance(algorithm, OffPolicyAlgorithm)
-    warmup, collect, budget = _budget(loop, off_policy, len(train_envs))
+    warmup, collect, budget = split_budget(loop, off_policy, len(train_envs))
     buffer = loop.buffer_size if off_policy else collect + len(train_envs)
     train_collector, test_collector = _collectors(algorithm, train_envs, test_envs, buffer)
     curve = Curve(loop.total_steps / CURVE_POINTS, None if state is None else state.get("curve"))

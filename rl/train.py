@@ -32,7 +32,7 @@ from configs.schema import RLConfig, RLLoopConfig, with_rl_defaults
 from rl.agents import AGENTS, POLICY_FILE, act, agent_spec, build_algorithm, make_params, prepare, save_policy
 from rl.builders import factory_on, get_env_builder
 from rl.envs.views import BatchedVectorEnv, make_dummy_vector_env
-from rl.loop import TRAIN_STATE_FILE, load_train_state, train
+from rl.loop import TRAIN_STATE_FILE, load_train_state, split_budget, train
 from utils.cli import config_name, run_cli, wants_help
 from utils.devices import resolve_device
 from utils.errors import Interrupted, UserError
@@ -139,6 +139,8 @@ def train_agent(cfg: Dict[str, Any]) -> Path:
     torch.set_num_threads(cfg["num_threads"])
     seed_everything(cfg["seed"])
     loop = as_dataclass(RLLoopConfig, cfg["train"])
+    if loop.epochs > 0:  # a budget too small for RL fails before the env loads
+        split_budget(loop, agent_spec(cfg["agent"]["name"]).off_policy, loop.num_envs)
     make_core = build_env(cfg["env"], device)
     train_envs, test_envs = make_envs(make_core, loop, cfg["seed"])
     algorithm = _build_agent(cfg, make_core, device)

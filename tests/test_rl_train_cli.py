@@ -40,6 +40,10 @@ def test_rl_train_rejects_bad_config(tmp_path):
     proc = run("-m", "rl.train", "mnist_task", f"out_dir={tmp_path}",
                f"env.ae_checkpoint={tmp_path / 'none'}")
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+    # a budget that leaves no collection after the warm-up fails before the env (and its checkpoints) loads
+    proc = run("-m", "rl.train", "mnist_task", f"out_dir={tmp_path}", "train.total_steps=100",
+               f"env.ae_checkpoint={tmp_path / 'none'}")
+    assert proc.returncode == 2 and "total_steps=100 leaves" in proc.stderr and "does not exist" not in proc.stderr
     assert not any(tmp_path.iterdir())
 
 
