@@ -19,10 +19,13 @@ NOT_COMPARED = ("wall", "runs", "config", "launcher")
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """A local Ray (2 CPUs, no dashboard) in this process; the benchmarks find it and leave it running."""
+    """A new local Ray (2 CPUs, no dashboard) in this process; the benchmarks find it and leave it running.
+
+    ``address="local"``: a cluster already running on this machine (a benchmark's) is not joined.
+    """
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+    ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
     yield ray
     ray.shutdown()
 
