@@ -74,44 +74,35 @@ def test_act_is_deterministic_bounded_and_noise_free():
     torch.testing.assert_close(act(ppo, obs), mean.detach().clamp(-1, 1) * BOUND)
 
 
-def test_ppo_warm_start_mean_and_per_entry_log_std(tmp_path):
+LOG_STD = {  # the per-entry log std a policy of each agent acts with, as a (states, K) tensor
+    "ppo": lambda policy, obs: policy.actor.sigma_param.flatten().expand(len(obs), K),  # one for every state
+    "sac": lambda policy, obs: policy.actor(obs)[0][1].log(),  # the head's output, per state
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOG_STD))
+def test_warm_start_mean_and_per_entry_log_std_in_every_state(tmp_path, name):
     seed_everything(2)
-    mean = [1.5, -0.6, 0.0]
-    ppo = build_algorithm("ppo", 20, K, BOUND, hidden_sizes=(16,), init_mean=mean, init_log_std=[-3.0, -2.0, -1.0])
+    mean, log_std = [1.5, -0.6, 0.0], [-3.0, -2.0, -1.0]
+    algo = build_algorithm(name, 20, K, BOUND, hidden_sizes=(16,), init_mean=mean, init_log_std=log_std)
     obs = torch.randn(64, 20) * 10
     # every state starts at the same mean action (the head is shrunk ×0.01, its bias set to atanh)
-    torch.testing.assert_close(act(ppo, obs), torch.tensor(mean).expand(64, K), atol=0.05, rtol=0)
-    assert torch.allclose(ppo.policy.actor.sigma_param.flatten(), torch.tensor([-3.0, -2.0, -1.0]))
-    # the saved policy rebuilds and keeps its trained weights, not the warm start
+    torch.testing.assert_close(act(algo, obs), torch.tensor(mean).expand(64, K), atol=0.05, rtol=0)
+    torch.testing.assert_close(LOG_STD[name](algo.policy, obs), torch.tensor(log_std).expand(64, K), atol=0.05, rtol=0)
+    # the saved policy rebuilds with its trained weights, not the warm start
     with torch.no_grad():
-        ppo.policy.actor.sigma_param.fill_(-0.5)
-    loaded = load_policy(save_policy(ppo, tmp_path / POLICY_FILE))
-    assert torch.allclose(loaded.actor.sigma_param, torch.full((K, 1), -0.5))
-    torch.testing.assert_close(act(loaded, obs), act(ppo, obs))
-    default = build_algorithm("ppo", 20, K, BOUND, hidden_sizes=(16,))
+        for weight in algo.policy.actor.parameters():
+            weight.add_(0.1)
+    assert (act(algo, obs) - torch.tensor(mean)).abs().max() > 0.05  # training moved it off the warm start
+    loaded = load_policy(save_policy(algo, tmp_path / POLICY_FILE))
+    torch.testing.assert_close(act(loaded, obs), act(algo, obs))
+    torch.testing.assert_close(LOG_STD[name](loaded, obs), LOG_STD[name](algo.policy, obs))
+    default = build_algorithm(name, 20, K, BOUND, hidden_sizes=(16,))
     assert act(default, obs).std(0).min() > 0.05  # without init_mean the mean depends on the state
     with pytest.raises(ValueError, match=r"init_mean must lie strictly inside the action box \(-3, 3\), got an entry of 3"):
-        build_algorithm("ppo", 20, K, BOUND, init_mean=[3.0, 0.0, 0.0])
+        build_algorithm(name, 20, K, BOUND, init_mean=[3.0, 0.0, 0.0])
     with pytest.raises(ValueError, match=r"init_log_std must be a finite number or 3 of them.*got 2"):
-        build_algorithm("ppo", 20, K, BOUND, init_log_std=[-1.0, -1.0])
-
-
-def test_sac_warm_start_mean_and_log_std_in_every_state(tmp_path):
-    seed_everything(3)
-    mean = [1.5, -0.6, 0.0]
-    sac = build_algorithm("sac", 20, K, BOUND, hidden_sizes=(16,), init_mean=mean, init_log_std=[-3.0, -2.0, -1.0])
-    obs = torch.randn(64, 20) * 10
-    torch.testing.assert_close(act(sac, obs), torch.tensor(mean).expand(64, K), atol=0.05, rtol=0)
-    (_, sigma), _ = sac.policy.actor(obs)
-    torch.testing.assert_close(sigma.log(), torch.tensor([-3.0, -2.0, -1.0]).expand(64, K), atol=0.05, rtol=0)
-    loaded = load_policy(save_policy(sac, tmp_path / POLICY_FILE))
-    torch.testing.assert_close(act(loaded, obs), act(sac, obs))
-    default = build_algorithm("sac", 20, K, BOUND, hidden_sizes=(16,))
-    assert act(default, obs).std(0).min() > 0.05  # unset, the mean depends on the state
-    with pytest.raises(ValueError, match=r"init_mean must lie strictly inside the action box \(-3, 3\), got an entry of 4"):
-        build_algorithm("sac", 20, K, BOUND, init_mean=[4.0, 0.0, 0.0])
-    with pytest.raises(ValueError, match=r"init_log_std must be a finite number or 3 of them.*got 2"):
-        build_algorithm("sac", 20, K, BOUND, init_log_std=[-1.0, -1.0])
+        build_algorithm(name, 20, K, BOUND, init_log_std=[-1.0, -1.0])
 
 
 def test_sac_actor_delay_trains_the_critics_alone_first():
