@@ -144,7 +144,11 @@ class RLLoopConfig:
     batch_size: int = 256
     buffer_size: int = 100_000
     warmup_steps: Count0 = 5_000
-    """Off-policy random-action steps before learning starts."""
+    """Off-policy steps collected before learning starts."""
+    warmup_actions: Literal["random", "policy"] = "random"
+    """What the warm-up acts with: 'random', uniform actions over the box (Tianshou's examples), or 'policy',
+    the starting policy with its exploration noise, so a warm-started agent's buffer starts around its start
+    rather than over the whole box (not from the paper)."""
     collect_steps: Optional[Count] = None
     """Env steps per collection (default: one batched step off-policy, 2048 on-policy)."""
     update_per_step: Positive = 0.25

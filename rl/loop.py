@@ -29,6 +29,7 @@ from tianshou.algorithm.algorithm_base import OffPolicyAlgorithm
 from tianshou.data import Collector, CollectStats, VectorReplayBuffer
 from tianshou.trainer import OffPolicyTrainerParams, OnPolicyTrainerParams
 from tianshou.utils import TensorboardLogger
+from tianshou.utils.torch_utils import policy_within_training_step
 from torch.utils.tensorboard import SummaryWriter
 
 from configs.schema import RLLoopConfig
@@ -162,11 +163,13 @@ def split_budget(loop: RLLoopConfig, off_policy: bool, n_envs: int) -> tuple[int
     return warmup, collect, budget
 
 
-def _start(algorithm, train_envs, train_collector, state, warmup: int, seed: int, run_dir: Path) -> None:
+def _start(algorithm, train_envs, train_collector, state, warmup: int, seed: int, run_dir: Path,
+           warmup_actions: str = "random") -> None:
     if state is None:
         train_collector.reset()
-        if warmup > 0:
-            train_collector.collect(n_step=warmup, random=True)
+        if warmup > 0:  # 'policy': sampled as in training (not the deterministic mode Tianshou acts with outside it)
+            with policy_within_training_step(algorithm.policy):
+                train_collector.collect(n_step=warmup, random=warmup_actions == "random")
         return
     algorithm.load_state_dict(state["algorithm"])
     for name, value in (state.get("counters_of_algorithm") or {}).items():
@@ -283,7 +286,7 @@ def train(algorithm: Algorithm, train_envs: Any, test_envs: Any, run_dir: str | 
     curve = Curve(loop.total_steps / CURVE_POINTS, None if state is None else state.get("curve"))
     hooks = _Hooks(algorithm, run_dir, seed, test_envs, test_collector, train_collector, state, warmup, curve,
                    epoch_hook, loop.keep)
-    _start(algorithm, train_envs, train_collector, state, warmup, seed, run_dir)
+    _start(algorithm, train_envs, train_collector, state, warmup, seed, run_dir, loop.warmup_actions)
     writer = SummaryWriter(log_dir=str(run_dir))
     params = _trainer_params(loop, off_policy, train_collector, test_collector, hooks, collect, budget, state,
                              _RunLogger(writer, curve, None if state is None else tuple(state["counters"])))

@@ -1,5 +1,6 @@
 """The agent table: builders, short TD3 / PPO / SAC runs through the one training loop, saving and acting."""
 
+import copy
 import shutil
 from pathlib import Path
 
@@ -177,6 +178,28 @@ def test_short_training_run_writes_loadable_policy(tmp_path, name, settings):
     torch.testing.assert_close(act(load_policy(tmp_path / "final.pt"), obs), act(algo, obs))
     _, reward, *_ = core.step(a_best)
     assert torch.isfinite(reward).all()
+
+
+@pytest.mark.parametrize("warmup_actions", ["random", "policy"])
+def test_warmup_acts_uniformly_or_with_the_warm_started_policy(tmp_path, warmup_actions):
+    seed_everything(0)
+    core = make_core(num_envs=8, seed=0)
+    mean = torch.tensor([1.5, -0.6, 0.0])
+    algo = build_algorithm("sac", core.obs_dim, K, BOUND, hidden_sizes=(16,), init_mean=mean.tolist(), init_log_std=-4.0)
+    start = copy.deepcopy(algo.policy)
+    train(algo, BatchedVectorEnv(core), BatchedVectorEnv(core.spawn(2, 9)), tmp_path,
+          RLLoopConfig(total_steps=72, warmup_steps=64, epochs=1, batch_size=16, update_per_step=0.1,
+                       warmup_actions=warmup_actions), seed=0)
+    buffer = load_train_state(tmp_path)["buffer"]
+    stored = buffer[buffer.sample_indices(0)]
+    acts = torch.as_tensor(stored.act) * BOUND  # stored in [-1, 1], as the policy acts
+    assert len(acts) == 72
+    if warmup_actions == "policy":  # sampled around the start (std e^-4 before the squash), not its mode alone
+        torch.testing.assert_close(acts, mean.expand_as(acts), atol=0.15, rtol=0)
+        off_mode = (acts - act(start, torch.as_tensor(stored.obs))).abs().amax(1)
+        assert off_mode.min() > 1e-4  # every action, warm-up ones included, is a sample
+    else:  # uniform over the box (std 3/sqrt(3) = 1.73)
+        assert acts.std(0).min() > 1.2  # 64 of its 72 actions
 
 
 def test_train_rejects_budget_smaller_than_warmup(tmp_path):
