@@ -150,6 +150,23 @@ OFF_POLICY = {"warmup_steps": 64, "batch_size": 32, "update_per_step": 0.5}
 ON_POLICY = {"collect_steps": 64, "batch_size": 32, "repeat": 2}
 
 
+@pytest.mark.parametrize(("target", "alpha_rises"), [(None, True), (-50.0, False)])
+def test_sac_auto_alpha_tunes_towards_the_given_target_entropy(target, alpha_rises):
+    """A start with log std -4 in K = 3 entries has an entropy near -8: below SAC's -A = -3, so alpha rises
+    (more noise), above a target of -50, so alpha falls."""
+    from tianshou.data import Batch
+
+    seed_everything(5)
+    sac = build_algorithm("sac", 20, K, BOUND, hidden_sizes=(16,), init_mean=[1.0, 0.0, -1.0], init_log_std=-4.0,
+                          auto_alpha=True, alpha=0.1, target_entropy=target)
+    obs, action, returns = torch.randn(32, 20), torch.rand(32, K) * 2 - 1, torch.randn(32, 1)
+    for _ in range(3):
+        sac._update_with_batch(Batch(obs=obs, act=action, returns=returns, info={}))
+    assert (sac.alpha.value > 0.1) == alpha_rises and sac.alpha.value != pytest.approx(0.1)
+    with pytest.raises(ValueError, match=r"agent.target_entropy=-50.0 is read only with agent.auto_alpha=true"):
+        build_algorithm("sac", 20, K, BOUND, target_entropy=-50.0)
+
+
 @pytest.mark.parametrize(("name", "settings"), [("td3", OFF_POLICY), ("ppo", ON_POLICY), ("sac", OFF_POLICY)])
 def test_short_training_run_writes_loadable_policy(tmp_path, name, settings):
     seed_everything(0)

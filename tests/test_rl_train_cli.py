@@ -44,6 +44,11 @@ def test_rl_train_rejects_bad_config(tmp_path):
     proc = run("-m", "rl.train", "mnist_task", f"out_dir={tmp_path}", "train.total_steps=100",
                f"env.ae_checkpoint={tmp_path / 'none'}")
     assert proc.returncode == 2 and "total_steps=100 leaves" in proc.stderr and "does not exist" not in proc.stderr
+    # so does an agent value that contradicts another (an entropy target without auto_alpha)
+    proc = run("-m", "rl.train", "mnist_task", f"out_dir={tmp_path}", "agent.name=sac", "agent.target_entropy=-5",
+               f"env.ae_checkpoint={tmp_path / 'none'}")
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == (
+        "error: agent.target_entropy=-5.0 is read only with agent.auto_alpha=true")
     assert not any(tmp_path.iterdir())
 
 

@@ -24,8 +24,13 @@ class SACParams(ActorCriticParams):
     alpha: float = 0.2
     """Entropy weight (the initial one when ``auto_alpha``)."""
     auto_alpha: bool = False
-    """Tune alpha towards a target entropy of -A."""
+    """Tune alpha towards ``target_entropy``."""
     alpha_lr: float = 3e-4
+    target_entropy: Optional[float] = None
+    """The entropy ``auto_alpha`` tunes towards; None: -A, SAC's choice. A warm start with log std s in every
+    entry has an entropy near A·(s + 1.42) before the squashing, far below -A for s = -3 (-161 against -102
+    for A = 102), so alpha would rise and add noise to the start; a target near the start's keeps it. Only
+    with ``auto_alpha``. Not from SAC's paper."""
     init_mean: Optional[Any] = None
     """Warm start: the squashed mean action in every state at the start, in box units (one number or one
     per entry); None keeps Tianshou's initialisation. Not from SAC's paper."""
@@ -35,6 +40,12 @@ class SACParams(ActorCriticParams):
     actor_delay: int = 0
     """Gradient steps at the start that update only the critics (and their targets), so a warm-started actor
     is not pushed around by a critic that has not learnt yet; 0: SAC as published. Not from SAC's paper."""
+
+    def __post_init__(self):  # bad values fail when the config is read, before an env is built
+        if self.actor_delay < 0:
+            raise UserError(f"agent.actor_delay={self.actor_delay} invalid: expected gradient steps >= 0")
+        if self.target_entropy is not None and not self.auto_alpha:
+            raise UserError(f"agent.target_entropy={self.target_entropy} is read only with agent.auto_alpha=true")
 
 
 class CriticFirstSAC(SAC):
@@ -67,11 +78,10 @@ def build(p: SACParams, obs_space: gym.spaces.Box, act_space: gym.spaces.Box) ->
     if p.init_log_std is not None:
         start_head(actor.sigma, per_entry("init_log_std", p.init_log_std, act_dim))
 
-    alpha = (AutoAlpha(-float(act_dim), float(torch.tensor(p.alpha).log()), AdamOptimizerFactory(lr=p.alpha_lr))
+    target = -float(act_dim) if p.target_entropy is None else float(p.target_entropy)
+    alpha = (AutoAlpha(target, float(torch.tensor(p.alpha).log()), AdamOptimizerFactory(lr=p.alpha_lr))
              if p.auto_alpha else float(p.alpha))
     policy = SACPolicy(actor=actor, action_space=act_space, observation_space=obs_space)
-    if p.actor_delay < 0:
-        raise UserError(f"agent.actor_delay={p.actor_delay} invalid: expected gradient steps >= 0")
     return CriticFirstSAC(actor_delay=int(p.actor_delay), policy=policy, policy_optim=AdamOptimizerFactory(lr=p.actor_lr),
                critic=q_critic(obs_space, act_space, hs), critic_optim=AdamOptimizerFactory(lr=p.critic_lr),
                critic2=q_critic(obs_space, act_space, hs), critic2_optim=AdamOptimizerFactory(lr=p.critic_lr),
