@@ -1,13 +1,14 @@
 """Experiment A's age-signal check on the command line (the figures: ``evaluation/age_signal.py``).
 
     python -m benchmarks.age_signal CHECKPOINT_OR_RUN [...] [--samples 2000] [--extent 3] [--judge-views 1]
-        [--gradient-samples 256] [--out benchmarks/results/age_signal.json]
+        [--gradient-samples 256] [--attribute age] [--out benchmarks/results/age_signal.json]
 
 Per age regressor given: r of its ages and the independent judge's on generated faces, the share of its
 own InterfaceGAN edit (``--extent`` units older and younger) that the judge sees, and the same share for
 per-face edits of that length that follow the regressor's gradient (on the first ``--gradient-samples``
-faces; 0 skips them). Prints a table on stderr,
-writes the figures as JSON to ``--out`` and its path on stdout.
+faces; 0 skips them). ``--attribute gender`` reads gender classifiers the same way, with P(female) in place of
+the age on both sides (the judge's gender net; the "age" keys of the JSON then hold P(female)). Prints a table on
+stderr, writes the figures as JSON to ``--out`` and its path on stdout.
 """
 import argparse
 import json
@@ -29,7 +30,7 @@ from utils.runs import check_output_file
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="+", help="age regressor checkpoints or run folders")
+    parser.add_argument("models", nargs="+", help="age regressor (or gender classifier) checkpoints or run folders")
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--extent", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -37,6 +38,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="views of each face the age judge averages over (1, 2 or 4; see eval.age_gender_views)")
     parser.add_argument("--gradient-samples", type=int, default=256,
                         help="faces edited by gradient through each model (0: only its linear boundary)")
+    parser.add_argument("--attribute", choices=("age", "gender"), default="age",
+                        help="age: age regressors against the judge's age; gender: gender classifiers' P(female) "
+                             "against the judge's")
     parser.add_argument("--out", default="benchmarks/results/age_signal.json")
     args = parser.parse_args(argv)
 
@@ -46,21 +50,28 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.gradient_samples < 0:
             raise UserError(f"--gradient-samples={args.gradient_samples} invalid: expected an int >= 0")
         check_output_file(args.out, "--out")
-        judge = build_judge("age_gender", views=args.judge_views).ages  # a bad --judge-views fails here
+        judge = build_judge("age_gender", views=args.judge_views)  # a bad --judge-views fails here
+        judge = judge.ages if args.attribute == "age" else judge.p_female
         out = Path(args.out)
-        models = {m: load_module(m, "age_regressor") for m in args.models}  # all load before any work
+        kind = "age_regressor" if args.attribute == "age" else "gender_classifier"
+        models = {m: load_module(m, kind) for m in args.models}  # all load before any work
+        if args.attribute == "gender":  # P(female), differentiable for the per-face edits
+            models = {m: (lambda img, net=net: net(img).softmax(dim=1)[:, 1]) for m, net in models.items()}
         torch.set_num_threads(1)
         generator = build_generator("dcgan_digiface")
         rows = {m: age_signal(generator, model, judge, args.samples, args.extent, args.seed,
                               gradient_samples=args.gradient_samples)
                 for m, model in models.items()}
         edits = ("", "gradient_") if args.gradient_samples else ("",)
-        print("| age model | r ages | edit | model age change (y) | judge age change (y) | transfer | r changes |",
-              file=sys.stderr)
+        name, unit = ("age", "y") if args.attribute == "age" else ("P(female)", "")
+        print(f"| {args.attribute} model | r {name} | edit | model {name} change{unit and f' ({unit})'} | "
+              f"judge {name} change | transfer | r changes |", file=sys.stderr)
         for m, r in rows.items():
             for e in edits:
+                digits = 2 if args.attribute == "age" else 3
                 print(f"| {m} | {r['r_ages']:.3f} | {'per-face gradient' if e else 'linear boundary'} | "
-                      f"{r[e + 'model_change']:.2f} | {r[e + 'judge_change']:.2f} ± {r[e + 'judge_change_se']:.2f} | "
+                      f"{r[e + 'model_change']:.{digits}f} | "
+                      f"{r[e + 'judge_change']:.{digits}f} ± {r[e + 'judge_change_se']:.{digits}f} | "
                       f"{r[e + 'transfer']:.3f} | {r[e + 'r_changes']:.3f} |", file=sys.stderr)
         atomic_write_text(out, json.dumps(rows, indent=2))
         return out

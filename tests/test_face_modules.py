@@ -97,6 +97,20 @@ def test_ensemble_is_the_members_mean_and_concatenation():
             build_face_net(bad)
 
 
+def _fit_and_reload(module, utk_dir, tmp_path):
+    """Two training steps, a checkpoint, and the module loaded back from it: it must give the same outputs."""
+    trainer = tiny_trainer(tmp_path, max_steps=2, limit_val_batches=1)
+    trainer.fit(module, datamodule=datamodule(utk_dir))
+    path = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = type(module).load_from_checkpoint(path).eval()
+    module.eval()
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(loaded(x), module(x))
+    return loaded, x
+
+
 def test_ensemble_members_train_on_their_own_losses(utk_dir, tmp_path):
     """Each member's gradient is its own error's, not the mean prediction's (a deep ensemble)."""
     pl.seed_everything(0)
@@ -115,15 +129,9 @@ def test_ensemble_members_train_on_their_own_losses(utk_dir, tmp_path):
         expected = 20.0 * (member_ages - batch["age"]).clamp(-1, 1).mean() / 2
         assert torch.allclose(grads[k], expected.reshape(1), rtol=1e-4, atol=1e-6), k
     assert not torch.allclose(grads[0], grads[1])  # a loss on the mean prediction would give both the same
-    trainer = tiny_trainer(tmp_path, max_steps=2, limit_val_batches=1)
-    trainer.fit(module, datamodule=datamodule(utk_dir))
-    path = tmp_path / "ens.ckpt"
-    trainer.save_checkpoint(path)
-    loaded = AgeRegressorModule.load_from_checkpoint(path).eval()
-    module.eval()
-    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    loaded, x = _fit_and_reload(module, utk_dir, tmp_path)
     with torch.no_grad():
-        assert torch.equal(loaded(x), module(x)) and loaded.hparams.members == 2
+        assert loaded.hparams.members == 2
         age, feats = loaded.age_and_features(x)
         assert torch.allclose(age, loaded(x)) and feats.shape == (2, 2 * 2048)
 
@@ -245,3 +253,73 @@ def test_age_and_features_in_one_trunk_pass_equal_the_separate_calls(kind, separ
         model.net.mid.register_forward_hook(lambda *_: calls.append(1))
         model.age_and_features(x, kind)
     assert len(calls) == 1  # one pass of the trunk for both
+
+
+def _domain_module(cls=AgeRegressorModule, **kwargs):
+    """A domain-adversarial system whose 'generated' pool is 8 fixed faces (no generator needed)."""
+    pl.seed_everything(0)
+    module = cls(backbone="small", input_size=32, domain_weight=1.0, **kwargs)
+    module._domain_faces = (torch.rand(8, 3, 32, 32) * 2 - 1).half()
+    module.log = lambda *a, **k: None
+    return module
+
+
+def test_domain_loss_reverses_the_trunk_gradient_and_skips_photos_outside_the_age_range():
+    """The domain classifier learns to tell photos from generated faces; the trunks learn not to be told apart."""
+    module = _domain_module(members=2, domain_min_age=18.0, domain_max_age=70.0)
+    assert len(module.domain_heads) == 2
+    photos = torch.rand(6, 3, 32, 32) * 2 - 1
+    ages = torch.tensor([5.0, 10.0, 20.0, 30.0, 40.0, 90.0])  # 3 of them in the domain loss
+    module.train()
+    outputs, loss = module._adversarial_pass(photos, ages)
+    assert outputs.shape == (2, 6, 1) and torch.isfinite(loss)
+    seen = []
+    hook = module.domain_heads[0][0].register_forward_hook(lambda m, inp, out: seen.append(inp[0].shape[0]))
+    torch.manual_seed(1)
+    module._adversarial_pass(photos, ages)
+    hook.remove()
+    assert seen == [3 + 6]  # the in-range photos and as many generated faces as photos
+
+    def domain_loss_after(params, lr=1e-3):
+        torch.manual_seed(1)
+        _, before = module._adversarial_pass(photos, ages)
+        module.zero_grad()
+        before.backward()
+        saved = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for p in params:
+                p -= lr * p.grad
+        torch.manual_seed(1)
+        _, after = module._adversarial_pass(photos, ages)
+        with torch.no_grad():
+            for p, s in zip(params, saved):
+                p.copy_(s)
+        return before.item(), after.item()
+
+    heads = list(module.domain_heads.parameters())
+    trunk = [p for m in module.net.members for p in m.mid.parameters()]
+    before, after = domain_loss_after(heads)
+    assert after < before  # a step of the domain heads along their gradient separates the domains better
+    before, after = domain_loss_after(trunk)
+    assert after > before  # a step of the trunks along the reversed gradient confuses them
+
+
+@pytest.mark.parametrize("cls", [AgeRegressorModule, GenderClassifierModule])
+def test_domain_adversarial_systems_train_and_reload(cls, utk_dir, tmp_path):
+    module = _domain_module(cls)
+    del module.log  # the Trainer's own logging
+    loaded, _ = _fit_and_reload(module, utk_dir, tmp_path)
+    assert loaded.hparams.domain_weight == 1.0
+    assert torch.equal(loaded.domain_heads[0][0].weight, module.domain_heads[0][0].weight)
+    assert loaded._domain_faces is None  # the generated pool is no part of the checkpoint
+
+
+@pytest.mark.parametrize("cls", [AgeRegressorModule, GenderClassifierModule])
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(domain_weight=-1.0), r"domain_weight=-1.0 invalid"),
+    (dict(domain_weight=float("nan")), r"domain_weight=nan invalid"),
+    (dict(domain_weight=1.0, domain_min_age=70.0, domain_max_age=18.0), r"domain_max_age > domain_min_age"),
+])
+def test_domain_settings_are_checked(cls, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        cls(backbone="small", input_size=32, **kwargs)
