@@ -251,3 +251,40 @@ def test_warm_start_policy_is_the_linear_traversal():
     seed_everything(0)
     policy = build_algorithm("ppo", signed.obs_dim, signed.act_dim, signed.action_bound, **hp)
     assert rollout(signed, lambda obs: act(policy, obs), ids, direction)["buckets"].tolist() == [6.0, 6.0]
+
+
+# ---- env.age_views: A_reg read over random views of each face (not from the paper) ---------------
+def test_random_views_keep_the_image_first_and_are_seeded():
+    from rl.builders.face_age_models import RandomViews
+
+    x = torch.rand(3, 3, 16, 16) * 2 - 1
+    assert torch.equal(RandomViews(1)(x), x)
+    out = RandomViews(4, seed=3)(x)
+    assert out.shape == (12, 3, 16, 16) and torch.equal(out[:3], x)
+    assert not torch.allclose(out[3:], x.repeat(3, 1, 1, 1))  # the other views differ from the image
+    assert torch.equal(RandomViews(4, seed=3)(x), out)  # same seed, same views
+    assert not torch.equal(RandomViews(4, seed=4)(x), out)
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match=rf"age_views={bad!r} invalid: expected an int >= 1"):
+            RandomViews(bad)
+
+
+def test_view_averaged_age_is_the_mean_over_views_and_keeps_the_face_own_features(tiny_age_checkpoint):
+    from lightning_modules.checkpoints import load_module
+    from rl.builders.face_age_models import RandomViews, ViewAveragedAge, reward_models
+
+    model = load_module(str(tiny_age_checkpoint), "age_regressor")
+    x = torch.rand(5, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        stacked = RandomViews(3, seed=1)(x)
+        age, feats = ViewAveragedAge(model, RandomViews(3, seed=1), "mid")(x)
+        torch.testing.assert_close(age, model(stacked).reshape(3, 5).mean(0))
+        torch.testing.assert_close(feats, model.features(x))  # F of eq. 8 is the face's own, not the views'
+        assert not torch.allclose(age, model(x))  # the views move the reading
+        torch.testing.assert_close(ViewAveragedAge(model, RandomViews(3, seed=1))(x), age)
+    reward_age, features, both = reward_models(str(tiny_age_checkpoint), "age_mid", age_views=3, views_seed=1)
+    assert isinstance(reward_age, ViewAveragedAge) and isinstance(both, ViewAveragedAge) and both.kind == "mid"
+    with pytest.raises(ValueError, match="age_views=2 needs a trained age regressor"):
+        reward_models("packaged", "pixels", age_views=2)
+    with pytest.raises(ValueError, match="age_views=0 invalid"):
+        reward_models(str(tiny_age_checkpoint), "age_mid", age_views=0)

@@ -136,6 +136,7 @@ def face_age(
     gen_log_std: Optional[float] = None,
     gradient_start: GradientStart = GradientStart(),
     gender_checkpoint: Optional[str] = None,
+    age_views: int = 1,
 ) -> FaceAgeFactory:
     """Experiment A's env: frozen generator + age regressor, InterfaceGAN age boundary, pools.
 
@@ -152,6 +153,9 @@ def face_age(
     starting policy (:meth:`FaceAgeFactory.agent_hparams`); ``gradient_start``: the policy trained by
     gradient before RL (:meth:`FaceAgeFactory.pretrain`, not from the paper); ``gender_checkpoint``: the
     gender classifier its ``gender_cost`` charges under (a suite model, not the evaluation's gender judge).
+    ``age_views`` > 1 (not from the paper): A_reg reads each face as the mean over that many random views of it
+    (mirror, shift, resampling; seeded by ``data_seed + 3``), in the reward, the gradient editor and the env's own
+    age boundary; F stays the face's own (:class:`rl.builders.face_age_models.ViewAveragedAge`).
     """
     mdp = as_dataclass(AgeMDP, mdp)  # bad constants fail here, before any model is loaded
     gradient_start = as_dataclass(GradientStart, gradient_start)
@@ -159,7 +163,7 @@ def face_age(
     check_gender_cost(gradient_start.gender_cost, gender_checkpoint is not None)  # before anything loads
     gender_model = gender_probability(gender_checkpoint)
     gen_net = build_generator(generator)
-    age_model, features, age_and_features = reward_models(age_checkpoint, identity_features)
+    age_model, features, age_and_features = reward_models(age_checkpoint, identity_features, age_views, data_seed + 3)
     boundary, stats = age_boundary(gen_net, age_model, boundary_path, boundary_samples, boundary_ratio,
                                    data_seed + 2)
     eps = mdp.epsilon if mdp.epsilon is not None else default_epsilon(gen_net.latent_dim)
