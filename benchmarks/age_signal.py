@@ -1,13 +1,14 @@
 """Experiment A's age-signal check on the command line (the figures: ``evaluation/age_signal.py``).
 
     python -m benchmarks.age_signal CHECKPOINT_OR_RUN [...] [--samples 2000] [--extent 3] [--judge-views 1]
-        [--gradient-samples 256] [--attribute age] [--out benchmarks/results/age_signal.json]
+        [--gradient-samples 256] [--model-views 1] [--attribute age] [--out benchmarks/results/age_signal.json]
 
 Per age regressor given: r of its ages and the independent judge's on generated faces, the share of its
 own InterfaceGAN edit (``--extent`` units older and younger) that the judge sees, and the same share for
 per-face edits of that length that follow the regressor's gradient (on the first ``--gradient-samples``
-faces; 0 skips them). ``--attribute gender`` reads gender classifiers the same way, with P(female) in place of
-the age on both sides (the judge's gender net; the "age" keys of the JSON then hold P(female)). Prints a table on
+faces; 0 skips them). ``--model-views K`` > 1 makes those edits climb the model read as the mean over K random
+views of each face (mirrored, shifted, resampled: ``env.age_views``'s views), not over the face alone.
+``--attribute gender`` reads gender classifiers the same way, with P(female) in place of the age on both sides (the judge's gender net; the "age" keys of the JSON then hold P(female)). Prints a table on
 stderr, writes the figures as JSON to ``--out`` and its path on stdout.
 """
 import argparse
@@ -22,10 +23,18 @@ from evaluation.age_signal import age_signal
 from evaluation.judges import build_judge
 from lightning_modules.checkpoints import load_module
 from lightning_modules.nets.generators import build_generator
+from rl.builders.face_age_models import RandomViews, ViewAveragedAge
 from utils.cli import run_cli
 from utils.errors import UserError
 from utils.io import atomic_write_text
 from utils.runs import check_output_file
+
+
+def _edit_model(model, args):
+    """What the per-face edits climb: the model itself, or its mean over ``--model-views`` seeded random views."""
+    if args.model_views == 1:
+        return None
+    return ViewAveragedAge(model, RandomViews(args.model_views, seed=args.seed))
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -38,6 +47,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="views of each face the age judge averages over (1, 2 or 4; see eval.age_gender_views)")
     parser.add_argument("--gradient-samples", type=int, default=256,
                         help="faces edited by gradient through each model (0: only its linear boundary)")
+    parser.add_argument("--model-views", type=int, default=1,
+                        help="views of each face the model averages over while the per-face edits climb it "
+                             "(1: the face alone; as env.age_views)")
     parser.add_argument("--attribute", choices=("age", "gender"), default="age",
                         help="age: age regressors against the judge's age; gender: gender classifiers' P(female) "
                              "against the judge's")
@@ -49,6 +61,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise UserError(f"--samples={args.samples} / --extent={args.extent} invalid: expected >= 100 and > 0")
         if args.gradient_samples < 0:
             raise UserError(f"--gradient-samples={args.gradient_samples} invalid: expected an int >= 0")
+        if args.model_views < 1:
+            raise UserError(f"--model-views={args.model_views} invalid: expected an int >= 1")
         check_output_file(args.out, "--out")
         judge = build_judge("age_gender", views=args.judge_views)  # a bad --judge-views fails here
         judge = judge.ages if args.attribute == "age" else judge.p_female
@@ -59,17 +73,19 @@ def main(argv: Optional[List[str]] = None) -> int:
             models = {m: (lambda img, net=net: net(img).softmax(dim=1)[:, 1]) for m, net in models.items()}
         torch.set_num_threads(1)
         generator = build_generator("dcgan_digiface")
-        rows = {m: age_signal(generator, model, judge, args.samples, args.extent, args.seed,
-                              gradient_samples=args.gradient_samples)
+        rows = {m: {**age_signal(generator, model, judge, args.samples, args.extent, args.seed,
+                                 gradient_samples=args.gradient_samples, edit_model=_edit_model(model, args)),
+                    "model_views": args.model_views}
                 for m, model in models.items()}
         edits = ("", "gradient_") if args.gradient_samples else ("",)
+        gradient_label = "per-face gradient" + (f" ({args.model_views} views)" if args.model_views > 1 else "")
         name, unit = ("age", "y") if args.attribute == "age" else ("P(female)", "")
         print(f"| {args.attribute} model | r {name} | edit | model {name} change{unit and f' ({unit})'} | "
               f"judge {name} change | transfer | r changes |", file=sys.stderr)
         for m, r in rows.items():
             for e in edits:
                 digits = 2 if args.attribute == "age" else 3
-                print(f"| {m} | {r['r_ages']:.3f} | {'per-face gradient' if e else 'linear boundary'} | "
+                print(f"| {m} | {r['r_ages']:.3f} | {gradient_label if e else 'linear boundary'} | "
                       f"{r[e + 'model_change']:.{digits}f} | "
                       f"{r[e + 'judge_change']:.{digits}f} ± {r[e + 'judge_change_se']:.{digits}f} | "
                       f"{r[e + 'transfer']:.3f} | {r[e + 'r_changes']:.3f} |", file=sys.stderr)

