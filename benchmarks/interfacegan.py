@@ -377,6 +377,17 @@ def _trajectories(envs, boundaries, base_z, base_idx, direction, extents, steps,
     return out, ladders, editors
 
 
+def judge_cache_tag(roles: Dict[str, Any], scores: List[str], env_cfg: Dict[str, Any]) -> str:
+    """What judged scores depend on besides the latents: the judges, and of the agents' env only the generator
+    (it draws the faces) and the reward model (its ages are a score column). Agent options such as a warm start
+    or the env's own boundary leave it unchanged, so changing them does not judge the InterfaceGAN ladders again."""
+    views = int(env_cfg.get("age_views", 1))
+    reward = {"age_checkpoint": env_cfg.get("age_checkpoint"), "age_views": views,
+              **({"data_seed": env_cfg.get("data_seed")} if views > 1 else {})}  # seeds the random views
+    return json.dumps({"judges": roles, "scores": scores, "generator": env_cfg.get("generator"), "reward": reward},
+                      sort_keys=True)
+
+
 def _judge_all(generator, fns, trajectories, ladders, ev, cache_dir, tag) -> Dict[str, Dict]:
     """name -> judged scores (N×T(×F)): the learned editors' episodes one by one, each InterfaceGAN ladder once
     (its distances from the base cached one by one)."""
@@ -436,7 +447,7 @@ def compare(bench: Dict[str, Any]) -> Dict[str, Any]:
     base = {k: v[base_idx] for k, v in base_scores.items()}
     env_info = {"bucket_width": ref.mdp.bucket_width, "age_min": ref.mdp.age_min, "age_max": ref.mdp.age_max}
     cache_dir = Path(bench["runs_dir"]) / "judge_cache" if ev["cache"] else None
-    tag = json.dumps({"judges": roles, "scores": sorted(fns), "env": envs[0]["cfg"]["env"]}, sort_keys=True)
+    tag = judge_cache_tag(roles, sorted(fns), envs[0]["cfg"]["env"])
     start = time.time()
     judged = _judge_all(generator, fns, trajectories, ladders, ev, cache_dir, tag)
     log.warning("every method judged in %.0f s (%d judging processes)", time.time() - start, judge_workers(ev))

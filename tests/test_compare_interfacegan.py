@@ -14,6 +14,7 @@ from benchmarks.interfacegan import (
     check_settings,
     interfacegan_boundaries,
     interfacegan_trajectories,
+    judge_cache_tag,
     resolve_model,
 )
 from benchmarks.interfacegan_judging import (
@@ -192,6 +193,20 @@ def test_judging_in_worker_processes_gives_the_same_scores():
     assert set(serial) == set(parallel) == {"emb_dlib", "age", "p_female", "reward_age"}
     for key in serial:
         assert len(serial[key]) == 5 and torch.equal(serial[key], parallel[key]), key
+
+
+def test_the_cache_tag_follows_the_generator_and_reward_model_not_the_agents_other_options():
+    roles, scores = {"identity": "dlib"}, ["age", "identity", "reward_age"]
+    env = {"generator": "dcgan_digiface", "age_checkpoint": "runs/age_regressor", "data_seed": 0}
+    tag = judge_cache_tag(roles, scores, env)
+    agent_options = {"warm_start_extent": 4, "boundary_samples": 10000, "gradient_start": {"steps": 150}}
+    assert judge_cache_tag(roles, scores, {**env, **agent_options}) == tag  # the ladders' faces are the same
+    assert judge_cache_tag(roles, scores, {**env, "data_seed": 1}) == tag  # the bases are in the latents' bytes
+    for changed in ({"generator": "pgan_celebahq"}, {"age_checkpoint": "runs/other"}, {"age_views": 4}):
+        assert judge_cache_tag(roles, scores, {**env, **changed}) != tag  # other faces or reward-age column
+    views = {**env, "age_views": 4}
+    assert judge_cache_tag(roles, scores, {**views, "data_seed": 1}) != judge_cache_tag(roles, scores, views)
+    assert judge_cache_tag({"identity": "facenet"}, scores, env) != tag
 
 
 def test_judged_scores_are_cached_by_judges_and_trajectories(tmp_path):
