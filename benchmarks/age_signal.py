@@ -8,8 +8,9 @@ own InterfaceGAN edit (``--extent`` units older and younger) that the judge sees
 per-face edits of that length that follow the regressor's gradient (on the first ``--gradient-samples``
 faces; 0 skips them). ``--model-views K`` > 1 makes those edits climb the model read as the mean over K random
 views of each face (mirrored, shifted, resampled: ``env.age_views``'s views), not over the face alone.
-``--attribute gender`` reads gender classifiers the same way, with P(female) in place of the age on both sides (the judge's gender net; the "age" keys of the JSON then hold P(female)). Prints a table on
-stderr, writes the figures as JSON to ``--out`` and its path on stdout.
+``--attribute gender`` reads gender classifiers the same way, with P(female) in place of the age on both sides
+(the judge's gender net; the "age" keys of the JSON then hold P(female)). Prints a table on stderr, writes the
+figures as JSON to ``--out`` and its path on stdout.
 """
 import argparse
 import json
@@ -32,9 +33,7 @@ from utils.runs import check_output_file
 
 def _edit_model(model, args):
     """What the per-face edits climb: the model itself, or its mean over ``--model-views`` seeded random views."""
-    if args.model_views == 1:
-        return None
-    return ViewAveragedAge(model, RandomViews(args.model_views, seed=args.seed))
+    return model if args.model_views == 1 else ViewAveragedAge(model, RandomViews(args.model_views, seed=args.seed))
 
 
 def main(argv: Optional[List[str]] = None) -> int:
