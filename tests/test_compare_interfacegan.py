@@ -480,7 +480,7 @@ def test_quick_comparison_writes_every_file_and_reuses_the_agent(tmp_path, capsy
     assert set(summary["tradeoff"]["matched"]["gradient"]) == set(trade)
     grad_run = summary["runs"][1]  # an editor's runs have their own name
     assert Path(grad_run).parent.name == "age_ppo_gradient"
-    assert json.loads((Path(grad_run) / "train_summary.json").read_text())["gradient_start"]["steps"] == 2
+    assert json.loads((Path(grad_run) / "train_summary.json").read_text())["pretrain"]["steps"] == 2
     assert summary["families"]["curves"]["interfacegan_plain"] == ["interfacegan_plain_1.5", "interfacegan_plain_3"]
     rl = summary["methods"]["rl_seed0"]["all"]
     assert rl["trajectories"] == 4 and 1 <= rl["steps"] <= 3 and -1 <= rl["id_dlib_min"] <= rl["id_dlib_max"] <= 1

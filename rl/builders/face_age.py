@@ -18,6 +18,7 @@ from rl.builders.face_age_models import (
     typical_latents,
 )
 from rl.builders.face_age_gradient import GradientStart, check_gender_cost, train_by_gradient
+from rl.builders.face_age_imitation import ImitationStart, train_by_imitation
 from rl.envs.face_age import FaceAgeCore
 from rl.envs.face_age_mdp import AUTO, AgeMDP, default_epsilon
 from utils.errors import UserError
@@ -41,9 +42,11 @@ class FaceAgeFactory:
                  calibration: Dict[str, Any], warm_start_extent: Optional[float] = None,
                  gen_log_std: Optional[float] = None, warm_start_via: str = "hyp",
                  calibrated: Optional[Dict[str, float]] = None, gradient_start: Optional[GradientStart] = None,
-                 gender_model: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
+                 gender_model: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+                 imitation_start: Optional[ImitationStart] = None):
         _check_warm_start_via(warm_start_via, base.mdp.signed_gen)
         self.gradient_start = gradient_start or GradientStart()
+        self.imitation_start = imitation_start or ImitationStart()
         self.gender_model = gender_model
         self.base, self.eval_pool_PL = base, eval_pool_PL
         self.boundary_L, self.boundary_stats, self.calibration = base.boundary_L, boundary_stats, calibration
@@ -61,16 +64,23 @@ class FaceAgeFactory:
         return FaceAgeFactory(self.base.to(device), self.eval_pool_PL.to(device), self.boundary_stats,
                               self.calibration, self.warm_start_extent, self.gen_log_std, self.warm_start_via,
                               self.calibrated, self.gradient_start,
-                              None if self.gender_model is None else self.gender_model.to(device))
+                              None if self.gender_model is None else self.gender_model.to(device),
+                              self.imitation_start)
 
     def pretrain(self, algorithm, seed: int) -> Optional[Dict[str, Any]]:
-        """A fresh run's policy trained by gradient through the env's networks before RL, when
-        ``gradient_start.steps`` > 0 (:mod:`rl.builders.face_age_gradient`); returns its log (None: off)."""
-        if self.gradient_start.steps == 0:
-            return None
-        log.warning("gradient start: %d Adam steps of the policy through the generator, A_reg and F (not RL)",
-                    self.gradient_start.steps)
-        return train_by_gradient(algorithm.policy, self.base, self.gradient_start, seed, self.gender_model)
+        """A fresh run's policy trained before RL: fitted to per-face edits when ``imitation_start.samples`` > 0
+        (:mod:`rl.builders.face_age_imitation`), then by gradient through the env's networks when
+        ``gradient_start.steps`` > 0 (:mod:`rl.builders.face_age_gradient`); returns their logs (None: both off)."""
+        out: Dict[str, Any] = {}
+        if self.imitation_start.samples > 0:
+            log.warning("imitation start: the policy fitted to %d per-face edits through A_reg (not RL)",
+                        self.imitation_start.samples)
+            out["imitation"] = train_by_imitation(algorithm.policy, self.base, self.imitation_start, seed)
+        if self.gradient_start.steps > 0:
+            log.warning("gradient start: %d Adam steps of the policy through the generator, A_reg and F (not RL)",
+                        self.gradient_start.steps)
+            out.update(train_by_gradient(algorithm.policy, self.base, self.gradient_start, seed, self.gender_model))
+        return out or None
 
     def agent_hparams(self, name: str, hparams: Dict[str, Any]) -> Dict[str, Any]:
         """The agent's hyper-parameters with this env's start for a Gaussian policy filled in.
@@ -137,6 +147,7 @@ def face_age(
     gradient_start: GradientStart = GradientStart(),
     gender_checkpoint: Optional[str] = None,
     age_views: int = 1,
+    imitation_start: ImitationStart = ImitationStart(),
 ) -> FaceAgeFactory:
     """Experiment A's env: frozen generator + age regressor, InterfaceGAN age boundary, pools.
 
@@ -151,7 +162,8 @@ def face_age(
     passed whole to the core; its ``p1``/``p2`` = ``"auto"`` are calibrated with
     :func:`calibrate_identity_thresholds`. ``warm_start_extent`` / ``gen_log_std``: the agent's
     starting policy (:meth:`FaceAgeFactory.agent_hparams`); ``gradient_start``: the policy trained by
-    gradient before RL (:meth:`FaceAgeFactory.pretrain`, not from the paper); ``gender_checkpoint``: the
+    gradient before RL, ``imitation_start``: fitted to per-face edits before that (:meth:`FaceAgeFactory.pretrain`,
+    neither from the paper); ``gender_checkpoint``: the
     gender classifier its ``gender_cost`` charges under (a suite model, not the evaluation's gender judge).
     ``age_views`` > 1 (not from the paper): A_reg reads each face as the mean over that many random views of it
     (mirror, shift, resampling; seeded by ``data_seed + 3``), in the reward, the gradient editor and the env's own
@@ -159,6 +171,7 @@ def face_age(
     """
     mdp = as_dataclass(AgeMDP, mdp)  # bad constants fail here, before any model is loaded
     gradient_start = as_dataclass(GradientStart, gradient_start)
+    imitation_start = as_dataclass(ImitationStart, imitation_start)
     _check_warm_start_via(warm_start_via, mdp.signed_gen)
     check_gender_cost(gradient_start.gender_cost, gender_checkpoint is not None)  # before anything loads
     gender_model = gender_probability(gender_checkpoint)
@@ -179,4 +192,4 @@ def face_age(
     base = FaceAgeCore(pool[eval_pool:], gen_net, age_model, features, boundary, mdp, num_envs=1, seed=0,
                        age_and_features=age_and_features)
     return FaceAgeFactory(base, pool[:eval_pool], stats, calibration, warm_start_extent, gen_log_std,
-                          warm_start_via, calibrated, gradient_start, gender_model)
+                          warm_start_via, calibrated, gradient_start, gender_model, imitation_start)
