@@ -39,8 +39,14 @@ BATCH = 128
 
 
 @torch.inference_mode()
+def _scores(generator: Callable, fn: Callable, z_NL: torch.Tensor) -> torch.Tensor:
+    """N×F: ``fn`` (images -> N or N×F scores) on the generated faces of ``z_NL``, in batches."""
+    return torch.cat([torch.as_tensor(fn(generator(chunk))).float().reshape(len(chunk), -1)
+                      for chunk in z_NL.split(BATCH)])
+
+
 def _ages(generator: Callable, model: Callable, z_NL: torch.Tensor) -> torch.Tensor:
-    return torch.cat([torch.as_tensor(model(generator(chunk))).float().reshape(-1) for chunk in z_NL.split(BATCH)])
+    return _scores(generator, model, z_NL).reshape(-1)
 
 
 def gradient_edits(generator, age_model: Callable, z_NL: torch.Tensor, sign_N: torch.Tensor, extent: float,
@@ -58,21 +64,21 @@ def gradient_edits(generator, age_model: Callable, z_NL: torch.Tensor, sign_N: t
     return (z_NL + offset).detach()
 
 
-@torch.inference_mode()
-def _scores(generator: Callable, fn: Callable, z_NL: torch.Tensor) -> torch.Tensor:
-    return torch.cat([torch.as_tensor(fn(generator(chunk))).float().reshape(len(chunk), -1)
-                      for chunk in z_NL.split(BATCH)])
-
-
-def edit_costs(generator, costs: Mapping[str, Callable], z_NL: torch.Tensor, moved_NL: torch.Tensor,
-               prefix: str = "") -> Dict[str, float]:
-    """Identity cosine (mean, 5th percentile) of each moved face to its own face under ``costs["identity"]``
-    (images -> embeddings), and the share whose ``costs["p_female"]`` (images -> P(female)) crossed 0.5."""
-    cos = torch.nn.functional.cosine_similarity(_scores(generator, costs["identity"], z_NL).double(),
-                                                _scores(generator, costs["identity"], moved_NL).double())
-    female = [_scores(generator, costs["p_female"], z)[:, 0] >= 0.5 for z in (z_NL, moved_NL)]
-    return {f"{prefix}identity_mean": cos.mean().item(), f"{prefix}identity_p5": torch.quantile(cos, 0.05).item(),
-            f"{prefix}flip_rate": (female[0] != female[1]).double().mean().item()}
+def edit_costs(generator, costs: Mapping[str, Callable], z_NL: torch.Tensor,
+               moved: Mapping[str, torch.Tensor]) -> Dict[str, float]:
+    """Per edit (``prefix -> moved latents N×L``): the identity cosine (mean, 5th percentile) of each moved face to
+    its own face under ``costs["identity"]`` (images -> embeddings), and the share whose ``costs["p_female"]``
+    (images -> P(female)) crossed 0.5. The faces themselves are scored once."""
+    emb = _scores(generator, costs["identity"], z_NL).double()
+    female = _scores(generator, costs["p_female"], z_NL)[:, 0] >= 0.5
+    out: Dict[str, float] = {}
+    for prefix, moved_NL in moved.items():
+        cos = torch.nn.functional.cosine_similarity(emb, _scores(generator, costs["identity"], moved_NL).double())
+        flips = female != (_scores(generator, costs["p_female"], moved_NL)[:, 0] >= 0.5)
+        out.update({f"{prefix}identity_mean": cos.mean().item(),
+                    f"{prefix}identity_p5": torch.quantile(cos, 0.05).item(),
+                    f"{prefix}flip_rate": flips.double().mean().item()})
+    return out
 
 
 def _changes(generator, age_model, judge_age, moved, sign, model, judge, prefix: str) -> Dict[str, float]:
@@ -103,11 +109,13 @@ def age_signal(generator, age_model: Callable, judge_age: Callable, samples: int
     k = min(int(gradient_samples), samples) if gradient_samples > 0 else samples
     sign = torch.ones(k)
     sign[k // 2:] = -1.0  # the first half older, the rest younger
-    if costs:  # the linear edit's costs on the faces (and commands) the per-face edits get
-        out.update(edit_costs(generator, costs, z[:k], z[:k] + sign[:, None] * extent * n))
+    edits = {"": z[:k] + sign[:, None] * extent * n}  # the linear edit on the faces (and commands) of the per-face ones
     if gradient_samples > 0:
-        moved = gradient_edits(generator, edit_model or age_model, z[:k], sign, extent, gradient_steps, gradient_lr)
+        edits["gradient_"] = gradient_edits(generator, edit_model or age_model, z[:k], sign, extent, gradient_steps,
+                                            gradient_lr)
         out.update({"gradient_samples": k, "gradient_steps": gradient_steps, "gradient_lr": gradient_lr,
-                    **_changes(generator, age_model, judge_age, moved, sign, model[:k], judge[:k], "gradient_"),
-                    **(edit_costs(generator, costs, z[:k], moved, "gradient_") if costs else {})})
+                    **_changes(generator, age_model, judge_age, edits["gradient_"], sign, model[:k], judge[:k],
+                               "gradient_")})
+    if costs:
+        out.update(edit_costs(generator, costs, z[:k], edits))
     return out

@@ -23,6 +23,7 @@ policy is the gradient editor alone.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -69,6 +70,17 @@ def differentiable_actions(policy) -> Callable[[torch.Tensor], torch.Tensor]:
     """obs N×O -> the policy's deterministic actions N×A in the env's box, with gradients to its parameters."""
     spec = agent_spec(policy.latentnav_spec["name"])
     return lambda obs: map_action(policy, spec.act(policy, obs))
+
+
+@contextlib.contextmanager
+def training_mode(policy):
+    """``policy`` in training mode for the block, then back in the mode it was in (a pretraining step's frame)."""
+    was_training = policy.training
+    policy.train()
+    try:
+        yield policy
+    finally:
+        policy.train(was_training)
 
 
 def surrogate_returns(core: FaceAgeCore, action_fn: Callable[[torch.Tensor], torch.Tensor], base_BL: torch.Tensor,
@@ -123,9 +135,7 @@ def train_by_gradient(policy, core: FaceAgeCore, cfg: GradientStart, seed: int =
     gen = torch.Generator().manual_seed(int(cfg.seed) + int(seed))
     pool = core.pool_PL
     actions, rows, start = differentiable_actions(policy), [], time.time()
-    was_training = policy.training
-    policy.train()
-    try:
+    with training_mode(policy):
         for step in range(1, cfg.steps + 1):
             idx = torch.randint(len(pool), (cfg.batch_size,), generator=gen).to(pool.device)
             direction = torch.randint(2, (cfg.batch_size,), generator=gen).to(pool.device)
@@ -139,6 +149,4 @@ def train_by_gradient(policy, core: FaceAgeCore, cfg: GradientStart, seed: int =
                              "wall_s": round(time.time() - start, 1)})
                 log.info("gradient start: step %d/%d, surrogate return %.2f (%.0f s)", step, cfg.steps, ret.item(),
                          time.time() - start)
-    finally:
-        policy.train(was_training)
     return {"steps": cfg.steps, "curve": rows}
