@@ -6,7 +6,7 @@
   terminal reaches the whole process group, but only the parent decides what happens;
 - turn SIGTERM into :class:`utils.errors.Interrupted` while a job runs, so the job's own cleanup runs
   (an ``rl.train`` run without a finished epoch removes its folder, one with a ``train_state.pt`` is kept
-  to resume), and then end;
+  to resume), and then end; a SIGTERM that lands in a C callback (numba compiling) is sent again;
 - watch their parent: when it is gone (``kill -9``), a worker sends itself SIGTERM and exits for good
   :data:`GRACE_S` seconds later (a finished worker would otherwise wait forever for its next job).
 
@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, Iterator, Tuple
 
 import tqdm
 
-from utils.errors import Interrupted
+from utils.errors import Interrupted, redeliver_swallowed_interrupts
 
 log = logging.getLogger(__name__)
 GRACE_S = 10.0  # after SIGTERM, seconds a worker (or the parent, waiting for one) allows the cleanup
@@ -66,6 +66,7 @@ def _init_worker(parent_pid: int) -> None:
     tqdm.tqdm.set_lock(threading.RLock())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    redeliver_swallowed_interrupts()  # numba (tianshou's returns) compiles through C callbacks
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     threading.Thread(target=_watch_parent, args=(parent_pid,), name="watch-parent", daemon=True).start()
     if os.getppid() != parent_pid:  # died while this worker started

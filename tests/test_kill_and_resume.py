@@ -207,3 +207,38 @@ def test_benchmark_sigint_and_sigterm_stop_the_workers_with_one_line(mnist_stage
             time.sleep(0.2)
         assert not [pid for pid in workers if running(pid)], f"workers outlived the {sig.name}"
         assert not list(root.rglob(".*.tmp")) and not list((root / "results").glob("*/summary.json"))
+
+
+SWALLOWED_SIGNAL = """
+import ctypes, os, signal, sys, time
+from benchmarks.workers import _init_worker, _call
+
+_init_worker(os.getppid()) if sys.argv[1] == "worker" else __import__("utils.cli").cli.install_interrupt_handlers()
+
+def compile_step():  # called from C, as llvmlite calls back while numba compiles
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.05)  # the handler runs here, where its exception cannot propagate
+
+def job():
+    ctypes.CFUNCTYPE(None)(compile_step)()
+    time.sleep(5)
+    print("carried on")
+
+try:
+    _call(job) if sys.argv[1] == "worker" else job()
+except BaseException as stop:
+    print(type(stop).__name__, flush=True)
+    sys.exit(3)
+"""
+
+
+def test_a_sigterm_that_lands_in_a_c_callback_still_stops_the_job(tmp_path):
+    """A SIGTERM whose handler runs inside a callback from C (numba compiling tianshou's returns) stops the job
+    anyway, in a benchmark worker and in an entry point, without an "Exception ignored" traceback."""
+    for where, code, out in (("worker", 128 + signal.SIGTERM, ""), ("cli", 3, "Interrupted")):
+        started = time.time()
+        done = subprocess.run([sys.executable, "-c", SWALLOWED_SIGNAL, where], cwd=ROOT, capture_output=True,
+                              text=True, timeout=60)
+        assert (done.returncode, done.stdout.strip()) == (code, out), (where, done.stdout, done.stderr[-2000:])
+        assert "Traceback" not in done.stderr and "ignored" not in done.stderr, done.stderr[-2000:]
+        assert time.time() - started < 4, "the job ran on after the signal"

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 from typing import Callable, List, Tuple
 
-from utils.errors import Interrupted, UserError
+from utils.errors import Interrupted, UserError, redeliver_swallowed_interrupts
 from utils.runs import latest_run
 
 
@@ -20,9 +20,12 @@ def _raise_interrupted(signum, frame) -> None:
 
 def install_interrupt_handlers() -> None:
     """SIGINT (Ctrl-C) and SIGTERM raise :class:`utils.errors.Interrupted` in the main thread, so every
-    ``except BaseException`` cleanup runs (SIGKILL cannot be caught: atomic writes cover it)."""
+    ``except BaseException`` cleanup runs (SIGKILL cannot be caught: atomic writes cover it). One raised
+    inside a C callback, where it cannot propagate, is sent again
+    (:func:`utils.errors.redeliver_swallowed_interrupts`)."""
     signal.signal(signal.SIGTERM, _raise_interrupted)
     signal.signal(signal.SIGINT, _raise_interrupted)
+    redeliver_swallowed_interrupts()
 
 
 def run_cli(job: Callable[[], Path]) -> int:

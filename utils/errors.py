@@ -7,7 +7,10 @@ Any other exception is a bug (ours or a library's) and keeps its traceback.
 The subclasses also derive from the built-in type a caller would catch for that case, so
 ``except FileNotFoundError`` or ``except KeyError`` still works around code that raises them.
 """
+import os
 import signal
+import sys
+import threading
 
 
 class UserError(ValueError):
@@ -49,3 +52,26 @@ class Interrupted(BaseException):
         except ValueError:
             name = str(self.signum)
         return "; ".join([f"interrupted by {name}", *self.notes])
+
+
+def redeliver_swallowed_interrupts() -> None:
+    """Make an :class:`Interrupted` that a signal handler raised inside a C callback reach the job after all.
+
+    A handler runs in whatever Python code the main thread is executing; when that is a callback from C
+    (numba compiling through llvmlite, any ``ctypes`` callback) the exception cannot propagate: Python prints
+    it as "Exception ignored" and the job carries on as if no signal came. This hook swallows that report
+    instead and sends the same signal again a moment later, by when the main thread is back in Python code
+    and the handler's exception stops the job as intended. Other unraisable exceptions are reported as before.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, "redelivers_interrupts", False):
+        return
+
+    def hook(unraisable) -> None:
+        if isinstance(unraisable.exc_value, Interrupted):
+            threading.Timer(0.05, os.kill, (os.getpid(), unraisable.exc_value.signum)).start()
+        else:
+            previous(unraisable)
+
+    hook.redelivers_interrupts = True
+    sys.unraisablehook = hook
