@@ -2,7 +2,8 @@
 
 ``benchmarks/run.py --compare interfacegan`` (docs/experiment-a.md). The agent runs (given, reused or trained)
 fix the env: generator, reward age model, unseen evaluation pool. InterfaceGAN's boundaries
-(age; age ⟂ gender) are fitted on freshly sampled latents scored by the in-suite models; every
+(age; age ⟂ gender) are fitted on freshly sampled latents scored by the in-suite models, ``interfacegan.fits``
+times on independent samples (the verdict averages over the fits and counts their spread); every
 method starts from the same base latents, runs the env's number of steps in each commanded
 direction, and every image is scored by judges that sit in no reward. Judging and figures:
 ``benchmarks/interfacegan_judging.py``; report: ``benchmarks/interfacegan_report.py``.
@@ -47,6 +48,7 @@ from utils.errors import MissingFileError, UserError
 from utils.runs import check_output_file, resolve_checkpoint, run_info
 
 log = logging.getLogger(__name__)
+KINDS = ("plain", "conditional")  # InterfaceGAN's boundaries: age, and age with the gender direction projected out
 # --quick: a ~2-minute smoke run (few bases, a tiny agent, a small boundary sample; auto models trained for one
 # epoch when no run has that config); later overrides win
 QUICK = ["models.overrides.age_regressor=[trainer.max_epochs=1,module.members=1]",
@@ -259,21 +261,41 @@ def gender_scorer(bench: Dict[str, Any]) -> Tuple[Callable, str]:
 
 
 def interfacegan_boundaries(bench: Dict[str, Any], generator, age_model: Callable, gender_fn: Callable):
-    """InterfaceGAN's age boundary and the conditional one (age ⟂ gender), fitted on the same latents.
+    """InterfaceGAN's age boundary and the conditional one (age ⟂ gender), fitted on the same latents, once per
+    ``interfacegan.fits``: fit k draws its ``interfacegan.samples`` latents and shuffles its SVM split with seed
+    ``interfacegan.seed + k``, so the fits are independent repeats of the recipe.
 
-    Returns ``({"plain": L, "conditional": L} float32 numpy unit vectors, stats)``.
+    Returns ``(kind -> L float32 numpy unit vector, stats)``: kinds ``plain`` and ``conditional`` for the first
+    fit, ``plain_fit<k>`` and ``conditional_fit<k>`` for fit k ≥ 1. ``stats`` holds the first fit's figures at its
+    top level (as with one fit), every fit's under ``fits``, and with several fits the cosines between each
+    pair of them under ``between_fits``.
     """
     ig = bench["interfacegan"]
-    z = generator.sample(ig["samples"], torch.Generator().manual_seed(ig["seed"]))
-    scores = score_images(generator, {"age": age_model, "p_female": gender_fn}, z, bench["eval"]["batch_size"])
-    fit = {k: dict(ratio=ig["ratio"], split=ig["split"], seed=ig["seed"], svm_c=ig["svm_c"]) for k in scores}
-    age_b, age_stats = train_boundary(z, scores["age"], **fit["age"])
-    gender_b, gender_stats = train_boundary(z, scores["p_female"], **fit["p_female"])
-    conditional = project_boundary(age_b, gender_b)
-    stats = {"age": age_stats, "gender": gender_stats, "samples": ig["samples"],
-             "cos_age_gender": float(age_b @ gender_b), "cos_conditional_age": float(conditional @ age_b),
-             "cos_conditional_gender": float(conditional @ gender_b)}
-    return {"plain": age_b, "conditional": conditional}, stats
+    boundaries, per_fit = {}, []
+    for k in range(ig["fits"]):
+        seed = ig["seed"] + k
+        z = generator.sample(ig["samples"], torch.Generator().manual_seed(seed))
+        scores = score_images(generator, {"age": age_model, "p_female": gender_fn}, z, bench["eval"]["batch_size"])
+        fit = dict(ratio=ig["ratio"], split=ig["split"], seed=seed, svm_c=ig["svm_c"])
+        age_b, age_stats = train_boundary(z, scores["age"], **fit)
+        gender_b, gender_stats = train_boundary(z, scores["p_female"], **fit)
+        conditional = project_boundary(age_b, gender_b)
+        suffix = f"_fit{k}" if k else ""
+        boundaries.update({f"plain{suffix}": age_b, f"conditional{suffix}": conditional})
+        per_fit.append({"age": age_stats, "gender": gender_stats, "samples": ig["samples"], "seed": seed,
+                        "cos_age_gender": float(age_b @ gender_b), "cos_conditional_age": float(conditional @ age_b),
+                        "cos_conditional_gender": float(conditional @ gender_b)})
+    stats = {**per_fit[0], "fits": per_fit}
+    if ig["fits"] > 1:
+        stats["between_fits"] = {kind: [float(boundaries[fit_kind(kind, i)] @ boundaries[fit_kind(kind, j)])
+                                        for i in range(ig["fits"]) for j in range(i + 1, ig["fits"])]
+                                 for kind in KINDS}
+    return boundaries, stats
+
+
+def fit_kind(kind: str, k: int) -> str:
+    """The boundary name of ``kind`` (``plain``, ``conditional``) in fit ``k`` (the first fit keeps the bare name)."""
+    return f"{kind}_fit{k}" if k else kind
 
 
 def interfacegan_ladder(base_z_NL: torch.Tensor, direction_N: torch.Tensor, boundary_L, extents: List[float],
@@ -357,8 +379,10 @@ def _k_hyp_cosines(envs: List[Dict[str, Any]], boundaries: Dict[str, Any]) -> Di
 
 
 def _trajectories(envs, boundaries, base_z, base_idx, direction, extents, steps, pool_PL=None):
-    """(name -> (z N×T×L, valid N×T) of every method, kind -> (InterfaceGAN ladder, method name -> its columns),
-    editor -> its methods' names in order); the editors start from ``pool_PL[base_idx]`` (None: their env's pool)."""
+    """(name -> (z N×T×L, valid N×T) of the learned editors and the first fit's InterfaceGAN rows, kind ->
+    (InterfaceGAN ladder, method name -> its columns) of every fit, editor -> its methods' names in order); the
+    editors start from ``pool_PL[base_idx]`` (None: their env's pool). The other fits' rows exist only in their
+    ladders: they enter the trade-off curves, not the table, the grids or the export."""
     out: Dict[str, Tuple] = {}
     editors: Dict[str, List[str]] = {}
     for env in tqdm.tqdm(envs, desc="rolling out the learned editors", unit="run", dynamic_ncols=True):
@@ -371,7 +395,8 @@ def _trajectories(envs, boundaries, base_z, base_idx, direction, extents, steps,
         z, columns = interfacegan_ladder(base_z[base_idx], direction, boundary, extents, steps)
         ladders[kind] = (z, {f"interfacegan_{kind}_{e:g}": cols for e, cols in columns.items()})
     for extent in extents:  # the table's order: extent, then kind
-        for kind, (z, names) in ladders.items():
+        for kind in KINDS:
+            z, names = ladders[kind]
             name = f"interfacegan_{kind}_{extent:g}"
             out[name] = (z[:, names[name]], torch.ones(len(z), steps, dtype=torch.bool))
     return out, ladders, editors
@@ -412,12 +437,12 @@ def judge_workers(ev: Dict[str, Any]) -> int:
     return ev["workers"] or len(os.sched_getaffinity(0))
 
 
-def _families(editors: Dict[str, List[str]], extents: List[float], steps: int) -> Dict[str, Dict[str, List]]:
+def _families(editors: Dict[str, List[str]], extents: List[float], steps: int, fits: int) -> Dict[str, Dict[str, List]]:
     """The trade-off analysis's groups: editors (each editor: every seed's method, in the table's order),
-    baseline curves (per boundary kind, its methods in extent order) and the editors' step curves (per editor,
-    per seed: its edit stopped after 1, 2, ... steps, ending with the full edit)."""
-    curves = {f"interfacegan_{kind}": [f"interfacegan_{kind}_{e:g}" for e in sorted(extents)]
-              for kind in ("plain", "conditional")}
+    baseline curves (per boundary kind, per fit its methods in extent order) and the editors' step curves (per
+    editor, per seed: its edit stopped after 1, 2, ... steps, ending with the full edit)."""
+    curves = {f"interfacegan_{kind}": [[f"interfacegan_{fit_kind(kind, k)}_{e:g}" for e in sorted(extents)]
+                                       for k in range(fits)] for kind in KINDS}
     step_curves = {editor: [[f"{name}_step{k}" for k in range(1, steps)] + [name] for name in names]
                    for editor, names in editors.items()}
     return {"editors": editors, "curves": curves, "steps": step_curves}
@@ -457,7 +482,11 @@ def compare(bench: Dict[str, Any]) -> Dict[str, Any]:
         methods[name] = per_direction(base, judged[name], valid, outside, direction, env_info, ev["flip_threshold"])
         scored[name] = scored_trajectories(base, judged[name], valid, base_idx, direction, ev["flip_threshold"])
         log.warning("%s: %s", name, methods[name]["all"])
-    families = _families(editors, extents, steps)
+    families = _families(editors, extents, steps, bench["interfacegan"]["fits"])
+    for kind, (_, names) in ladders.items():  # the other fits' rows: curve points only
+        for name in (n for n in names if n not in trajectories):
+            scored[name] = scored_trajectories(base, judged[name], torch.ones(len(base_idx), steps, dtype=torch.bool),
+                                               base_idx, direction, ev["flip_threshold"])
     for names in families["steps"].values():
         for seq in names:
             full = seq[-1]

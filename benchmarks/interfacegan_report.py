@@ -148,6 +148,19 @@ def _bases_text(env: Dict[str, Any]) -> str:
             "no agent trained on them and no setting was chosen on them")
 
 
+def _fits_text(b: Dict[str, Any]) -> List[str]:
+    """The other fits of the recipe (each on its own latents): their accuracies and how far the boundary moved."""
+    fits = b.get("fits", [])
+    if len(fits) < 2:
+        return []
+    between = "; ".join(f"{kind} {min(c):.3f}-{max(c):.3f}" for kind, c in b["between_fits"].items())
+    accuracies = ", ".join(f"{f['age']['val_acc']:.3f}" for f in fits)
+    return [f"The recipe was fitted {len(fits)} times, each on its own {b['samples']} latents (seeds "
+            f"{', '.join(str(f['seed']) for f in fits)}; the rows above are the first fit). Age boundary val. "
+            f"accuracies {accuracies}. Cosines between the fits' "
+            f"boundaries: {between}. The verdict reads every editor against each fit's curves.", ""]
+
+
 def _report_text(bench, results, aggregates, verdict, grids, wall_s, tradeoff_lines) -> str:
     env, b = results["env"], results["boundary_stats"]
     per_dir = [{"method": n, "direction": d, **{k: m[d][k] for k in ("id_dlib_mean", "gender_flip_rate",
@@ -188,6 +201,7 @@ def _report_text(bench, results, aggregates, verdict, grids, wall_s, tradeoff_li
         f"{b['gender']['val_acc']:.3f}; cos(age, gender) = {b['cos_age_gender']:.3f}; conditional boundary · "
         f"gender = {b['cos_conditional_gender']:.2e}, · age = {b['cos_conditional_age']:.3f}. Cosines with each "
         f"agent's k_hyp: {results['k_hyp_cosines']}.", "",
+        *_fits_text(b), 
         "## Which model played which role", "",
         *[f"- {k}: {v}" for k, v in results["roles"].items() if k != "notes"],
         *[f"- note: {n}" for n in results["roles"]["notes"]], "",

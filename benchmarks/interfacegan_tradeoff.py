@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from benchmarks.report import pyplot, save_figure
-from evaluation.tradeoff import VERDICT_AT, VERDICT_FIGURES, analyse
+from evaluation.tradeoff import VERDICT_AT, VERDICT_FIGURES, analyse, curve_fits
 
 log = logging.getLogger(__name__)
 LABELS = {"id_mean": "identity cosine, mean", "id_p5": "identity cosine, 5th percentile",
@@ -19,7 +19,7 @@ LABELS = {"id_mean": "identity cosine, mean", "id_p5": "identity cosine, 5th per
 def tradeoff(results: Dict[str, Any], n_boot: int, seed: int, z: float = 2.0) -> Optional[Dict[str, Any]]:
     """:func:`evaluation.tradeoff.analyse` on the comparison's methods; None when a curve has under 2 extents."""
     families = results["families"]
-    if any(len(members) < 2 for members in families["curves"].values()):
+    if any(len(fit) < 2 for members in families["curves"].values() for fit in curve_fits(members)):
         log.warning("one interfacegan extent only: no trade-off curve, no matched verdict "
                     "(set interfacegan.extents to 2 or more distances)")
         return None
@@ -39,14 +39,19 @@ def plot(trade: Dict[str, Any], families: Dict[str, Any], path: Path) -> bool:
     panels = list(VERDICT_FIGURES)
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
     for ax, key in zip(axes, panels):
-        for i, (curve, members) in enumerate(families["curves"].items()):
-            x = [figs[m]["age_change"]["value"] for m in members]
-            ax.errorbar(x, [figs[m][key]["value"] for m in members], yerr=[figs[m][key]["se"] for m in members],
-                        xerr=[figs[m]["age_change"]["se"] for m in members], marker="o", ms=4, capsize=2,
-                        color=f"C{i}", label=curve)
-            for m, xm in zip(members, x):
-                ax.annotate(m.rsplit("_", 1)[1], (xm, figs[m][key]["value"]), fontsize=7, xytext=(3, 3),
-                            textcoords="offset points")
+        for i, (curve, fits) in enumerate(families["curves"].items()):
+            for k, members in enumerate(curve_fits(fits)):  # the first fit with error bars, the others thin
+                x = [figs[m]["age_change"]["value"] for m in members]
+                y = [figs[m][key]["value"] for m in members]
+                if k:
+                    ax.plot(x, y, marker="o", ms=2, lw=0.8, alpha=0.5, color=f"C{i}")
+                    continue
+                ax.errorbar(x, y, yerr=[figs[m][key]["se"] for m in members],
+                            xerr=[figs[m]["age_change"]["se"] for m in members], marker="o", ms=4, capsize=2,
+                            color=f"C{i}", label=curve + (f" (fit 1 of {len(curve_fits(fits))}; others thin)"
+                                                          if len(curve_fits(fits)) > 1 else ""))
+                for m, xm, ym in zip(members, x, y):
+                    ax.annotate(m.rsplit("_", 1)[1], (xm, ym), fontsize=7, xytext=(3, 3), textcoords="offset points")
         for j, (editor, seeds) in enumerate(families["editors"].items()):
             color = f"C{len(families['curves']) + j}"
             per_seed = families.get("steps", {}).get(editor)
@@ -82,6 +87,7 @@ def section(trade: Optional[Dict[str, Any]], families: Dict[str, Any], has_plot:
         return head + ["Not computed: `interfacegan.extents` holds one distance, so there is no InterfaceGAN curve "
                        "to match a judged age change on. Give two or more (the default is [1, 2, 3, 4, 5, 6]).", ""]
     z = trade["z"]
+    fits = max(len(curve_fits(c)) for c in families["curves"].values())
     lines = head + [
         f"Each editor's figures against InterfaceGAN's, read on two axes. **At the same judged age change**: the "
         f"baseline curve (judged figures at each extent) is interpolated linearly at the editor's own judged age "
@@ -94,8 +100,10 @@ def section(trade: Optional[Dict[str, Any]], families: Dict[str, Any], has_plot:
         f"faces further than any extent does); the editor beats it when its judged age change and identity 5th "
         f"percentile are higher and both flip rates lower. Each figure must be better by more than {z:g} standard "
         f"errors: a bootstrap over the bases ({trade['n_boot']} replicates, every method on the same resampled "
-        f"bases) and the spread between the editor's seeds, in quadrature. An editor beats InterfaceGAN when it "
-        f"beats every curve on one axis.",
+        f"bases), the spread between the editor's seeds (std / √seeds) and the spread between InterfaceGAN's "
+        f"{fits} independent fit{'s' if fits > 1 else ''} (std / √fits; the editor is read against each fit's curve "
+        f"and the differences are averaged), in quadrature. An editor beats InterfaceGAN when it beats every curve "
+        f"on one axis.",
         ""]
     views = {"age_change": ("at the same judged age change", trade["matched"]),
              "id_mean": ("at the same identity", trade["matched_at_identity"])}
@@ -108,7 +116,7 @@ def section(trade: Optional[Dict[str, Any]], families: Dict[str, Any], has_plot:
     for at, (title, table) in views.items():
         lines += ["", f"{title[0].upper()}{title[1:]} ({LABELS[at]} of the editor):", "",
                   f"| editor | curve | {LABELS[at]} | figure | editor | InterfaceGAN there | difference ± SE | z |"
-                  f" better by > {z:g} SE |", "|---|---|---|---|---|---|---|---|---|"]
+                  f" SE from bases / seeds / fits | better by > {z:g} SE |", "|---|---|---|---|---|---|---|---|---|---|"]
         for editor, per_curve in table.items():
             for curve, res in per_curve.items():
                 value = _pm(res["at_value"], res["at_se"]) + (f" (on steps: {res['on_steps']} of {res['seeds']} "
@@ -116,18 +124,19 @@ def section(trade: Optional[Dict[str, Any]], families: Dict[str, Any], has_plot:
                 if res["outside_share"] > 0:
                     outside[f"{editor}/{curve} ({title})"] = res["outside_share"]
                 if not res["matched"]:
-                    lines.append(f"| {editor} | {curve} | {value} | — | — | outside the curve's range | — | — | no |")
+                    lines.append(f"| {editor} | {curve} | {value} | — | — | outside the curve's range | — | — | — | no |")
                     continue
                 for key, sign in VERDICT_AT[at].items():
                     r = res[key]
                     lines.append(f"| {editor} | {curve} | {value} | {LABELS[key]} | {r['editor']:.3f} | "
                                  f"{r['baseline']:.3f} | {_pm(r['diff'], r['se'])} | {r['z']:.2f} | "
+                                 f"{r['se_bases']:.3f} / {r['se_seeds']:.3f} / {r.get('se_fits', 0.0):.3f} | "
                                  f"{'yes' if sign * r['diff'] > z * r['se'] else 'no'} |")
     if outside:
         lines += ["", f"Share of bootstrap replicates whose matched value fell outside the curve (left out of the SE): "
                       f"{', '.join(f'{k} {v:.1%}' for k, v in outside.items())}."]
     figs = trade["figures"]
-    members = [m for ms in families["curves"].values() for m in ms] + \
+    members = [m for fits in families["curves"].values() for fit in curve_fits(fits) for m in fit] + \
         [m for ms in families["editors"].values() for m in ms]
     lines += ["", "Points of the curves (± bootstrap SE over the bases):", "",
               "| method | judged age change (y) | identity mean | identity 5th pct | identity min | flip rate (any step) "

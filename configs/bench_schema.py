@@ -176,7 +176,14 @@ class CompareInterfaceGAN:
     split: Fraction = 0.7
     """Train fraction of each class (the rest reports the validation accuracy)."""
     seed: int = 0
-    """Seeds the latent draw and the SVM's split: the baseline is deterministic given it."""
+    """Seeds the latent draw and the SVM's split of the first fit (fit k uses ``seed + k``): the baseline is
+    deterministic given it."""
+    fits: Count = 3
+    """Independent fits of the recipe, each on its own ``samples`` latents. The boundary moves a lot between fits
+    (fits on 10,000 latents can share a cosine under 0.5), so one fit can land a verdict by luck. Each fit gives
+    its own pair of curves; an editor is read against every one, the differences are averaged, and the spread
+    between fits enters the standard error. The table, the grids and the export show the first fit. Each fit
+    costs one more judging of both ladders."""
     svm_c: Positive = 1.0
     extents: List[Positive] = field(default_factory=lambda: [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
     """Distances moved along each boundary from the base, in the commanded direction, over the

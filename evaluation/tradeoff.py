@@ -21,7 +21,10 @@ identity cosine of every step taken to its base. Figures: ``age_change`` (mean),
 
 Standard errors: a bootstrap over base faces, every method resampled on the same bases in each replicate
 (so shared base-to-base variation cancels in the differences), plus, for an editor with several training
-seeds, the spread between its seeds (std / sqrt(seeds)); the two are added in quadrature.
+seeds, the spread between its seeds (std / sqrt(seeds)); the two are added in quadrature. A baseline fitted
+several times on independent samples (InterfaceGAN's boundary moves a lot between fits) gives one curve per
+fit: the editor is compared with each, the differences are averaged, and the spread between the fits
+(std / sqrt(fits)) is added in quadrature as well.
 """
 import math
 from dataclasses import dataclass
@@ -156,27 +159,16 @@ def interpolate_batch(xs_BC: torch.Tensor, ys_BC: torch.Tensor, x_B: torch.Tenso
     return torch.where(inside.any(1), out, torch.full_like(out, math.nan))
 
 
-def matched(editor: List[str], curve: List[str], point: Dict, reps: Dict, at: str = "age_change",
-            steps: Optional[List[List[str]]] = None) -> Dict[str, object]:
-    """An editor (its seeds' method names) against a baseline curve (method names in extent order), at the
-    editor's own value of ``at`` (``age_change`` or ``id_mean``).
+def curve_fits(curve: Sequence) -> List[List[str]]:
+    """A baseline curve's fits: a list of method names is one fit, a list of such lists several."""
+    return [list(curve)] if curve and isinstance(curve[0], str) else [list(c) for c in curve]
 
-    Each seed is compared at its own value; the difference is averaged over seeds. ``steps`` (per seed, the
-    method names of its edit stopped after 1, 2, ... steps, the last being the seed's full edit) gives the editor
-    a curve of its own: at the judged age change, a seed whose full edit ages faces further than any point of the
-    baseline curve is then read where both curves reach, at the curve's largest judged age change, on its own
-    step curve (the same per bootstrap replicate). Without ``steps`` such a seed is off the curve.
 
-    Returns ``at``, the mean value the seeds are read at (``at_value``) with its standard error (``at_se``), the
-    number of seeds read on their step curve (``on_steps``), whether the editor lies on the curve (``matched``,
-    and the share of bootstrap replicates where it does not), and per other figure the editor's value, the
-    interpolated baseline, the difference (editor − baseline), its standard error (``se``: bases and seeds;
-    ``se_bases``, ``se_seeds``) and ``z`` = difference / se.
-    """
-    if at not in VERDICT_AT:
-        raise ValueError(f"at={at!r} invalid: expected one of {list(VERDICT_AT)}")
-    if steps is not None and [s[-1] for s in steps] != list(editor):
-        raise ValueError(f"steps: expected one list per seed of {editor}, each ending with the seed's full edit")
+def _against_fit(editor: List[str], curve: List[str], point: Dict, reps: Dict, at: str,
+                 steps: Optional[List[List[str]]]) -> Dict[str, object]:
+    """Every seed of ``editor`` against one fit's curve, at the seed's own ``at``: where each seed is read (S, and
+    S×B per bootstrap replicate), whether it is read on its step curve, and per other figure the seeds' values,
+    the curve's values there and the per-replicate differences (S×B)."""
     curve_at = torch.tensor([point[c][at] for c in curve], dtype=torch.float64)[None]
     reps_at = torch.stack([reps[c][at] for c in curve], 1)
     read = torch.tensor([point[e][at] for e in editor], dtype=torch.float64)      # S: where each seed is read
@@ -200,25 +192,65 @@ def matched(editor: List[str], curve: List[str], point: Dict, reps: Dict, at: st
             rep_own[s] = torch.where(rep_beyond[s], on, rep_own[s])
         return own, rep_own
 
-    out: Dict[str, object] = {"seeds": len(editor), "at": at, "at_value": read.mean().item(),
-                              "at_se": _se(rep_read.mean(0), read), "on_steps": int(beyond.sum())}
-    lost = torch.zeros(rep_read.shape[1], dtype=torch.bool)
+    out: Dict[str, object] = {"read": read, "rep_read": rep_read, "beyond": beyond}
     for fig in (f for f in FIGURES if f != at):
         curve_y = torch.tensor([point[c][fig] for c in curve], dtype=torch.float64)[None]
         reps_y = torch.stack([reps[c][fig] for c in curve], 1)
         own, rep_own = editor_values(fig)
         base_vals = interpolate_batch(curve_at.expand(len(editor), -1), curve_y.expand(len(editor), -1), read)
-        d = own - base_vals
         rep_diffs = torch.stack([rep_own[s] - interpolate_batch(reps_at, reps_y, rep_read[s])
-                                 for s in range(len(editor))]).mean(0)
-        lost |= rep_diffs.isnan()
-        kept = rep_diffs[~rep_diffs.isnan()]
+                                 for s in range(len(editor))])
+        out[fig] = (own, base_vals, rep_diffs)
+    return out
+
+
+def _spread(values: torch.Tensor) -> float:
+    """std / sqrt(n) of n values (0 for one)."""
+    return values.std().item() / math.sqrt(len(values)) if len(values) > 1 else 0.0
+
+
+def matched(editor: List[str], curve: Sequence, point: Dict, reps: Dict, at: str = "age_change",
+            steps: Optional[List[List[str]]] = None) -> Dict[str, object]:
+    """An editor (its seeds' method names) against a baseline curve (method names in extent order, or one such
+    list per independent fit of the baseline), at the editor's own value of ``at`` (``age_change`` or
+    ``id_mean``).
+
+    Each seed is compared with each fit's curve at its own value; the differences are averaged over seeds and
+    fits. ``steps`` (per seed, the method names of its edit stopped after 1, 2, ... steps, the last being the
+    seed's full edit) gives the editor a curve of its own: at the judged age change, a seed whose full edit ages
+    faces further than any point of a fit's curve is then read where both curves reach, at that curve's largest
+    judged age change, on its own step curve (the same per bootstrap replicate). Without ``steps`` such a seed is
+    off the curve.
+
+    Returns ``at``, the mean value the seeds are read at (``at_value``) with its standard error (``at_se``), the
+    number of seeds read on their step curve against some fit (``on_steps``), the number of ``fits``, whether the
+    editor lies on the curve (``matched``, and the share of bootstrap replicates where it does not), and per other
+    figure the editor's value, the interpolated baseline (mean over fits), the difference (editor − baseline), its
+    standard error (``se``: ``se_bases`` from the bootstrap over the bases, ``se_seeds`` = std over seeds / √seeds,
+    ``se_fits`` = std over fits / √fits, in quadrature) and ``z`` = difference / se.
+    """
+    if at not in VERDICT_AT:
+        raise ValueError(f"at={at!r} invalid: expected one of {list(VERDICT_AT)}")
+    if steps is not None and [s[-1] for s in steps] != list(editor):
+        raise ValueError(f"steps: expected one list per seed of {editor}, each ending with the seed's full edit")
+    per_fit = [_against_fit(editor, fit, point, reps, at, steps) for fit in curve_fits(curve)]
+    read = torch.stack([f["read"] for f in per_fit])  # fits×S
+    out: Dict[str, object] = {"seeds": len(editor), "fits": len(per_fit), "at": at, "at_value": read.mean().item(),
+                              "at_se": _se(torch.stack([f["rep_read"] for f in per_fit]).mean((0, 1)), read.mean(0)),
+                              "on_steps": int(torch.stack([f["beyond"] for f in per_fit]).any(0).sum())}
+    lost = torch.zeros(per_fit[0]["rep_read"].shape[1], dtype=torch.bool)
+    for fig in (f for f in FIGURES if f != at):
+        own, base_vals, rep_diffs = (torch.stack(parts) for parts in zip(*(f[fig] for f in per_fit)))
+        d = own - base_vals                   # fits×S
+        rep_mean = rep_diffs.mean((0, 1))     # B: nan where some seed is off some fit's curve
+        lost |= rep_mean.isnan()
+        kept = rep_mean[~rep_mean.isnan()]
         se_bases = kept.std().item() if len(kept) > 1 else math.nan
-        se_seeds = d.std().item() / math.sqrt(len(d)) if len(d) > 1 else 0.0
-        se = math.hypot(se_bases, se_seeds)
+        se_seeds, se_fits = _spread(d.mean(0)), _spread(d.mean(1))
+        se = math.sqrt(se_bases ** 2 + se_seeds ** 2 + se_fits ** 2)
         diff = d.mean().item()
         out[fig] = {"editor": own.mean().item(), "baseline": base_vals.mean().item(),
-                    "diff": diff, "se": se, "se_bases": se_bases, "se_seeds": se_seeds,
+                    "diff": diff, "se": se, "se_bases": se_bases, "se_seeds": se_seeds, "se_fits": se_fits,
                     "z": diff / se if se > 0 else math.nan}
     out["matched"] = not math.isnan(out["id_p5"]["diff"])
     out["outside_share"] = lost.double().mean().item()
@@ -226,8 +258,7 @@ def matched(editor: List[str], curve: List[str], point: Dict, reps: Dict, at: st
 
 
 def _se(rep_values: torch.Tensor, seed_values: torch.Tensor) -> float:
-    se_seeds = seed_values.std().item() / math.sqrt(len(seed_values)) if len(seed_values) > 1 else 0.0
-    return math.hypot(rep_values.std().item(), se_seeds)
+    return math.hypot(rep_values.std().item(), _spread(seed_values))
 
 
 def beats(result: Dict[str, object], z: float = 2.0) -> bool:
@@ -243,7 +274,8 @@ def analyse(methods: Dict[str, Scored], editors: Dict[str, List[str]], curves: D
 
     Args:
         methods: name -> judged trajectories (all on the same bases).
-        editors: editor -> its seeds' method names. curves: baseline -> method names in extent order (≥ 2).
+        editors: editor -> its seeds' method names. curves: baseline -> method names in extent order (≥ 2), or
+            one such list per independent fit of the baseline (:func:`matched` averages over them).
         steps: editor -> per seed, its step curve for :func:`matched` (editors left out have none).
 
     Returns ``{"figures": name -> figure -> {"value", "se"}, "matched": editor -> curve -> :func:`matched` at the
@@ -251,8 +283,8 @@ def analyse(methods: Dict[str, Scored], editors: Dict[str, List[str]], curves: D
     axis -> beats every curve there, "beats": editor -> beats every curve on one axis at least}``.
     """
     for name, members in curves.items():
-        if len(members) < 2:
-            raise ValueError(f"curve {name} has {len(members)} point(s): a trade-off curve needs at least 2 extents")
+        if not members or any(len(fit) < 2 for fit in curve_fits(members)):
+            raise ValueError(f"curve {name} has a fit of under 2 points: a trade-off curve needs at least 2 extents")
     point, reps = bootstrap(methods, n_boot, seed)
     figs = {name: {f: {"value": point[name][f], "se": reps[name][f].std().item()} for f in FIGURES}
             for name in methods}

@@ -78,6 +78,14 @@ def test_conditional_boundary_is_orthogonal_to_the_gender_boundary():
     assert stats["age"]["n_train"] == 280 and stats["samples"] == 4000
     again, _ = interfacegan_boundaries(cfg, LatentWorld(), age, p_female)
     assert all(np.array_equal(again[k], boundaries[k]) for k in boundaries)  # deterministic given the seed
+    # the default three fits, each on its own latents: all recover the planted direction, none is another's copy
+    assert set(boundaries) == {f"{kind}{fit}" for kind in ("plain", "conditional") for fit in ("", "_fit1", "_fit2")}
+    assert [f["seed"] for f in stats["fits"]] == [0, 1, 2] and stats["fits"][0]["age"] == stats["age"]
+    assert all(0.98 < c < 1 - 1e-6 for c in stats["between_fits"]["plain"] + stats["between_fits"]["conditional"])
+    one, one_stats = interfacegan_boundaries(bench("interfacegan.samples=4000", "interfacegan.ratio=0.05",
+                                                   "interfacegan.fits=1"), LatentWorld(), age, p_female)
+    assert set(one) == {"plain", "conditional"} and "between_fits" not in one_stats
+    assert np.array_equal(one["plain"], plain)
 
 
 def test_relative_traversal_moves_exact_distances_from_each_base():
@@ -481,15 +489,21 @@ def test_quick_comparison_writes_every_file_and_reuses_the_agent(tmp_path, capsy
     grad_run = summary["runs"][1]  # an editor's runs have their own name
     assert Path(grad_run).parent.name == "age_ppo_gradient"
     assert json.loads((Path(grad_run) / "train_summary.json").read_text())["pretrain"]["steps"] == 2
-    assert summary["families"]["curves"]["interfacegan_plain"] == ["interfacegan_plain_1.5", "interfacegan_plain_3"]
+    # three fits of the recipe (the default): each its own curve in the verdict, only the first in the table
+    assert summary["families"]["curves"]["interfacegan_plain"] == [
+        [f"interfacegan_plain{fit}_{e}" for e in ("1.5", "3")] for fit in ("", "_fit1", "_fit2")]
+    assert trade["interfacegan_plain"]["fits"] == 3 and "se_fits" in trade["interfacegan_plain"]["id_mean"]
+    assert [f["seed"] for f in summary["boundary_stats"]["fits"]] == [0, 1, 2]
+    assert all(-1 < c < 0.9999 for c in summary["boundary_stats"]["between_fits"]["plain"])  # independent fits
+    assert "interfacegan_plain_fit1_3" in summary["tradeoff"]["figures"]
     rl = summary["methods"]["rl_seed0"]["all"]
     assert rl["trajectories"] == 4 and 1 <= rl["steps"] <= 3 and -1 <= rl["id_dlib_min"] <= rl["id_dlib_max"] <= 1
     assert summary["methods"]["interfacegan_plain_3"]["older"]["steps"] == 3.0
     assert abs(summary["boundary_stats"]["cos_conditional_gender"]) < 1e-5
     assert summary["roles"]["age_judge_independent"] and summary["roles"]["gender_boundary_scorer"] == str(gender)
     assert {"agent_seed0", "gradient_seed0"} <= set(summary["stage_wall_s"]) and 0 <= summary["noise_floor"]["rate"] <= 1
-    # 2 editor runs, and per boundary one file per distinct distance of its ladder (1.5·k/3 and 3·k/3: 5 of them)
-    assert len(list((tmp_path / "runs" / "judge_cache").glob("*.pt"))) == 2 + 2 * 5
+    # 2 editor runs, and per boundary of each fit one file per distinct distance of its ladder (1.5·k/3 and 3·k/3: 5)
+    assert len(list((tmp_path / "runs" / "judge_cache").glob("*.pt"))) == 2 + 3 * 2 * 5
     faces = np.load(tmp_path / "faces.npz")
     assert set(faces["method"]) == {"base", *summary["methods"]} and (faces["base_index"] == -1).sum() == 2
     grad = summary["methods"]["gradient_seed0"]["all"]
@@ -499,6 +513,7 @@ def test_quick_comparison_writes_every_file_and_reuses_the_agent(tmp_path, capsy
     report = (out / "report.md").read_text()
     assert "paper: RL (PGAN, VGG-Face) | 0.919" in report and "## Verdict: matched trade-off curves" in report
     assert "![trade-off curves](tradeoff.png)" in report and "editor `gradient`" in report
+    assert "The recipe was fitted 3 times" in report and "SE from bases / seeds / fits" in report
     # the same settings again: the agent run is found, not retrained
     cfg = bench(*QUICK, *overrides)
     again = [stage for stages in editor_runs(cfg).values() for stage in stages]

@@ -93,6 +93,32 @@ def test_an_editor_on_the_curve_does_not_beat_it_and_a_better_one_does():
     assert "**good beats InterfaceGAN**" in lines and "**same does not beat InterfaceGAN**" in lines
 
 
+def test_several_fits_of_the_baseline_average_their_differences_and_add_their_spread():
+    """A baseline fitted on several samples gives one curve per fit; an editor that beats the worst fit alone does
+    not beat the fits together when they disagree by more than its margin."""
+    noise = torch.Generator().manual_seed(3)
+    fits = {"bad": dict(identity_cost=0.03, flip_per_year=0.08), "mid": dict(identity_cost=0.02, flip_per_year=0.05),
+            "good": dict(identity_cost=0.008, flip_per_year=0.02)}
+    methods = {f"ig_{fit}_{e:g}": linear_family(e, noise, **kw) for fit, kw in fits.items() for e in (1.0, 2.0, 3.0, 4.0)}
+    for s in range(3):
+        methods[f"ed_seed{s}"] = linear_family(2.5, noise, identity_cost=0.015, flip_per_year=0.035)
+    editors = {"ed": [f"ed_seed{s}" for s in range(3)]}
+    curve = {fit: [f"ig_{fit}_{e:g}" for e in (1.0, 2.0, 3.0, 4.0)] for fit in fits}
+    alone = analyse(methods, editors, curve, n_boot=200, seed=0)["matched"]["ed"]
+    assert alone["bad"]["beats"] and not alone["good"]["beats"]
+    together = analyse(methods, editors, {"ig": list(curve.values())}, n_boot=200, seed=0)["matched"]["ed"]["ig"]
+    assert together["fits"] == 3 and not together["beats"]
+    for fig in ("id_mean", "id_p5", "flip_rate", "flip_end"):
+        per_fit = torch.tensor([alone[fit][fig]["diff"] for fit in fits], dtype=torch.float64)
+        got = together[fig]
+        assert got["diff"] == pytest.approx(per_fit.mean().item())
+        assert got["se_fits"] == pytest.approx(per_fit.std().item() / math.sqrt(3), rel=1e-6)
+        assert got["se"] == pytest.approx(math.sqrt(got["se_bases"] ** 2 + got["se_seeds"] ** 2 + got["se_fits"] ** 2))
+    assert together["id_mean"]["se_fits"] > together["id_mean"]["se_bases"]  # here the fits disagree most
+    single = analyse(methods, editors, {"ig": [curve["bad"]]}, n_boot=200, seed=0)["matched"]["ed"]["ig"]
+    assert single["fits"] == 1 and single["id_mean"]["se_fits"] == 0.0 and single["beats"]  # a list of one fit
+
+
 def test_batched_interpolation_equals_the_scalar_one():
     gen = torch.Generator().manual_seed(4)
     xs, ys = torch.rand(50, 4, generator=gen, dtype=torch.float64), torch.rand(50, 4, generator=gen, dtype=torch.float64)
