@@ -2,7 +2,7 @@
 
     python -m benchmarks.age_signal CHECKPOINT_OR_RUN [...] [--samples 2000] [--extent 3] [--judge-views 1]
         [--gradient-samples 256] [--gradient-steps 40] [--gradient-lr 0.1] [--model-views 1] [--identity]
-        [--attribute age] [--out benchmarks/results/age_signal.json]
+        [--attribute age] [--photos DIR [--photo-count 1000]] [--out benchmarks/results/age_signal.json]
 
 Per age regressor given: r of its ages and the independent judge's on generated faces, the share of its
 own InterfaceGAN edit (``--extent`` units older and younger) that the judge sees, and the same share for
@@ -13,8 +13,11 @@ share whose judged gender flipped. ``--model-views K`` > 1 makes those edits cli
 over K random views of each face (mirrored, shifted, resampled: ``env.age_views``'s views), not over the face
 alone.
 ``--attribute gender`` reads gender classifiers the same way, with P(female) in place of the age on both sides
-(the judge's gender net; the "age" keys of the JSON then hold P(female)). Prints a table on stderr, writes the
-figures as JSON to ``--out`` and its path on stdout.
+(the judge's gender net; the "age" keys of the JSON then hold P(female)). ``--photos DIR`` (a UTKFace folder) also
+reads each model and the judge on the held-out split of those photos (the first ``--photo-count`` of it; the split
+of ``configs/age_regressor.yaml``'s data, so the suite's models never trained on them): r of each with the labels
+and with each other, under ``photos`` in the JSON. Prints a table on stderr, writes the figures as JSON to ``--out``
+and its path on stdout.
 """
 import argparse
 import json
@@ -24,7 +27,8 @@ from typing import List, Optional
 
 import torch
 
-from evaluation.age_signal import age_signal
+from datamodules.faces import UTKFaceDataModule
+from evaluation.age_signal import age_signal, photo_agreement
 from evaluation.judges import build_judge
 from lightning_modules.checkpoints import load_module
 from lightning_modules.nets.generators import build_generator
@@ -38,6 +42,17 @@ from utils.runs import check_output_file
 def _edit_model(model, args):
     """What the per-face edits climb: the model itself, or its mean over ``--model-views`` seeded random views."""
     return model if args.model_views == 1 else ViewAveragedAge(model, RandomViews(args.model_views, seed=args.seed))
+
+
+def _held_out_photos(root: str, count: int, attribute: str):
+    """(images N×3×64×64 in [-1, 1], labels N) of the first ``count`` photos of the held-out split of a UTKFace
+    folder, split as ``configs/age_regressor.yaml`` splits it (the test fraction of seed 0)."""
+    data = UTKFaceDataModule(root=root, cache=False, hflip=False)
+    data.setup("test")
+    test = data.splits["test"]
+    items = [test[i] for i in range(min(count, len(test)))]
+    key = "age" if attribute == "age" else "gender"
+    return torch.stack([it["image"] for it in items]), torch.stack([torch.as_tensor(it[key]) for it in items])
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -60,6 +75,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--attribute", choices=("age", "gender"), default="age",
                         help="age: age regressors against the judge's age; gender: gender classifiers' P(female) "
                              "against the judge's")
+    parser.add_argument("--photos", default=None,
+                        help="a UTKFace folder: also read the models and the judge on its held-out photos")
+    parser.add_argument("--photo-count", type=int, default=1000, help="held-out photos read with --photos")
     parser.add_argument("--out", default="benchmarks/results/age_signal.json")
     args = parser.parse_args(argv)
 
@@ -75,6 +93,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                             "expected an int >= 1 and a number > 0")
         if args.identity and args.attribute != "age":
             raise UserError("--identity reads age edits: it needs --attribute age")
+        if args.photo_count < 10:
+            raise UserError(f"--photo-count={args.photo_count} invalid: expected an int >= 10")
+        photos = _held_out_photos(args.photos, args.photo_count, args.attribute) if args.photos else None
         check_output_file(args.out, "--out")
         age_gender = build_judge("age_gender", views=args.judge_views)  # a bad --judge-views fails here
         judge = age_gender.ages if args.attribute == "age" else age_gender.p_female
@@ -91,6 +112,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                                  gradient_steps=args.gradient_steps, gradient_lr=args.gradient_lr, costs=costs),
                     "model_views": args.model_views}
                 for m, model in models.items()}
+        if photos is not None:
+            for m, model in models.items():
+                rows[m]["photos"] = photo_agreement(model, judge, *photos)
         edits = ("", "gradient_") if args.gradient_samples else ("",)
         gradient_label = "per-face gradient" + (f" ({args.model_views} views)" if args.model_views > 1 else "")
         name, unit = ("age", "y") if args.attribute == "age" else ("P(female)", "")
@@ -106,6 +130,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                       f"{r[e + 'transfer']:.3f} | {r[e + 'r_changes']:.3f} |"
                       + (f" {r[e + 'identity_mean']:.4f} | {r[e + 'identity_p5']:.4f} | {r[e + 'flip_rate']:.3f} |"
                          if costs else ""), file=sys.stderr)
+        if photos is not None:
+            print(f"| {args.attribute} model | held-out photos | r model-label | r judge-label | r model-judge "
+                  f"| model MAE | judge MAE |", file=sys.stderr)
+            for m, r in rows.items():
+                p = r["photos"]
+                print(f"| {m} | {p['photos']} | {p['r_label']:.3f} | {p['judge_r_label']:.3f} | {p['r_judge']:.3f} | "
+                      f"{p['mae']:.3f} | {p['judge_mae']:.3f} |", file=sys.stderr)
         atomic_write_text(out, json.dumps(rows, indent=2))
         return out
 

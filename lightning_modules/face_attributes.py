@@ -51,12 +51,13 @@ class _FaceAttributeModule(SharedStepModule):
             raise UserError(f"domain_pool={hp.domain_pool!r} / domain ages [{hp.domain_min_age}, {hp.domain_max_age}] "
                             f"invalid: expected a pool >= 1 and domain_max_age > domain_min_age")
         if hp.domain_weight > 0:
-            width = self._members()[0].head.in_features
+            width = self.members()[0].head.in_features
             self.domain_heads = nn.ModuleList(nn.Sequential(nn.Linear(width, 128), nn.ReLU(inplace=True),
-                                                            nn.Linear(128, 1)) for _ in self._members())
+                                                            nn.Linear(128, 1)) for _ in self.members())
         self._domain_faces: Optional[torch.Tensor] = None  # the generated pool, drawn at the first training step
 
-    def _members(self) -> List[nn.Module]:
+    def members(self) -> List[nn.Module]:
+        """The networks whose mean is the output: the ensemble's members, or the one network."""
         return list(self.net.members) if isinstance(self.net, FaceNetEnsemble) else [self.net]
 
     def _generated_faces(self, n: int, device: torch.device) -> torch.Tensor:
@@ -98,7 +99,7 @@ class _FaceAttributeModule(SharedStepModule):
             (ages >= hp.domain_min_age) & (ages <= hp.domain_max_age))
         labels = torch.cat([torch.zeros(int(keep.sum())), torch.ones(n)]).to(photos.device)
         outputs, losses = [], []
-        for member, head in zip(self._members(), self.domain_heads):
+        for member, head in zip(self.members(), self.domain_heads):
             emb = member.embed(torch.cat([photos, faces]))
             outputs.append(member.head(emb[:n]))
             domain_in = _ReverseGradient.apply(torch.cat([emb[:n][keep], emb[n:]]), strength)
@@ -109,7 +110,7 @@ class _FaceAttributeModule(SharedStepModule):
         """Head outputs K×N×out of the K members (K = 1 for one net), and the domain loss (``None`` unless training
         with ``domain_weight`` > 0, when it is also logged)."""
         if stage != "train" or self.hparams.domain_weight == 0:
-            return torch.stack([member(images) for member in self._members()]), None
+            return torch.stack([member(images) for member in self.members()]), None
         outputs, domain_loss = self._adversarial_pass(images, ages)
         self.log("train/domain_loss", domain_loss, on_step=True, on_epoch=True, batch_size=len(images))
         return outputs, domain_loss

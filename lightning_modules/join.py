@@ -42,10 +42,10 @@ def join_members(kind: str, sources: Sequence[str]):
             if key in first and module.hparams.get(key) != first[key]:
                 raise UserError(f"'{source}' has {key}={module.hparams.get(key)!r}, expected {first[key]!r} "
                                 f"(that of '{sources[0]}'): only models of one shape can be joined")
-    members = [member for module in modules for member in module._members()]
+    members = [member for module in modules for member in module.members()]
     hparams = {**dict(first), "members": len(members), "domain_weight": 0.0, "pretrained_path": None}
     joined = get_module_class(kind)(**hparams)
-    for target, member in zip(joined._members(), members):
+    for target, member in zip(joined.members(), members):
         target.load_state_dict(member.state_dict())
     return joined.eval().requires_grad_(False)
 

@@ -107,6 +107,20 @@ def test_edit_costs_read_identity_and_flips_of_each_edit():
     assert "identity_mean" not in age_signal(LatentWorld(), quirky, judge, samples=200, extent=1.0)
 
 
+def test_photo_agreement_reads_both_models_against_the_labels_and_each_other():
+    from evaluation.age_signal import photo_agreement
+
+    g = torch.Generator().manual_seed(0)
+    ages = torch.rand(400, generator=g) * 60 + 10
+    images = (ages / 80)[:, None, None, None].expand(400, 3, 8, 8).clone()  # brightness encodes the age
+    close = lambda x: x.mean((1, 2, 3)) * 80  # noqa: E731  reads it exactly
+    noisy = lambda x: x.mean((1, 2, 3)) * 80 + 15 * torch.randn(len(x), generator=g)  # noqa: E731
+    out = photo_agreement(close, noisy, images, ages)
+    assert out["photos"] == 400 and out["r_label"] == pytest.approx(1.0, abs=1e-4) and out["mae"] < 1e-3
+    assert 0.5 < out["judge_r_label"] < 0.9 and out["r_judge"] == pytest.approx(out["judge_r_label"], abs=1e-3)
+    assert 8 < out["judge_mae"] < 16
+
+
 def test_cli_refuses_bad_values_before_loading_anything(tmp_path, capsys):
     assert main([str(tmp_path / "nothing.ckpt"), "--samples", "10"]) == 2
     assert "--samples=10 / --extent=3.0 invalid" in capsys.readouterr().err
@@ -118,6 +132,10 @@ def test_cli_refuses_bad_values_before_loading_anything(tmp_path, capsys):
     assert "--identity reads age edits: it needs --attribute age" in capsys.readouterr().err
     assert main([str(tmp_path / "missing"), "--out", str(tmp_path / "a.json")]) == 2
     assert "missing" in capsys.readouterr().err and not (tmp_path / "a.json").exists()
+    assert main([str(tmp_path / "nothing.ckpt"), "--photos", str(tmp_path / "no_photos")]) == 2
+    assert f"UTKFace folder '{tmp_path / 'no_photos'}' does not exist" in capsys.readouterr().err
+    assert main([str(tmp_path / "nothing.ckpt"), "--photos", str(tmp_path), "--photo-count", "5"]) == 2
+    assert "--photo-count=5 invalid: expected an int >= 10" in capsys.readouterr().err
 
 
 def test_cli_reads_a_gender_classifier_against_the_judges_gender(tmp_path, capsys):
