@@ -280,8 +280,7 @@ def interfacegan_boundaries(bench: Dict[str, Any], generator, age_model: Callabl
         age_b, age_stats = train_boundary(z, scores["age"], **fit)
         gender_b, gender_stats = train_boundary(z, scores["p_female"], **fit)
         conditional = project_boundary(age_b, gender_b)
-        suffix = f"_fit{k}" if k else ""
-        boundaries.update({f"plain{suffix}": age_b, f"conditional{suffix}": conditional})
+        boundaries.update({fit_kind("plain", k): age_b, fit_kind("conditional", k): conditional})
         per_fit.append({"age": age_stats, "gender": gender_stats, "samples": ig["samples"], "seed": seed,
                         "cos_age_gender": float(age_b @ gender_b), "cos_conditional_age": float(conditional @ age_b),
                         "cos_conditional_gender": float(conditional @ gender_b)})
@@ -483,7 +482,7 @@ def compare(bench: Dict[str, Any]) -> Dict[str, Any]:
         scored[name] = scored_trajectories(base, judged[name], valid, base_idx, direction, ev["flip_threshold"])
         log.warning("%s: %s", name, methods[name]["all"])
     families = _families(editors, extents, steps, bench["interfacegan"]["fits"])
-    for kind, (_, names) in ladders.items():  # the other fits' rows: curve points only
+    for _, names in ladders.values():  # the other fits' rows: curve points only
         for name in (n for n in names if n not in trajectories):
             scored[name] = scored_trajectories(base, judged[name], torch.ones(len(base_idx), steps, dtype=torch.bool),
                                                base_idx, direction, ev["flip_threshold"])
