@@ -113,8 +113,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                     "model_views": args.model_views}
                 for m, model in models.items()}
         if photos is not None:
-            for m, model in models.items():
-                rows[m]["photos"] = photo_agreement(model, judge, *photos)
+            for m, figures in photo_agreement(models, judge, *photos).items():
+                rows[m]["photos"] = figures
         edits = ("", "gradient_") if args.gradient_samples else ("",)
         gradient_label = "per-face gradient" + (f" ({args.model_views} views)" if args.model_views > 1 else "")
         name, unit = ("age", "y") if args.attribute == "age" else ("P(female)", "")

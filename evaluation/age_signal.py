@@ -126,13 +126,18 @@ def age_signal(generator, age_model: Callable, judge_age: Callable, samples: int
     return out
 
 
-def photo_agreement(model: Callable, judge: Callable, images_NCHW: torch.Tensor, labels_N: torch.Tensor
-                    ) -> Dict[str, float]:
-    """The model (images -> N scores) and the judge on labelled photos (N×3×H×W in [-1, 1]): Pearson r of each
-    with the labels (``r_label``, ``judge_r_label``) and with each other (``r_judge``), and each one's mean
-    absolute error against the labels (``mae``, ``judge_mae``: years for ages, |P(female) − gender| for gender)."""
+def photo_agreement(models: Mapping[str, Callable], judge: Callable, images_NCHW: torch.Tensor,
+                    labels_N: torch.Tensor) -> Dict[str, Dict[str, float]]:
+    """Per model (images -> N scores), it and the judge on labelled photos (N×3×H×W in [-1, 1]): Pearson r of
+    each with the labels (``r_label``, ``judge_r_label``) and with each other (``r_judge``), and each one's mean
+    absolute error against the labels (``mae``, ``judge_mae``: years for ages, |P(female) − gender| for gender).
+    The judge reads the photos once for every model."""
     same = lambda x: x  # noqa: E731  the photos are the images
-    m, j = _scores(same, model, images_NCHW)[:, 0], _scores(same, judge, images_NCHW)[:, 0]
-    y = labels_N.float()
-    return {"photos": len(y), "r_label": pearson(m, y), "judge_r_label": pearson(j, y), "r_judge": pearson(m, j),
-            "mae": (m - y).abs().mean().item(), "judge_mae": (j - y).abs().mean().item()}
+    j, y = _scores(same, judge, images_NCHW)[:, 0], labels_N.float()
+    out = {}
+    for name, model in models.items():
+        m = _scores(same, model, images_NCHW)[:, 0]
+        out[name] = {"photos": len(y), "r_label": pearson(m, y), "judge_r_label": pearson(j, y),
+                     "r_judge": pearson(m, j), "mae": (m - y).abs().mean().item(),
+                     "judge_mae": (j - y).abs().mean().item()}
+    return out

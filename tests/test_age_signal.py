@@ -115,7 +115,11 @@ def test_photo_agreement_reads_both_models_against_the_labels_and_each_other():
     images = (ages / 80)[:, None, None, None].expand(400, 3, 8, 8).clone()  # brightness encodes the age
     close = lambda x: x.mean((1, 2, 3)) * 80  # noqa: E731  reads it exactly
     noisy = lambda x: x.mean((1, 2, 3)) * 80 + 15 * torch.randn(len(x), generator=g)  # noqa: E731
-    out = photo_agreement(close, noisy, images, ages)
+    calls = []
+    judge = lambda x: calls.append(len(x)) or noisy(x)  # noqa: E731
+    both = photo_agreement({"close": close, "again": close}, judge, images, ages)
+    assert sum(calls) == 400 and both["close"] == both["again"]  # the judge reads the photos once
+    out = both["close"]
     assert out["photos"] == 400 and out["r_label"] == pytest.approx(1.0, abs=1e-4) and out["mae"] < 1e-3
     assert 0.5 < out["judge_r_label"] < 0.9 and out["r_judge"] == pytest.approx(out["judge_r_label"], abs=1e-3)
     assert 8 < out["judge_mae"] < 16
