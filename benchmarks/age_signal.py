@@ -2,7 +2,8 @@
 
     python -m benchmarks.age_signal CHECKPOINT_OR_RUN [...] [--samples 2000] [--extent 3] [--judge-views 1]
         [--gradient-samples 256] [--gradient-steps 40] [--gradient-lr 0.1] [--model-views 1] [--identity]
-        [--attribute age] [--photos DIR [--photo-count 1000]] [--out benchmarks/results/age_signal.json]
+        [--attribute age] [--photos DIR [--photo-count 1000]] [--generator dcgan_digiface]
+        [--out benchmarks/results/age_signal.json]
 
 Per age regressor given: r of its ages and the independent judge's on generated faces, the share of its
 own InterfaceGAN edit (``--extent`` units older and younger) that the judge sees, and the same share for
@@ -16,7 +17,8 @@ alone.
 (the judge's gender net; the "age" keys of the JSON then hold P(female)). ``--photos DIR`` (a UTKFace folder) also
 reads each model and the judge on the held-out split of those photos (the first ``--photo-count`` of it; the split
 of ``configs/age_regressor.yaml``'s data, so the suite's models never trained on them): r of each with the labels
-and with each other, under ``photos`` in the JSON. Prints a table on stderr, writes the figures as JSON to ``--out``
+and with each other, under ``photos`` in the JSON. ``--generator`` makes the faces: a generator name or a face GAN
+run (``runs/face_gan``), as ``env.generator``. Prints a table on stderr, writes the figures as JSON to ``--out``
 and its path on stdout.
 """
 import argparse
@@ -78,6 +80,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--photos", default=None,
                         help="a UTKFace folder: also read the models and the judge on its held-out photos")
     parser.add_argument("--photo-count", type=int, default=1000, help="held-out photos read with --photos")
+    parser.add_argument("--generator", default="dcgan_digiface",
+                        help="the generator of the faces: a name or a face GAN run/checkpoint, as env.generator")
     parser.add_argument("--out", default="benchmarks/results/age_signal.json")
     args = parser.parse_args(argv)
 
@@ -103,14 +107,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         out = Path(args.out)
         kind = "age_regressor" if args.attribute == "age" else "gender_classifier"
         models = {m: load_module(m, kind) for m in args.models}  # all load before any work
+        generator = build_generator(args.generator)
         if args.attribute == "gender":  # P(female), differentiable for the per-face edits
             models = {m: (lambda img, net=net: net(img).softmax(dim=1)[:, 1]) for m, net in models.items()}
         torch.set_num_threads(1)
-        generator = build_generator("dcgan_digiface")
         rows = {m: {**age_signal(generator, model, judge, args.samples, args.extent, args.seed,
                                  gradient_samples=args.gradient_samples, edit_model=_edit_model(model, args),
                                  gradient_steps=args.gradient_steps, gradient_lr=args.gradient_lr, costs=costs),
-                    "model_views": args.model_views}
+                    "model_views": args.model_views, "generator": args.generator}
                 for m, model in models.items()}
         if photos is not None:
             for m, figures in photo_agreement(models, judge, *photos).items():

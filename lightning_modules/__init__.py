@@ -14,6 +14,7 @@ MODULES = Registry("module", {
     "gender_classifier": "lightning_modules.face_attributes:GenderClassifierModule",
     "realism_discriminator": "lightning_modules.realism:RealismDiscriminatorModule",
     "transform_rnn": "lightning_modules.transform_rnn:TransformRNNModule",
+    "face_gan": "lightning_modules.face_gan:FaceGANModule",
 })
 DATAMODULES.register("latent_codes", "lightning_modules.latent_codes:LatentCodesDataModule")
 available_modules = MODULES.names

@@ -65,6 +65,17 @@ def make_idx_folder(folder: Path, n_train: int = 64, n_test: int = 32, gz: bool 
     return folder
 
 
+def write_utkface_folder(folder: Path, pixels) -> Path:
+    """A UTKFace-named folder: one ``{age}_{gender}_0_<stamp>.jpg.chip.jpg`` photo per H×W×3 uint8 array of
+    ``pixels`` (photo i: age 5 + 5·i, gender i mod 2)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, arr in enumerate(pixels):
+        Image.fromarray(arr).save(folder / f"{5 + 5 * i}_{i % 2}_0_2017010915055{i:04d}.jpg.chip.jpg", quality=95)
+    return folder
+
+
 @pytest.fixture
 def idx_dir(tmp_path) -> Path:
     return make_idx_folder(tmp_path / "mnist_idx")

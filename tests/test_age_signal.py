@@ -171,5 +171,7 @@ def test_cli_reads_a_gender_classifier_against_the_judges_gender(tmp_path, capsy
     assert 0.0 < row["model_change"] <= 1.0  # a change of P(female), not of years
     assert "| gender model | r P(female) |" in capsys.readouterr().err
     out.unlink()
+    assert main(args + ["--attribute", "gender", "--generator", str(tmp_path / "no_gan")]) == 2
+    assert "no_gan" in capsys.readouterr().err and not out.exists()
     assert main(args) == 2  # read as an age regressor, the same checkpoint does not fit
     assert "does not fit a 'age_regressor' module" in capsys.readouterr().err and not out.exists()

@@ -5,23 +5,18 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from PIL import Image
 
 from datamodules.faces import UTKFaceDataModule
 from lightning_modules.face_attributes import AgeRegressorModule, GenderClassifierModule
 from lightning_modules.nets.faces import FaceNet, FaceNetEnsemble, build_face_net
+from tests.conftest import write_utkface_folder
 
 
 @pytest.fixture
 def utk_dir(tmp_path):
     """16 UTKFace-named random faces (ages 5..80, alternating gender)."""
-    folder = tmp_path / "utk"
-    folder.mkdir()
     rng = np.random.default_rng(0)
-    for i in range(16):
-        arr = rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)
-        Image.fromarray(arr).save(folder / f"{5 + 5 * i}_{i % 2}_0_2017010915055{i:04d}.jpg.chip.jpg")
-    return folder
+    return write_utkface_folder(tmp_path / "utk", [rng.integers(0, 256, (20, 20, 3), dtype=np.uint8) for _ in range(16)])
 
 
 def tiny_trainer(tmp_path, **kwargs) -> pl.Trainer:

