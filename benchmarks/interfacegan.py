@@ -38,6 +38,7 @@ from evaluation.face_age import rollout
 from evaluation.face_metrics import flip_noise_floor
 from evaluation.interfacegan import project_boundary, train_boundary
 from evaluation.judges import build_judge
+from lightning_modules.nets.generators import GENERATORS
 from rl import train as rl_cli
 from rl.agents import act, load_policy
 from rl.builders import get_env_builder
@@ -114,8 +115,15 @@ def trains_agents(bench: Dict[str, Any]) -> bool:
     return not bench["agent_runs"] or bool(bench.get("editors"))
 
 
-MODEL_STAGES = {"age_checkpoint": "age_regressor", "gender_checkpoint": "gender_classifier"}
+MODEL_STAGES = {"age_checkpoint": "age_regressor", "gender_checkpoint": "gender_classifier", "generator": "face_gan"}
 """models.<key> -> the experiment config (configs/<name>.yaml) its 'auto' value trains or reuses."""
+AGENT_MODELS = ("age_checkpoint", "generator")  # the models only the trained editors use (agent_runs keep their own)
+
+
+def needed_models(bench: Dict[str, Any]) -> List[str]:
+    """The ``models.<key>`` this comparison uses: the gender model always, the agents' models when it trains
+    editors."""
+    return [key for key in MODEL_STAGES if key not in AGENT_MODELS or trains_agents(bench)]
 
 
 def _model_bench(bench: Dict[str, Any]) -> Dict[str, Any]:
@@ -132,8 +140,9 @@ def check_models(bench: Dict[str, Any]) -> None:
     unknown = sorted(set(models["overrides"]) - set(MODEL_STAGES.values()))
     if unknown:
         raise UserError(f"models.overrides.{unknown[0]}: no such model; expected one of {sorted(MODEL_STAGES.values())}")
-    for key, stage in MODEL_STAGES.items():
-        if models[key] == PACKAGED or (key == "age_checkpoint" and not trains_agents(bench)):
+    for key in needed_models(bench):
+        stage = MODEL_STAGES[key]
+        if models[key] == PACKAGED or (key == "generator" and models[key] in GENERATORS):
             continue
         if models[key] != "auto":
             given_run(models[key], f"models.{key}")
@@ -175,7 +184,7 @@ def trained_runs(bench: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, List[
     """(bench with its models resolved, editor -> runs, model -> training seconds when trained here). Under
     ``launcher=ray`` the models to train are jobs at once and the agents queue as soon as A_reg exists (the
     gender model, which no agent needs, may still be training); under ``local`` everything runs one after another."""
-    keys = [key for key in MODEL_STAGES if key == "gender_checkpoint" or trains_agents(bench)]
+    keys = needed_models(bench)
     wall_s: Dict[str, Optional[float]] = {}
     if bench["launcher"] != "ray":
         for key in keys:
@@ -184,9 +193,10 @@ def trained_runs(bench: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, List[
         return bench, editor_runs(bench), wall_s
     with job_pool(bench, 1) as submit:
         waits = {key: model_job(bench, key, submit) for key in keys}  # every model job queued before any wait
-        if "age_checkpoint" in waits:
-            value, wall_s["age_regressor"] = waits.pop("age_checkpoint")()
-            bench = _with_model(bench, "age_checkpoint", value)
+        for key in AGENT_MODELS:
+            if key in waits:
+                value, wall_s[MODEL_STAGES[key]] = waits.pop(key)()
+                bench = _with_model(bench, key, value)
         by_editor = editor_runs(bench, submit)
         for key, wait in waits.items():
             value, wall_s[MODEL_STAGES[key]] = wait()
@@ -218,8 +228,10 @@ def editor_runs(bench: Dict[str, Any], submit: Optional[Submit] = None) -> Dict[
     ``agent_config`` with the editor's overrides (:func:`editor_overrides`)."""
     given = [Stage(given_run(p, "agent_runs")) for p in bench["agent_runs"]]
     runs_dir = bench["runs_dir"]
-    age = resolve_model(bench, "age_checkpoint")[0] if trains_agents(bench) else PACKAGED  # unused then
-    env = {"env.age_checkpoint": age, **({"env.identity_features": "pixels"} if age == PACKAGED else {})}
+    age, generator = ((resolve_model(bench, key)[0] for key in AGENT_MODELS) if trains_agents(bench)
+                      else (PACKAGED, bench["models"]["generator"]))  # unused then
+    env = {"env.age_checkpoint": age, "env.generator": generator,
+           **({"env.identity_features": "pixels"} if age == PACKAGED else {})}
     waits: Dict[str, List[Callable[[], Stage]]] = {}
     for editor, overrides in editor_overrides(bench).items():
         if editor == RL_EDITOR and given:

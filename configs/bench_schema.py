@@ -160,9 +160,14 @@ class CompareModels:
     gender_checkpoint: str = "auto"
     """Gender model that scores the latents of the conditional (age ⟂ gender) boundary: checkpoint/run
     folder, 'packaged' or 'auto' (as for the age model, with ``configs/gender_classifier.yaml``)."""
+    generator: str = "dcgan_digiface"
+    """Generator of auto-trained editors (``env.generator``; not from the paper): a generator name, a face GAN
+    run/checkpoint, or 'auto' (the newest finished run under ``runs_dir`` with the config of
+    ``configs/face_gan.yaml`` plus ``overrides.face_gan``; trained first when there is none, about 50 minutes on
+    2 cores). Given ``agent_runs`` keep their own."""
     overrides: Dict[str, List[str]] = field(default_factory=dict)
-    """``age_regressor`` / ``gender_classifier`` -> ``key=value`` overrides of that model's config when 'auto'
-    trains or matches it (e.g. ``"models.overrides.age_regressor=[data.root=DIR]"``)."""
+    """``age_regressor`` / ``gender_classifier`` / ``face_gan`` -> ``key=value`` overrides of that model's config
+    when 'auto' trains or matches it (e.g. ``"models.overrides.age_regressor=[data.root=DIR]"``)."""
 
 
 @dataclass
@@ -239,6 +244,7 @@ class InterfaceGANResources:
     agent: JobResources = field(default_factory=JobResources)
     age_regressor: JobResources = field(default_factory=JobResources)
     gender_classifier: JobResources = field(default_factory=JobResources)
+    face_gan: JobResources = field(default_factory=JobResources)
 
 
 @dataclass

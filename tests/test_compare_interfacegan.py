@@ -334,8 +334,8 @@ def test_given_agent_runs_are_the_rl_editors_and_the_other_editors_train_per_see
     check_settings(cfg)
     runs = ig.editor_runs(cfg)
     assert [stage.run for stage in runs["rl"]] == [given] and len(runs["gradient"]) == 2
-    assert [(job["name"], job["seed"], job["env"]["gradient_start"]["steps"]) for job in jobs] == [
-        ("age_ppo_gradient", 3, 300), ("age_ppo_gradient", 4, 300)]
+    assert [(job["name"], job["seed"], job["env"]["gradient_start"]["steps"], job["env"]["generator"]) for job in jobs] == [
+        ("age_ppo_gradient", 3, 300, "dcgan_digiface"), ("age_ppo_gradient", 4, 300, "dcgan_digiface")]
     assert [stage.run for stage in ig.agent_runs(cfg)] == [given] and len(jobs) == 2  # the RL runs alone
     with pytest.raises(ValueError, match=r"agent_seeds=\[\] invalid"):  # the editors still need seeds
         check_settings(bench(f"agent_runs=[{given}]", "agent_seeds=[]", *PACKAGED_MODELS))
@@ -365,6 +365,11 @@ def test_auto_models_are_trained_once_then_reused_and_missing_data_fails_first(t
                        rf"data.root='{missing}' is not a folder: expected models.overrides.age_regressor=\[data.root"):
         check_settings(bench(f"runs_dir={tmp_path / 'runs'}", "models.gender_checkpoint=packaged",
                              f"models.overrides={{age_regressor: [data.root={missing}]}}"))
+    with pytest.raises(FileNotFoundError, match=rf"models.generator=auto: no finished face_gan run .*'{missing}'"):
+        check_settings(bench(*PACKAGED_MODELS, f"runs_dir={tmp_path / 'runs'}", "models.generator=auto",
+                             f"models.overrides={{face_gan: [data.root={missing}]}}"))
+    with pytest.raises(ValueError, match="models.generator"):  # neither a generator name nor a run
+        check_settings(bench(*PACKAGED_MODELS, f"models.generator={missing}"))
     with pytest.raises(ValueError, match=r"models.overrides.age_regresor: no such model; expected one of"):
         check_settings(bench(*PACKAGED_MODELS, "models.overrides={age_regresor: []}"))
     assert resolve_model(bench(*PACKAGED_MODELS), "age_checkpoint") == ("packaged", None)
@@ -399,11 +404,19 @@ def test_models_to_train_are_jobs_at_once_and_agents_queue_once_the_age_model_ex
     assert events == [("submit", "age_regressor"), ("submit", "gender_classifier"),
                       ("agents", str(tmp_path / "age_regressor"), "auto", True)]
     assert out["models"]["gender_checkpoint"] == str(tmp_path / "gender_classifier")
-    assert wall_s == {"age_regressor": 1.5, "gender_classifier": 1.5}
+    assert wall_s == {"age_regressor": 1.5, "gender_classifier": 1.5, "face_gan": None}  # the generator is given
+    events.clear()
+    gan = bench(f"runs_dir={tmp_path / 'runs'}", "launcher=ray", "models.generator=auto", "models.gender_checkpoint=g.ckpt",
+                f"models.overrides={{age_regressor: {data}, face_gan: {data}}}")
+    out, _, wall_s = ig.trained_runs(gan)  # the face GAN trains beside A_reg; the agents wait for both
+    assert events == [("submit", "age_regressor"), ("submit", "face_gan"),
+                      ("agents", str(tmp_path / "age_regressor"), "g.ckpt", True)]
+    assert out["models"]["generator"] == str(tmp_path / "face_gan") and wall_s["face_gan"] == 1.5
     events.clear()
     out, _, wall_s = ig.trained_runs({**cfg, "launcher": "local", "models": {**cfg["models"], "age_checkpoint": "a.ckpt",
                                                                               "gender_checkpoint": "g.ckpt"}})
-    assert events == [("agents", "a.ckpt", "g.ckpt", False)] and wall_s == {"age_regressor": None, "gender_classifier": None}
+    assert events == [("agents", "a.ckpt", "g.ckpt", False)]
+    assert wall_s == {"age_regressor": None, "gender_classifier": None, "face_gan": None}
 
 
 def resolve_stage_config(cfg):
