@@ -91,6 +91,10 @@ def test_reward_eq9_every_branch():
     graded, again = age_reward(identity, hit, typical, p1=1.0, p2=4.0, m=2.0, r=10.0, n=20.0, identity_cost=3.0)
     # every step that does not fail pays 3·I_g/P1 more, below P1 too; failures stay −n
     assert graded.tolist() == [18.5, 17.0, 4.0, -2.0, -7.0, -20.0, -2.5, -20.0] and torch.equal(again, failed)
+    squared, _ = age_reward(identity, hit, typical, p1=1.0, p2=4.0, m=2.0, r=10.0, n=20.0, identity_cost=3.0,
+                            identity_power=2.0)
+    # identity_power 2: 3·(I_g/P1)², less than the linear term below P1, more above it
+    assert squared.tolist() == [19.25, 17.0, -2.0, -38.0, -13.0, -20.0, -1.75, -20.0]
 
 
 def test_identity_distance_eq8():
@@ -197,6 +201,7 @@ def test_leaving_typical_set_or_identity_ends_with_penalty():
         ({"age_max": 0.0}, "age_max=0.0 invalid"),
         ({"hit_reward": float("nan")}, "hit_reward=nan invalid"),
         ({"identity_cost": -1.0}, r"identity_cost=-1.0 invalid: expected a finite number >= 0"),
+        ({"identity_power": 0.5}, r"identity_power=0.5 invalid: expected a finite power >= 1"),
         ({"p1": None}, r"p1=None invalid: expected a finite identity distance >= 0 or 'auto'"),
         ({"p1": "auto"}, "the face core needs an AgeMDP with numbers for p1 and p2"),
     ],

@@ -43,7 +43,11 @@ def test_surrogate_pays_for_identity_and_fails_beyond_p2():
     near = surrogate_returns(core, linear_policy(core, 2.0), base, up, softness=0.01)
     assert true(2.0) == 54.0 and near.item() == pytest.approx(52.0, abs=1.0)
     cost = transparent_core(num_envs=1, p1=1.0, p2=5.0, epsilon=1000.0, identity_cost=1.0)
-    assert surrogate_returns(cost, linear_policy(cost, 2.0), base, up, softness=0.01).item() < near.item()
+    linear = surrogate_returns(cost, linear_policy(cost, 2.0), base, up, softness=0.01).item()
+    assert linear < near.item()
+    # identity_power 2: this edit's I_g ends well above P1, so the squared term charges more than the linear one
+    squared = transparent_core(num_envs=1, p1=1.0, p2=5.0, epsilon=1000.0, identity_cost=1.0, identity_power=2.0)
+    assert surrogate_returns(squared, linear_policy(squared, 2.0), base, up, softness=0.01).item() < linear - 1.0
 
 
 def test_training_by_gradient_raises_the_true_return_from_standing_still():

@@ -10,7 +10,7 @@ policy's deterministic actions and scores them with a smooth stand-in for eq. 9:
 - the ``m·r`` bonus is weighted by ``σ((P1 − I_g)/(s·P1))`` and failure (``I_g > P2`` or leaving the
   typical set) by sigmoids of the same softness ``s``; an episode's later steps count by its soft survival;
 - a surviving step pays −1 for the part of a bucket it did not gain (eq. 9's −1 for a step without a hit)
-  and, with ``identity_cost`` c, −c·I_g/P1; with ``gender_cost`` g (of ``env.gradient_start``, not part of
+  and, with ``identity_cost`` c, −c·(I_g/P1)^q (q = ``identity_power``); with ``gender_cost`` g (of ``env.gradient_start``, not part of
   eq. 9) also −g·|p_female(face) − p_female(base)| under the env's gender model (``env.gender_checkpoint``).
 
 A linear traversal that gains 0.6 of a bucket per step for 10 steps, identity far below P1, scores what
@@ -36,6 +36,7 @@ from evaluation.face_metrics import identity_distance
 from rl.agents import agent_spec
 from rl.agents.base import map_action
 from rl.envs.face_age import FaceAgeCore, bucket_index, direction_buckets
+from rl.envs.face_age_mdp import identity_penalty
 from utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ def surrogate_returns(core: FaceAgeCore, action_fn: Callable[[torch.Tensor], tor
         outside = torch.sigmoid((0.5 * (s.shape[1] - s.pow(2).sum(1)).abs() - eps) / (softness * eps))
         fail = 1.0 - (1.0 - lost) * (1.0 - outside)
         kept = (mdp.hit_reward * new * (1.0 + (mdp.close_factor - 1.0) * close) - (1.0 - new)
-                - mdp.identity_cost * identity / mdp.p1)
+                - identity_penalty(identity, mdp.p1, mdp.identity_cost, mdp.identity_power))
         if female0 is not None:
             kept = kept - gender_cost * (gender(images).float() - female0).abs()
         total = total + alive * ((1.0 - fail) * kept - fail * mdp.fail_penalty)

@@ -221,7 +221,7 @@ class FaceAgeCore(RowStreams):
         hit, visited = bucket_hits(age, self.age_base_N[ids], direction, self.visited_NB[ids],
                                    mdp.age_min, mdp.bucket_width)
         reward, failed = age_reward(identity, hit, in_typical, mdp.p1, mdp.p2, mdp.close_factor,
-                                    mdp.hit_reward, mdp.fail_penalty, mdp.identity_cost)
+                                    mdp.hit_reward, mdp.fail_penalty, mdp.identity_cost, mdp.identity_power)
         all_done = (visited | ~self.todo_NB[ids]).all(1)
         self.s_NL[ids], self.visited_NB[ids] = s_next, visited
         self.t_N[ids] += 1

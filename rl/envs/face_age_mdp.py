@@ -85,23 +85,29 @@ def direction_buckets(base_bucket_N: torch.Tensor, direction_N: torch.Tensor, n_
     return torch.where(direction_N[:, None] == ASCENDING, up, down)
 
 
+def identity_penalty(identity_N: torch.Tensor, p1: float, cost: float, power: float = 1.0) -> torch.Tensor:
+    """The graded identity term (not from the paper): ``cost · (I_g / P1)^power``. With ``power`` > 1 it grows
+    faster than I_g, so the faces that lose the most identity pay the most."""
+    return cost * (identity_N / p1) ** power
+
+
 def age_reward(identity_N: torch.Tensor, hit_N: torch.Tensor, in_typical_N: torch.Tensor,
                p1: float, p2: float, m: float, r: float, n: float,
-               identity_cost: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+               identity_cost: float = 0.0, identity_power: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 9 with its episode-ending condition.
 
     Returns:
         ``(reward_N, failed_N)``: ``-n`` and failed where ``I_g > P2`` or outside the typical
         set; else ``m·r`` for a hit with ``I_g ≤ P1``, ``r`` for a hit with ``P1 < I_g ≤ P2``,
-        ``-1`` otherwise; minus ``identity_cost · I_g / P1`` on every step that does not fail (not
-        from the paper: a graded identity term, so a smaller I_g pays below P1 too; 0 is eq. 9).
+        ``-1`` otherwise; minus ``identity_cost · (I_g / P1)^identity_power`` on every step that does not
+        fail (not from the paper: a graded identity term, so a smaller I_g pays below P1 too; 0 is eq. 9).
     """
     failed = (identity_N > p2) | ~in_typical_N
     hit_reward = torch.where(identity_N <= p1, torch.full_like(identity_N, m * r),
                              torch.full_like(identity_N, r))
     reward = torch.where(hit_N, hit_reward, torch.full_like(identity_N, -1.0))
     if identity_cost:
-        reward = reward - identity_cost * identity_N / p1
+        reward = reward - identity_penalty(identity_N, p1, identity_cost, identity_power)
     return torch.where(failed, torch.full_like(reward, -n), reward).float(), failed
 
 
@@ -148,6 +154,9 @@ class AgeMDP:
     identity_cost: float = 0.0
     """Not from the paper: every step that does not fail also pays -identity_cost · I_g / P1, so identity is
     graded below P1 too (eq. 9 pays the same for any I_g ≤ P1); 0 is eq. 9."""
+    identity_power: float = 1.0
+    """Not from the paper: the graded term pays identity_cost · (I_g / P1)^identity_power; 2 charges the faces that
+    lose the most identity more than the mean (the identity tail); 1 is linear."""
 
     def __post_init__(self):
         _finite("bucket_width", self.bucket_width, self.bucket_width > 0, "β > 0 years")
@@ -165,6 +174,7 @@ class AgeMDP:
             raise UserError(f"p1={self.p1} and p2={self.p2} invalid: expected P1 < P2")
         for name in ("close_factor", "hit_reward", "fail_penalty", "identity_cost"):
             _finite(name, getattr(self, name), getattr(self, name) >= 0, "a finite number >= 0")
+        _finite("identity_power", self.identity_power, self.identity_power >= 1, "a finite power >= 1")
         _finite("age_min", self.age_min, True, "a finite age in years")
         _finite("age_max", self.age_max, self.age_max > self.age_min, f"> age_min={self.age_min}")
         _finite("action_bound", self.action_bound, self.action_bound > 0, "a finite bound > 0")
