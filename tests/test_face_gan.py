@@ -70,3 +70,19 @@ def test_bad_face_gan_settings_and_paths_fail_with_one_line(red_photos, tmp_path
         build_generator(str(age))
     with pytest.raises(UserError, match="dcgan_digifce"):
         build_generator("dcgan_digifce")
+
+
+def test_a_face_gan_run_trained_further_continues_from_its_last_epoch(red_photos, tmp_path):
+    """Two epochs, then two more by resume, count as four epochs in one go: both Adam states come back (their step
+    counts run on). The weights are not bitwise the same: the noise drawn after a resume starts from the seed."""
+    torch.manual_seed(0)
+    assert _fit(red_photos, tmp_path / "once", "trainer.max_epochs=4", "seed=3") == 0
+    assert _fit(red_photos, tmp_path / "twice", "trainer.max_epochs=2", "seed=3") == 0
+    run = latest_run(tmp_path / "twice" / "face_gan")
+    assert fit_main([f"resume={run}", "trainer.max_epochs=4"]) == 0
+    assert latest_run(tmp_path / "twice" / "face_gan") == run  # the same folder, trained further
+    once = torch.load(latest_run(tmp_path / "once" / "face_gan") / "checkpoints" / "last.ckpt", weights_only=True)
+    twice = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert once["epoch"] == twice["epoch"] == 3 and once["global_step"] == twice["global_step"]
+    steps = [[float(o["state"][0]["step"]) for o in ckpt["optimizer_states"]] for ckpt in (once, twice)]
+    assert steps[0] == steps[1] == [4 * 4.0, 4 * 4.0], steps  # 4 epochs × 4 batches of 8 (of 32 training photos)
