@@ -1,5 +1,6 @@
 """The face GAN (experiment A's photo-like generator): trained by lightning_modules.fit on a tiny UTKFace-named
 folder, then loaded as an experiment-A generator by path; bad settings fail with one line."""
+import csv
 
 import numpy as np
 import pytest
@@ -32,9 +33,8 @@ def test_a_trained_face_gan_is_an_experiment_a_generator_and_learns_the_photos_c
     torch.manual_seed(0)
     assert _fit(red_photos, tmp_path / "runs", "trainer.max_epochs=12", "module.lr=0.002") == 0
     run = latest_run(tmp_path / "runs" / "face_gan")
-    rows = (run / "metrics.csv").read_text().splitlines()
-    header = rows[0].split(",")
-    fd = [float(r.split(",")[header.index("val/fd")]) for r in rows[1:] if r.split(",")[header.index("val/fd")]]
+    with open(run / "metrics.csv", newline="") as f:
+        fd = [float(row["val/fd"]) for row in csv.DictReader(f) if row["val/fd"]]
     assert len(fd) == 12 and fd[-1] < 0.7 * fd[0], fd  # the faces' pooled colours moved towards the photos'
 
     for name in (str(tmp_path / "runs" / "face_gan"), str(run), str(run / "checkpoints" / "last.ckpt")):
