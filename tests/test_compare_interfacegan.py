@@ -80,7 +80,8 @@ def test_conditional_boundary_is_orthogonal_to_the_gender_boundary():
     assert all(np.array_equal(again[k], boundaries[k]) for k in boundaries)  # deterministic given the seed
     # the default three fits, each on its own latents: all recover the planted direction, none is another's copy
     assert set(boundaries) == {f"{kind}{fit}" for kind in ("plain", "conditional") for fit in ("", "_fit1", "_fit2")}
-    assert [f["seed"] for f in stats["fits"]] == [0, 1, 2] and stats["fits"][0]["age"] == stats["age"]
+    s0 = cfg["interfacegan"]["seed"]  # fit k seeds with seed + k
+    assert [f["seed"] for f in stats["fits"]] == [s0, s0 + 1, s0 + 2] and stats["fits"][0]["age"] == stats["age"]
     assert all(0.98 < c < 1 - 1e-6 for c in stats["between_fits"]["plain"] + stats["between_fits"]["conditional"])
     one, one_stats = interfacegan_boundaries(bench("interfacegan.samples=4000", "interfacegan.ratio=0.05",
                                                    "interfacegan.fits=1"), LatentWorld(), age, p_female)
@@ -506,7 +507,8 @@ def test_quick_comparison_writes_every_file_and_reuses_the_agent(tmp_path, capsy
     assert summary["families"]["curves"]["interfacegan_plain"] == [
         [f"interfacegan_plain{fit}_{e}" for e in ("1.5", "3")] for fit in ("", "_fit1", "_fit2")]
     assert trade["interfacegan_plain"]["fits"] == 3 and "se_fits" in trade["interfacegan_plain"]["id_mean"]
-    assert [f["seed"] for f in summary["boundary_stats"]["fits"]] == [0, 1, 2]
+    s0 = bench()["interfacegan"]["seed"]  # the default seed of the first fit
+    assert [f["seed"] for f in summary["boundary_stats"]["fits"]] == [s0, s0 + 1, s0 + 2]
     assert all(-1 < c < 0.9999 for c in summary["boundary_stats"]["between_fits"]["plain"])  # independent fits
     assert "interfacegan_plain_fit1_3" in summary["tradeoff"]["figures"]
     rl = summary["methods"]["rl_seed0"]["all"]
