@@ -118,6 +118,9 @@ def test_bucket_bookkeeping_eq7():
     assert hit.tolist() == [False, False, True]  # same bucket again → 0; descending row: new lower bucket → 1
     assert direction_buckets(torch.tensor([2, 2]), torch.tensor([0, 1]), 5).tolist() == \
         [[False, False, False, True, True], [True, True, False, False, False]]
+    # goal_buckets K: only the K nearest buckets beyond the base (fewer at the edge of the range)
+    assert direction_buckets(torch.tensor([1, 1, 3]), torch.tensor([0, 1, 1]), 5, goal=2).tolist() == \
+        [[False, False, True, True, False], [True, False, False, False, False], [False, True, True, False, False]]
 
 
 # ---- the core on transparent networks ----------------------------------------------------------
@@ -138,6 +141,22 @@ def test_core_step_hand_computed_and_bucket_hits():
     # k_gen rescaled to e3: s = [1.5, 2, 2, 0.5, 0...], age 45, I = 1.5² + 0.5² = 2.5 → r
     assert info["age"].item() == pytest.approx(45.0) and info["identity"].item() == pytest.approx(2.5)
     assert rew.item() == 10.0 and info["in_typical_set"].item()
+
+
+def test_goal_buckets_pay_only_the_nearest_and_end_the_episode():
+    core = transparent_core(goal_buckets=2)  # ascending from age 30: the goal is buckets [35, 40) and [40, 45)
+    core.reset()
+    _, rew, term, *_ = core.step(act(w1=1.0))  # s[0] = 0.5, age 35: the first goal bucket
+    assert rew.item() == 20.0 and not term.item()
+    _, rew, term, _, info = core.step(act(w1=2.0))  # s[0] = 1.5, age 45: a new bucket, but past the goal
+    assert info["age"].item() == pytest.approx(45.0) and not info["hit"].item()
+    assert rew.item() == -1.0 and not term.item()
+    _, rew, term, _, info = core.step(act(w1=-1.0))  # s[0] = 1.0, age 40, I = 1 = P1: the goal's last bucket
+    assert info["hit"].item() and rew.item() == 20.0 and term.item()
+    free = transparent_core()  # every bucket beyond the base pays: the same jump to 45 is a hit
+    free.reset()
+    free.step(act(w1=1.0))
+    assert free.step(act(w1=2.0))[1].item() == 10.0  # r: I = 2.25 > P1
 
 
 def test_descending_episode_moves_against_the_boundary():
@@ -202,6 +221,8 @@ def test_leaving_typical_set_or_identity_ends_with_penalty():
         ({"hit_reward": float("nan")}, "hit_reward=nan invalid"),
         ({"identity_cost": -1.0}, r"identity_cost=-1.0 invalid: expected a finite number >= 0"),
         ({"identity_power": 0.5}, r"identity_power=0.5 invalid: expected a finite power >= 1"),
+        ({"goal_buckets": 0}, r"goal_buckets=0 invalid: expected an int >= 1 or None"),
+        ({"goal_buckets": 2.5}, r"goal_buckets=2.5 invalid: expected an int >= 1 or None"),
         ({"p1": None}, r"p1=None invalid: expected a finite identity distance >= 0 or 'auto'"),
         ({"p1": "auto"}, "the face core needs an AgeMDP with numbers for p1 and p2"),
     ],

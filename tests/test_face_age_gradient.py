@@ -32,6 +32,13 @@ def test_surrogate_of_a_linear_traversal_is_its_eq9_return():
     torch.testing.assert_close(still, torch.full((2,), -10.0), atol=0.01, rtol=0)  # soft failure terms: ~1e-4 a step
 
 
+def test_surrogate_with_a_goal_pays_its_buckets_only():
+    # goal_buckets 2: the 3-unit traversal gains 0.6 bucket a step until 2 buckets, then nothing (−1 a step)
+    core = transparent_core(num_envs=1, goal_buckets=2, **WIDE)
+    ret = surrogate_returns(core, linear_policy(core, 3.0), core.pool_PL[:1], torch.tensor([0]))
+    assert ret.item() == pytest.approx(3 * (0.6 * 20 - 0.4) + (0.2 * 20 - 0.8) - 6, abs=0.05)
+
+
 def test_surrogate_pays_for_identity_and_fails_beyond_p2():
     core = transparent_core(num_envs=1, p1=1.0, p2=5.0, epsilon=1000.0)
     base, up = core.pool_PL[:1], torch.tensor([0])

@@ -4,7 +4,8 @@ Every piece of experiment A's episode is differentiable except eq. 9's steps (bu
 failures). :func:`surrogate_returns` unrolls ``episode_len`` steps of eq. 2 from chosen bases with a
 policy's deterministic actions and scores them with a smooth stand-in for eq. 9:
 
-- age progress in buckets, ``p_t = min(sign·(age_t − age_base)/β, buckets left in the command's direction)``;
+- age progress in buckets, ``p_t = min(sign·(age_t − age_base)/β, buckets left in the command's direction)`` (the nearest
+  ``goal_buckets`` of them when set);
   a step earns ``r`` per bucket of progress beyond the best so far (the running maximum, so it pays for
   new buckets once, like M_g), at most one bucket a step (M_g is 0 or 1: a jump over buckets earns one);
 - the ``m·r`` bonus is weighted by ``σ((P1 − I_g)/(s·P1))`` and failure (``I_g > P2`` or leaving the
@@ -102,7 +103,7 @@ def surrogate_returns(core: FaceAgeCore, action_fn: Callable[[torch.Tensor], tor
         age0, feat0 = core.measure_images(images0)
         female0 = gender(images0).float() if gender_cost > 0 else None
         bucket0 = bucket_index(age0, mdp.age_min, mdp.bucket_width, core.n_buckets)
-        left = direction_buckets(bucket0, direction_B, core.n_buckets).sum(1).float()
+        left = direction_buckets(bucket0, direction_B, core.n_buckets, mdp.goal_buckets).sum(1).float()
     sign = 1.0 - 2.0 * direction_B.float()
     s, best = base_BL, torch.zeros_like(age0)
     alive, total = torch.ones_like(age0), torch.zeros_like(age0)

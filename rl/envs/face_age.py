@@ -6,7 +6,8 @@ The MDP of Shubham et al. (equation numbers from the paper; the pure functions a
 in ``[-b, b]^(L+2)``; eq. 2 moves the latent, eq. 5 keeps it typical, eq. 7-9 pay for new age
 buckets while the identity distance stays small. An episode ends (terminated) when the identity is
 lost (``I_g > P2``), the latent leaves the typical set, or every bucket beyond the base age in the
-commanded direction has been visited; it is truncated after ``episode_len`` steps.
+commanded direction has been visited (the nearest ``goal_buckets`` of them when that is set: only those
+pay); it is truncated after ``episode_len`` steps.
 
 The base face's own bucket counts as visited at reset, so a hit always means reaching a new bucket
 beyond the base one; a base with no bucket left in its direction ends after one step. Ages outside
@@ -195,7 +196,7 @@ class FaceAgeCore(RowStreams):
             self.s_NL[ids], self.base_NL[ids] = base, base
             self.age_base_N[ids], self.base_feat_NF[ids] = age_base, feat_base
             self.visited_NB[ids] = torch.nn.functional.one_hot(base_bucket, self.n_buckets).bool()
-            self.todo_NB[ids] = direction_buckets(base_bucket, direction, self.n_buckets)
+            self.todo_NB[ids] = direction_buckets(base_bucket, direction, self.n_buckets, self.mdp.goal_buckets)
             self.t_N[ids], self._needs_reset[ids] = 0, False
         return self.observe(self.s_NL, self.base_NL, self.direction_N)
 
@@ -220,9 +221,11 @@ class FaceAgeCore(RowStreams):
         in_typical = typical_set(s_next, self.epsilon)
         hit, visited = bucket_hits(age, self.age_base_N[ids], direction, self.visited_NB[ids],
                                    mdp.age_min, mdp.bucket_width)
+        todo = self.todo_NB[ids]
+        hit = hit & todo.gather(1, bucket_index(age, mdp.age_min, mdp.bucket_width, self.n_buckets)[:, None])[:, 0]
         reward, failed = age_reward(identity, hit, in_typical, mdp.p1, mdp.p2, mdp.close_factor,
                                     mdp.hit_reward, mdp.fail_penalty, mdp.identity_cost, mdp.identity_power)
-        all_done = (visited | ~self.todo_NB[ids]).all(1)
+        all_done = (visited | ~todo).all(1)
         self.s_NL[ids], self.visited_NB[ids] = s_next, visited
         self.t_N[ids] += 1
         terminated = failed | all_done

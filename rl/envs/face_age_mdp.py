@@ -77,12 +77,14 @@ def bucket_hits(age_N: torch.Tensor, age_base_N: torch.Tensor, direction_N: torc
     return beyond & fresh, visited
 
 
-def direction_buckets(base_bucket_N: torch.Tensor, direction_N: torch.Tensor, n_buckets: int) -> torch.Tensor:
-    """bool N×B: the buckets strictly beyond the base bucket in the commanded direction."""
+def direction_buckets(base_bucket_N: torch.Tensor, direction_N: torch.Tensor, n_buckets: int,
+                      goal: Optional[int] = None) -> torch.Tensor:
+    """bool N×B: the buckets strictly beyond the base bucket in the commanded direction; with ``goal`` K, only
+    the K nearest of them (the episode's goal is K buckets of age change, or the edge of the range)."""
     b = torch.arange(n_buckets, device=base_bucket_N.device)[None, :]
-    up = b > base_bucket_N[:, None]
-    down = b < base_bucket_N[:, None]
-    return torch.where(direction_N[:, None] == ASCENDING, up, down)
+    gap = b - base_bucket_N[:, None]
+    gap = torch.where(direction_N[:, None] == ASCENDING, gap, -gap)  # buckets beyond the base, > 0 ahead
+    return (gap > 0) & (gap <= goal) if goal is not None else gap > 0
 
 
 def identity_penalty(identity_N: torch.Tensor, p1: float, cost: float, power: float = 1.0) -> torch.Tensor:
@@ -157,6 +159,10 @@ class AgeMDP:
     identity_power: float = 1.0
     """Not from the paper: the graded term pays identity_cost · (I_g / P1)^identity_power; 2 charges the faces that
     lose the most identity more than the mean (the identity tail); 1 is linear."""
+    goal_buckets: Optional[int] = None
+    """Not from the paper: K, the command asks for K buckets of age change; only the K nearest buckets beyond the
+    base pay, and the episode ends once they are all visited. None: every bucket to the end of the range (the
+    paper), so a younger command on an adult's face pays for walking it down to a toddler's."""
 
     def __post_init__(self):
         _finite("bucket_width", self.bucket_width, self.bucket_width > 0, "β > 0 years")
@@ -178,6 +184,9 @@ class AgeMDP:
         _finite("age_min", self.age_min, True, "a finite age in years")
         _finite("age_max", self.age_max, self.age_max > self.age_min, f"> age_min={self.age_min}")
         _finite("action_bound", self.action_bound, self.action_bound > 0, "a finite bound > 0")
+        if self.goal_buckets is not None and (isinstance(self.goal_buckets, bool) or not isinstance(
+                self.goal_buckets, int) or self.goal_buckets < 1):
+            raise UserError(f"goal_buckets={self.goal_buckets!r} invalid: expected an int >= 1 or None (every bucket)")
         if int(self.direction_every) != self.direction_every or self.direction_every < 0:
             raise UserError(f"direction_every={self.direction_every!r} invalid: expected an int >= 0")
 
