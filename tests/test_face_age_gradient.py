@@ -33,10 +33,13 @@ def test_surrogate_of_a_linear_traversal_is_its_eq9_return():
 
 
 def test_surrogate_with_a_goal_pays_its_buckets_only():
-    # goal_buckets 2: the 3-unit traversal gains 0.6 bucket a step until 2 buckets, then nothing (−1 a step)
+    # goal_buckets 2: the 3-unit traversal gains 0.6 bucket a step and reaches both at step 4, where the episode
+    # ends (no −1 for the steps after it), as the env's: hits at steps 2 and 4, −1 at steps 1 and 3
     core = transparent_core(num_envs=1, goal_buckets=2, **WIDE)
+    true = rollout(core, linear_policy(core, 3.0), torch.tensor([0]), torch.tensor([0]))
     ret = surrogate_returns(core, linear_policy(core, 3.0), core.pool_PL[:1], torch.tensor([0]))
-    assert ret.item() == pytest.approx(3 * (0.6 * 20 - 0.4) + (0.2 * 20 - 0.8) - 6, abs=0.05)
+    assert true["return"].item() == 38.0 and true["steps"].item() == 4
+    assert ret.item() == pytest.approx(3 * (0.6 * 20 - 0.4) + (0.2 * 20 - 0.8), abs=0.05)
 
 
 def test_surrogate_pays_for_identity_and_fails_beyond_p2():

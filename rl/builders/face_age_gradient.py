@@ -9,7 +9,8 @@ policy's deterministic actions and scores them with a smooth stand-in for eq. 9:
   a step earns ``r`` per bucket of progress beyond the best so far (the running maximum, so it pays for
   new buckets once, like M_g), at most one bucket a step (M_g is 0 or 1: a jump over buckets earns one);
 - the ``m·r`` bonus is weighted by ``σ((P1 − I_g)/(s·P1))`` and failure (``I_g > P2`` or leaving the
-  typical set) by sigmoids of the same softness ``s``; an episode's later steps count by its soft survival;
+  typical set) by sigmoids of the same softness ``s``; an episode's later steps count by its soft survival, and
+  none counts after the step that reaches its last bucket (the env ends the episode there);
 - a surviving step pays −1 for the part of a bucket it did not gain (eq. 9's −1 for a step without a hit)
   and, with ``identity_cost`` c, −c·(I_g/P1)^q (q = ``identity_power``); with ``gender_cost`` g (of ``env.gradient_start``, not part of
   eq. 9) also −g·|p_female(face) − p_female(base)| under the env's gender model (``env.gender_checkpoint``).
@@ -124,7 +125,8 @@ def surrogate_returns(core: FaceAgeCore, action_fn: Callable[[torch.Tensor], tor
         if female0 is not None:
             kept = kept - gender_cost * (gender(images).float() - female0).abs()
         total = total + alive * ((1.0 - fail) * kept - fail * mdp.fail_penalty)
-        alive = alive * (1.0 - fail)
+        done = (best >= left).float()  # every goal bucket reached: the episode ends, as the env's does
+        alive = alive * (1.0 - fail) * (1.0 - done)
     return total
 
 
