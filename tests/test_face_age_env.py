@@ -118,6 +118,12 @@ def test_bucket_bookkeeping_eq7():
     assert hit.tolist() == [False, False, True]  # same bucket again → 0; descending row: new lower bucket → 1
     assert direction_buckets(torch.tensor([2, 2]), torch.tensor([0, 1]), 5).tolist() == \
         [[False, False, False, True, True], [True, True, False, False, False]]
+    # a goal mask: a fresh bucket beyond the base outside the goal is no hit (bucket 8 with goal [7])
+    goal = torch.zeros(3, 16, dtype=torch.bool)
+    goal[:, 7] = True
+    hit, _ = bucket_hits(torch.tensor([42.0, 36.0, 36.0]), base, asc, torch.zeros(3, 16, dtype=torch.bool), 0.0, 5.0,
+                         goal)
+    assert hit.tolist() == [False, True, False]
     # goal_buckets K: only the K nearest buckets beyond the base (fewer at the edge of the range)
     assert direction_buckets(torch.tensor([1, 1, 3]), torch.tensor([0, 1, 1]), 5, goal=2).tolist() == \
         [[False, False, True, True, False], [True, False, False, False, False], [False, True, True, False, False]]

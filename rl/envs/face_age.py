@@ -219,10 +219,9 @@ class FaceAgeCore(RowStreams):
         age, feat = self.measure(s_next)
         identity = identity_distance(feat, self.base_feat_NF[ids])
         in_typical = typical_set(s_next, self.epsilon)
-        hit, visited = bucket_hits(age, self.age_base_N[ids], direction, self.visited_NB[ids],
-                                   mdp.age_min, mdp.bucket_width)
         todo = self.todo_NB[ids]
-        hit = hit & todo.gather(1, bucket_index(age, mdp.age_min, mdp.bucket_width, self.n_buckets)[:, None])[:, 0]
+        hit, visited = bucket_hits(age, self.age_base_N[ids], direction, self.visited_NB[ids],
+                                   mdp.age_min, mdp.bucket_width, todo)
         reward, failed = age_reward(identity, hit, in_typical, mdp.p1, mdp.p2, mdp.close_factor,
                                     mdp.hit_reward, mdp.fail_penalty, mdp.identity_cost, mdp.identity_power)
         all_done = (visited | ~todo).all(1)

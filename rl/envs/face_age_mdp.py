@@ -57,14 +57,15 @@ def bucket_index(age_N: torch.Tensor, age_min: float, bucket_width: float, n_buc
 
 
 def bucket_hits(age_N: torch.Tensor, age_base_N: torch.Tensor, direction_N: torch.Tensor,
-                visited_NB: torch.Tensor, age_min: float, bucket_width: float
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+                visited_NB: torch.Tensor, age_min: float, bucket_width: float,
+                goal_NB: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 7: ``M_g = 1`` when the age is beyond the base age in the commanded direction and its
-    bucket was not visited yet.
+    bucket was not visited yet (and, given ``goal_NB``, is one of the goal's buckets).
 
     Args:
         age_N, age_base_N: float years. direction_N: int (0 ascending, 1 descending).
         visited_NB: bool, buckets visited so far in each episode.
+        goal_NB: bool, the buckets that pay (:func:`direction_buckets` with a goal); None: any.
     Returns:
         ``(hit_N bool, visited_NB updated)``: the age's bucket is marked visited either way.
     """
@@ -72,6 +73,8 @@ def bucket_hits(age_N: torch.Tensor, age_base_N: torch.Tensor, direction_N: torc
     sign = 1.0 - 2.0 * direction_N.float()
     beyond = sign * (age_N.float() - age_base_N.float()) > 0
     fresh = ~visited_NB.gather(1, bucket[:, None])[:, 0]
+    if goal_NB is not None:
+        fresh = fresh & goal_NB.gather(1, bucket[:, None])[:, 0]
     visited = visited_NB.clone()
     visited[torch.arange(len(bucket), device=bucket.device), bucket] = True
     return beyond & fresh, visited
