@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from benchmarks.interfacegan_judging import DIRECTIONS
 from benchmarks.report import pyplot, save_figure
 from evaluation.tradeoff import VERDICT_AT, VERDICT_FIGURES, analyse, curve_fits
 
@@ -26,6 +27,46 @@ def tradeoff(results: Dict[str, Any], n_boot: int, seed: int, z: float = 2.0) ->
     log.warning("trade-off curves: bootstrap of %d replicates over the bases", n_boot)
     return analyse(results["scored"], families["editors"], families["curves"], n_boot=n_boot, seed=seed, z=z,
                    steps=families.get("steps"))
+
+
+def by_direction(results: Dict[str, Any], n_boot: int, seed: int, z: float = 2.0) -> Optional[Dict[str, Any]]:
+    """The same analysis on each commanded direction's trajectories alone: direction -> :func:`tradeoff`'s result.
+
+    A diagnostic beside the verdict, which pools both directions: an editor that ages faces further in one
+    direction than in the other is read at the mean of two points of a concave curve, where the linear edit ages
+    both alike; here each direction meets InterfaceGAN's curve of that direction."""
+    direction = results["direction"]
+    out = {}
+    for name, code in DIRECTIONS.items():
+        rows = direction == code
+        if not bool(rows.any()):
+            continue
+        scored = {m: s.rows(rows) for m, s in results["scored"].items()}
+        out[name] = tradeoff({**results, "scored": scored}, n_boot, seed, z)
+        if out[name] is None:
+            return None
+    return out
+
+
+def direction_section(per_direction: Optional[Dict[str, Any]]) -> List[str]:
+    """The report's lines for :func:`by_direction`: per editor, direction and curve, the z of every verdict figure
+    at the same judged age change."""
+    if not per_direction:
+        return []
+    figs = list(VERDICT_AT["age_change"])
+    lines = ["## Each direction on its own curve (a diagnostic)", "",
+             "The verdict above pools the older and the younger edits. Here each commanded direction's edits meet "
+             "InterfaceGAN's curve of that direction alone, at the editor's own judged age change in it: z = "
+             "difference / SE as above (+ = the editor better on identity, − = fewer flips).", "",
+             "| editor | direction | curve | read at (y) | " + " | ".join(f"{LABELS[f]} z" for f in figs) + " | beats |",
+             "|---|---|---|---|" + "---|" * len(figs) + "---|"]
+    for direction, trade in per_direction.items():
+        for editor, per_curve in trade["matched"].items():
+            for curve, res in per_curve.items():
+                zs = " | ".join(f"{res[f]['z']:.2f}" if res["matched"] else "—" for f in figs)
+                lines.append(f"| {editor} | {direction} | {curve} | {_pm(res['at_value'], res['at_se'])} | {zs} | "
+                             f"{'yes' if res['beats'] else 'no'} |")
+    return lines + [""]
 
 
 def plot(trade: Dict[str, Any], families: Dict[str, Any], path: Path) -> bool:

@@ -63,11 +63,16 @@ class Scored:
         if not self.valid_NT.any(1).all():
             raise ValueError("Scored: every trajectory needs at least one step taken")
 
+    def rows(self, rows: torch.Tensor) -> "Scored":
+        """The trajectories ``rows`` (indices, repeats allowed, or a boolean mask)."""
+        return Scored(self.base_N[rows], self.age_N[rows], self.flip_N[rows], self.cos_NT[rows], self.valid_NT[rows],
+                      self.flip_end_N[rows])
+
 
 def figures(s: Scored, rows: Optional[torch.Tensor] = None) -> Dict[str, float]:
     """The method's figures over ``rows`` (trajectory indices, repeats allowed; None: all)."""
     if rows is not None:
-        s = Scored(s.base_N[rows], s.age_N[rows], s.flip_N[rows], s.cos_NT[rows], s.valid_NT[rows], s.flip_end_N[rows])
+        s = s.rows(rows)
     cos = s.cos_NT[s.valid_NT].double()
     return {"age_change": s.age_N.double().mean().item(), "id_mean": cos.mean().item(),
             "id_p5": torch.quantile(cos, 0.05).item(), "id_min": cos.min().item(),

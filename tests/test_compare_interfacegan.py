@@ -511,6 +511,9 @@ def test_quick_comparison_writes_every_file_and_reuses_the_agent(tmp_path, capsy
     assert [f["seed"] for f in summary["boundary_stats"]["fits"]] == [s0, s0 + 1, s0 + 2]
     assert all(-1 < c < 0.9999 for c in summary["boundary_stats"]["between_fits"]["plain"])  # independent fits
     assert "interfacegan_plain_fit1_3" in summary["tradeoff"]["figures"]
+    per_direction = summary["tradeoff_by_direction"]  # the diagnostic: each direction on its own curves
+    assert set(per_direction) == {"older", "younger"}
+    assert set(per_direction["older"]["matched"]["gradient"]) == set(trade)
     rl = summary["methods"]["rl_seed0"]["all"]
     assert rl["trajectories"] == 4 and 1 <= rl["steps"] <= 3 and -1 <= rl["id_dlib_min"] <= rl["id_dlib_max"] <= 1
     assert summary["methods"]["interfacegan_plain_3"]["older"]["steps"] == 3.0
@@ -529,6 +532,7 @@ def test_quick_comparison_writes_every_file_and_reuses_the_agent(tmp_path, capsy
     assert "paper: RL (PGAN, VGG-Face) | 0.919" in report and "## Verdict: matched trade-off curves" in report
     assert "![trade-off curves](tradeoff.png)" in report and "editor `gradient`" in report
     assert "The recipe was fitted 3 times" in report and "SE from bases / seeds / fits" in report
+    assert "## Each direction on its own curve" in report and "| gradient | younger | interfacegan_plain |" in report
     # the same settings again: the agent run is found, not retrained
     cfg = bench(*QUICK, *overrides)
     again = [stage for stages in editor_runs(cfg).values() for stage in stages]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from benchmarks.interfacegan import interfacegan_ladder, interfacegan_trajectories
-from benchmarks.interfacegan_tradeoff import plot, section
+from benchmarks.interfacegan_tradeoff import by_direction, direction_section, plot, section
 from evaluation.tradeoff import Scored, analyse, bootstrap, figures, interpolate, interpolate_batch, matched
 
 B, T = 200, 4  # bases, steps
@@ -169,6 +169,30 @@ def test_tradeoff_plot_is_written(tmp_path):
     out = analyse(methods, families["editors"], families["curves"], n_boot=20, steps=families["steps"])
     assert plot(out, families, tmp_path / "tradeoff.png")
     assert (tmp_path / "tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_each_direction_is_read_on_its_own_curve():
+    """An editor better than the linear edit in the older direction only: read per direction, it beats the curve
+    there and not in the younger one; the rows of each direction are the same trajectories in every method."""
+    noise = torch.Generator().manual_seed(4)
+    methods = family(noise)
+    for s in range(3):
+        good, same = linear_family(2.5, noise, identity_cost=0.008, flip_per_year=0.02), linear_family(2.5, noise)
+        methods[f"ed_seed{s}"] = same.rows(torch.arange(2 * B))
+        methods[f"ed_seed{s}"].age_N[:B], methods[f"ed_seed{s}"].cos_NT[:B] = good.age_N[:B], good.cos_NT[:B]
+        methods[f"ed_seed{s}"].flip_N[:B], methods[f"ed_seed{s}"].flip_end_N[:B] = good.flip_N[:B], good.flip_end_N[:B]
+    families = {"curves": {"ig": [f"ig_{e:g}" for e in (1.0, 2.0, 3.0, 4.0)]},
+                "editors": {"ed": [f"ed_seed{s}" for s in range(3)]}}
+    results = {"scored": methods, "families": families, "direction": torch.arange(2 * B) // B}  # older, then younger
+    per = by_direction(results, n_boot=200, seed=0)
+    assert list(per) == ["older", "younger"]
+    older, younger = per["older"]["matched"]["ed"]["ig"], per["younger"]["matched"]["ed"]["ig"]
+    assert older["beats"] and older["id_mean"]["z"] > 2 and not younger["beats"] and abs(younger["id_mean"]["z"]) < 3
+    assert per["older"]["figures"]["ig_1"]["age_change"]["value"] == pytest.approx(
+        methods["ig_1"].age_N[:B].double().mean().item())
+    lines = "\n".join(direction_section(per))
+    assert "| ed | older | ig |" in lines and "| ed | younger | ig |" in lines
+    assert direction_section(None) == []
 
 
 def test_ladder_judges_shared_steps_once_and_matches_each_traversal():
