@@ -113,7 +113,8 @@ def write_compare_report(bench: Dict[str, Any], results: Dict[str, Any], out_dir
     write_table(rows, out_dir / "table.csv")
     trade = interfacegan_tradeoff.tradeoff(results, bench["eval"]["bootstrap"], bench["seed"])
     has_plot = trade is not None and interfacegan_tradeoff.plot(trade, results["families"], out_dir / "tradeoff.png")
-    per_direction = interfacegan_tradeoff.by_direction(results, bench["eval"]["bootstrap"], bench["seed"])
+    per_direction = (None if trade is None
+                     else interfacegan_tradeoff.by_direction(results, bench["eval"]["bootstrap"], bench["seed"]))
     keep = ("boundary_stats", "k_hyp_cosines", "noise_floor", "roles", "runs", "env", "families")
     summary = {"experiment": "compare-interfacegan", "wall_s": round(wall_s, 1), "stage_wall_s": results["stage_wall_s"],
                **{k: results[k] for k in keep}, "methods": methods, "rl_aggregate": aggregates.get("rl"),

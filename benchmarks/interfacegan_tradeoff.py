@@ -29,22 +29,21 @@ def tradeoff(results: Dict[str, Any], n_boot: int, seed: int, z: float = 2.0) ->
                    steps=families.get("steps"))
 
 
-def by_direction(results: Dict[str, Any], n_boot: int, seed: int, z: float = 2.0) -> Optional[Dict[str, Any]]:
-    """The same analysis on each commanded direction's trajectories alone: direction -> :func:`tradeoff`'s result.
+def by_direction(results: Dict[str, Any], n_boot: int, seed: int, z: float = 2.0) -> Dict[str, Any]:
+    """The analysis of :func:`tradeoff` on each commanded direction's trajectories alone: direction -> its result
+    (call it where :func:`tradeoff` gave one: the curves are the same).
 
     A diagnostic beside the verdict, which pools both directions: an editor that ages faces further in one
     direction than in the other is read at the mean of two points of a concave curve, where the linear edit ages
     both alike; here each direction meets InterfaceGAN's curve of that direction."""
-    direction = results["direction"]
+    families, direction_N = results["families"], results["direction"]
     out = {}
     for name, code in DIRECTIONS.items():
-        rows = direction == code
-        if not bool(rows.any()):
-            continue
-        scored = {m: s.rows(rows) for m, s in results["scored"].items()}
-        out[name] = tradeoff({**results, "scored": scored}, n_boot, seed, z)
-        if out[name] is None:
-            return None
+        rows = direction_N == code
+        if bool(rows.any()):
+            scored = {m: s.rows(rows) for m, s in results["scored"].items()}
+            out[name] = analyse(scored, families["editors"], families["curves"], n_boot=n_boot, seed=seed, z=z,
+                                steps=families.get("steps"))
     return out
 
 

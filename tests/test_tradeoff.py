@@ -178,9 +178,8 @@ def test_each_direction_is_read_on_its_own_curve():
     methods = family(noise)
     for s in range(3):
         good, same = linear_family(2.5, noise, identity_cost=0.008, flip_per_year=0.02), linear_family(2.5, noise)
-        methods[f"ed_seed{s}"] = same.rows(torch.arange(2 * B))
-        methods[f"ed_seed{s}"].age_N[:B], methods[f"ed_seed{s}"].cos_NT[:B] = good.age_N[:B], good.cos_NT[:B]
-        methods[f"ed_seed{s}"].flip_N[:B], methods[f"ed_seed{s}"].flip_end_N[:B] = good.flip_N[:B], good.flip_end_N[:B]
+        methods[f"ed_seed{s}"] = Scored(same.base_N, *(torch.cat([getattr(good, k)[:B], getattr(same, k)[B:]])
+                                                       for k in ("age_N", "flip_N", "cos_NT", "valid_NT", "flip_end_N")))
     families = {"curves": {"ig": [f"ig_{e:g}" for e in (1.0, 2.0, 3.0, 4.0)]},
                 "editors": {"ed": [f"ed_seed{s}" for s in range(3)]}}
     results = {"scored": methods, "families": families, "direction": torch.arange(2 * B) // B}  # older, then younger
