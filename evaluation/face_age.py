@@ -28,6 +28,8 @@ def rollout(core, act_fn: Callable[[torch.Tensor], torch.Tensor], base_idx_N: to
     ``return`` (the env's undiscounted eq. 9 reward).
     ``record=True`` adds the trajectories: ``z_NTL`` (T = episode_len; after an episode ends its
     last latent is repeated, the edit's result) and ``valid_NT`` (the steps actually taken).
+    A step the core refused (``info["stopped"]``, the env's identity stop) is not taken, except as an episode's
+    first: then the episode is one step that stays at the base face (no edit).
     The episodes run on the core's device; the results are CPU tensors.
     """
     n, dev = len(base_idx_N), core.device
@@ -48,6 +50,11 @@ def rollout(core, act_fn: Callable[[torch.Tensor], torch.Tensor], base_idx_N: to
         next_obs, reward, terminated, truncated, info = core.step(act_fn(obs[rows]), rows)
         obs = obs.clone()
         obs[rows] = next_obs
+        alive[rows] = ~(terminated | truncated)
+        if "stopped" in info:  # a refused step is not taken, unless it is the episode's first (the base, unedited)
+            taken = ~info["stopped"] | (out["steps"][rows] == 0)
+            rows, next_obs, reward, info = rows[taken], next_obs[taken], reward[taken], {
+                k: v[taken] for k, v in info.items()}
         out["buckets"][rows] += info["hit"].float()
         out["return"][rows] += reward
         out["age_change"][rows] = sign[rows] * (info["age"] - info["age_base"])
@@ -55,7 +62,6 @@ def rollout(core, act_fn: Callable[[torch.Tensor], torch.Tensor], base_idx_N: to
         out["identity_max"][rows] = torch.maximum(out["identity_max"][rows], info["identity"])
         out["steps"][rows] += 1
         out["left_typical"][rows] |= ~info["in_typical_set"]
-        alive[rows] = ~(terminated | truncated)
         if record:
             z_NTL[rows.cpu(), t:] = next_obs[:, None, :core.latent_dim].cpu()  # held until overwritten
             valid_NT[rows, t] = True

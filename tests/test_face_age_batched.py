@@ -54,7 +54,7 @@ def test_single_env_passes_check_env():
     obs_b, _ = env.reset(seed=3)
     np.testing.assert_array_equal(obs_a, obs_b)
     _, reward, _, _, info = env.step(env.action_space.sample())
-    assert set(info) == {"age", "age_base", "identity", "hit", "in_typical_set", "direction", "t"}
+    assert set(info) == {"age", "age_base", "identity", "hit", "in_typical_set", "direction", "t", "stopped"}
     assert isinstance(reward, float)
 
 

@@ -165,6 +165,24 @@ def test_goal_buckets_pay_only_the_nearest_and_end_the_episode():
     assert free.step(act(w1=2.0))[1].item() == 10.0  # r: I = 2.25 > P1
 
 
+def test_identity_stop_refuses_the_step_and_ends_the_episode_on_the_previous_face():
+    core = transparent_core(identity_stop=2.0)  # P1 = 1: a step to a face with I_g > 2 is refused
+    core.reset()
+    _, rew, term, _, info = core.step(act(w1=1.0))  # s[0] = 0.5, age 35, I = 0.25: taken
+    assert rew.item() == 20.0 and not term.item() and not info["stopped"].item()
+    obs, rew, term, trunc, info = core.step(act(w1=2.0))  # s[0] would be 1.5, I = 2.25 > 2: refused
+    torch.testing.assert_close(obs[0, :L], torch.tensor([0.5, 2, 2, 0, 0, 0, 0, 0]))
+    assert info["stopped"].item() and term.item() and not trunc.item() and rew.item() == 0.0
+    assert info["age"].item() == pytest.approx(35.0) and info["identity"].item() == pytest.approx(0.25)
+    assert not info["hit"].item() and info["in_typical_set"].item()
+    plain = transparent_core()  # without the stop the same step is taken: age 45, a new bucket with P1 < I_g < P2
+    plain.reset()
+    plain.step(act(w1=1.0))
+    _, rew, term, _, info = plain.step(act(w1=2.0))
+    assert info["age"].item() == pytest.approx(45.0) and not info["stopped"].item() and rew.item() == 10.0
+    assert not term.item()
+
+
 def test_descending_episode_moves_against_the_boundary():
     core = transparent_core(episode_len=1)
     core.reset()
@@ -229,6 +247,8 @@ def test_leaving_typical_set_or_identity_ends_with_penalty():
         ({"identity_power": 0.5}, r"identity_power=0.5 invalid: expected a finite power >= 1"),
         ({"goal_buckets": 0}, r"goal_buckets=0 invalid: expected an int >= 1 or None"),
         ({"goal_buckets": 2.5}, r"goal_buckets=2.5 invalid: expected an int >= 1 or None"),
+        ({"identity_stop": 0.0}, r"identity_stop=0.0 invalid: expected a multiple of P1 > 0 or None"),
+        ({"identity_stop": 4.0}, r"identity_stop=4.0 invalid: expected below P2/P1 = 4"),
         ({"p1": None}, r"p1=None invalid: expected a finite identity distance >= 0 or 'auto'"),
         ({"p1": "auto"}, "the face core needs an AgeMDP with numbers for p1 and p2"),
     ],

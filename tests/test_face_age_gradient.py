@@ -60,6 +60,25 @@ def test_surrogate_pays_for_identity_and_fails_beyond_p2():
     assert surrogate_returns(squared, linear_policy(squared, 2.0), base, up, softness=0.01).item() < linear - 1.0
 
 
+def test_identity_stop_in_the_rollout_and_the_surrogate():
+    # 8 units: 0.8 of s[0] a step, I_g = (0.8·t)²: 0.64 after the first step, 2.56 after the second
+    up, base = torch.tensor([0]), torch.tensor([0])
+    core = transparent_core(num_envs=1, p1=1.0, p2=5.0, epsilon=1000.0, identity_stop=2.0)
+    out = rollout(core, linear_policy(core, 8.0), base, up, record=True)
+    assert out["steps"].item() == 1 and out["valid_NT"][0].tolist() == [True] + [False] * 9
+    assert out["return"].item() == 20.0 and out["age_change"].item() == pytest.approx(8.0)
+    torch.testing.assert_close(out["z_NTL"][0, -1], out["z_NTL"][0, 0])  # the result: the last face taken
+    # the surrogate stops where the env does: 20, where without the stop the step past P2 fails (20 + 10 − 20)
+    ret = surrogate_returns(core, linear_policy(core, 8.0), core.pool_PL[:1], up, softness=0.01)
+    assert ret.item() == pytest.approx(20.0, abs=0.1)
+    # a first step beyond the stop: the episode is one step at the base face, unedited
+    first = transparent_core(num_envs=1, p1=1.0, p2=5.0, epsilon=1000.0, identity_stop=0.5)
+    out = rollout(first, linear_policy(first, 8.0), base, up, record=True)
+    assert out["steps"].item() == 1 and out["valid_NT"][0, 0] and out["age_change"].item() == 0.0
+    assert out["identity_mean"].item() == 0.0 and out["return"].item() == 0.0
+    torch.testing.assert_close(out["z_NTL"][0, 0], first.pool_PL[0])
+
+
 def test_training_by_gradient_raises_the_true_return_from_standing_still():
     core = transparent_core(num_envs=4, **WIDE)
     policy = _ppo(core, init_mean=[0.0] * (L + 2), init_log_std=-2.0)  # starts standing still

@@ -10,7 +10,9 @@ policy's deterministic actions and scores them with a smooth stand-in for eq. 9:
   new buckets once, like M_g), at most one bucket a step (M_g is 0 or 1: a jump over buckets earns one);
 - the ``m·r`` bonus is weighted by ``σ((P1 − I_g)/(s·P1))`` and failure (``I_g > P2`` or leaving the
   typical set) by sigmoids of the same softness ``s``; an episode's later steps count by its soft survival, and
-  none counts after the step that reaches its last bucket (the env ends the episode there);
+  none counts after the step that reaches its last bucket (the env ends the episode there); with
+  ``identity_stop`` x a step counts by ``1 − σ((I_g − x·P1)/(s·P1))``, the chance the env does not refuse it, and
+  so do the steps after it;
 - a surviving step pays −1 for the part of a bucket it did not gain (eq. 9's −1 for a step without a hit)
   and, with ``identity_cost`` c, −c·(I_g/P1)^q (q = ``identity_power``); with ``gender_cost`` g (of ``env.gradient_start``, not part of
   eq. 9) also −g·|p_female(face) − p_female(base)| under the env's gender model (``env.gender_checkpoint``).
@@ -124,9 +126,12 @@ def surrogate_returns(core: FaceAgeCore, action_fn: Callable[[torch.Tensor], tor
                 - identity_penalty(identity, mdp.p1, mdp.identity_cost, mdp.identity_power))
         if female0 is not None:
             kept = kept - gender_cost * (gender(images).float() - female0).abs()
-        total = total + alive * ((1.0 - fail) * kept - fail * mdp.fail_penalty)
+        # the identity stop refuses the step: nothing paid, nothing failed, the episode over
+        taken = (1.0 - torch.sigmoid((identity - mdp.stop_distance) / (softness * mdp.p1))
+                 if mdp.identity_stop is not None else torch.ones_like(identity))
+        total = total + alive * taken * ((1.0 - fail) * kept - fail * mdp.fail_penalty)
         done = (best >= left).float()  # every goal bucket reached: the episode ends, as the env's does
-        alive = alive * (1.0 - fail) * (1.0 - done)
+        alive = alive * taken * (1.0 - fail) * (1.0 - done)
     return total
 
 

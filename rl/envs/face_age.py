@@ -7,7 +7,8 @@ in ``[-b, b]^(L+2)``; eq. 2 moves the latent, eq. 5 keeps it typical, eq. 7-9 pa
 buckets while the identity distance stays small. An episode ends (terminated) when the identity is
 lost (``I_g > P2``), the latent leaves the typical set, or every bucket beyond the base age in the
 commanded direction has been visited (the nearest ``goal_buckets`` of them when that is set: only those
-pay); it is truncated after ``episode_len`` steps.
+pay), or a step is refused by ``identity_stop`` (its face would lose more than that many P1 of identity: the
+latent stays, the reward is 0); it is truncated after ``episode_len`` steps.
 
 The base face's own bucket counts as visited at reset, so a hit always means reaching a new bucket
 beyond the base one; a base with no bucket left in its direction ends after one step. Ages outside
@@ -112,6 +113,7 @@ class FaceAgeCore(RowStreams):
         zeros = lambda *shape, dtype=torch.float32: torch.zeros(*shape, dtype=dtype, device=dev)  # noqa: E731
         self.s_NL, self.base_NL, self.base_feat_NF = zeros(n, L), zeros(n, L), zeros(n, feat_dim)
         self.age_base_N = zeros(n)
+        self.age_N, self.identity_N = zeros(n), zeros(n)  # the current face's age and I_g (kept by a refused step)
         self.base_idx_N, self.direction_N, self.t_N = (zeros(n, dtype=torch.int64) for _ in range(3))
         self.visited_NB = zeros(n, self.n_buckets, dtype=torch.bool)
         self.todo_NB = zeros(n, self.n_buckets, dtype=torch.bool)  # buckets left to reach
@@ -195,6 +197,7 @@ class FaceAgeCore(RowStreams):
             self.base_idx_N[ids], self.direction_N[ids] = idx, direction
             self.s_NL[ids], self.base_NL[ids] = base, base
             self.age_base_N[ids], self.base_feat_NF[ids] = age_base, feat_base
+            self.age_N[ids], self.identity_N[ids] = age_base, 0.0
             self.visited_NB[ids] = torch.nn.functional.one_hot(base_bucket, self.n_buckets).bool()
             self.todo_NB[ids] = direction_buckets(base_bucket, direction, self.n_buckets, self.mdp.goal_buckets)
             self.t_N[ids], self._needs_reset[ids] = 0, False
@@ -206,7 +209,8 @@ class FaceAgeCore(RowStreams):
         Returns:
             ``(obs_RO, reward_R, terminated_R, truncated_R, info)``; info holds R-tensors
             ``age``, ``age_base``, ``identity`` (I_g), ``hit`` (M_g), ``in_typical_set``,
-            ``direction`` (0 ascending, 1 descending) and ``t`` (steps taken).
+            ``direction`` (0 ascending, 1 descending), ``t`` (steps taken) and ``stopped`` (the step was refused by
+            ``mdp.identity_stop``: the latent, age and I_g are the previous face's, the reward 0, the episode over).
         """
         ids = torch.arange(self.num_envs, device=self.device) if ids_R is None else ids_R.long()
         action = self._check_action(action_RA, len(ids))
@@ -218,21 +222,28 @@ class FaceAgeCore(RowStreams):
         s_next = self.move(self.s_NL[ids], action, direction)
         age, feat = self.measure(s_next)
         identity = identity_distance(feat, self.base_feat_NF[ids])
+        stopped = identity > mdp.stop_distance
+        if stopped.any():  # refused: the latent stays on the current face, whose age and I_g the step reports
+            s_next = torch.where(stopped[:, None], self.s_NL[ids], s_next)
+            age = torch.where(stopped, self.age_N[ids], age)
+            identity = torch.where(stopped, self.identity_N[ids], identity)
         in_typical = typical_set(s_next, self.epsilon)
         todo = self.todo_NB[ids]
         hit, visited = bucket_hits(age, self.age_base_N[ids], direction, self.visited_NB[ids],
                                    mdp.age_min, mdp.bucket_width, todo)
         reward, failed = age_reward(identity, hit, in_typical, mdp.p1, mdp.p2, mdp.close_factor,
                                     mdp.hit_reward, mdp.fail_penalty, mdp.identity_cost, mdp.identity_power)
+        reward = torch.where(stopped, torch.zeros_like(reward), reward)  # its bucket was visited: no hit, no failure
         all_done = (visited | ~todo).all(1)
         self.s_NL[ids], self.visited_NB[ids] = s_next, visited
+        self.age_N[ids], self.identity_N[ids] = age, identity
         self.t_N[ids] += 1
-        terminated = failed | all_done
+        terminated = failed | all_done | stopped
         truncated = (self.t_N[ids] >= mdp.episode_len) & ~terminated
         self._needs_reset[ids] = terminated | truncated
         obs = self.observe(s_next, self.base_NL[ids], direction)
         info = {"age": age, "age_base": self.age_base_N[ids], "identity": identity, "hit": hit,
-                "in_typical_set": in_typical, "direction": direction, "t": self.t_N[ids]}
+                "in_typical_set": in_typical, "direction": direction, "t": self.t_N[ids], "stopped": stopped}
         return obs, reward, terminated, truncated, info
 
     def move(self, s_RL: torch.Tensor, action_RA: torch.Tensor, direction_R: torch.Tensor) -> torch.Tensor:

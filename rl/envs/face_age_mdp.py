@@ -166,6 +166,10 @@ class AgeMDP:
     """Not from the paper: K, the command asks for K buckets of age change; only the K nearest buckets beyond the
     base pay, and the episode ends once they are all visited. None: every bucket to the end of the range (the
     paper), so a younger command on an adult's face pays for walking it down to a toddler's."""
+    identity_stop: Optional[float] = None
+    """Not from the paper: x, a step whose I_g would exceed x·P1 is refused; the latent stays where it was and the
+    episode ends there (terminated, reward 0, no failure), so the edit's result is the last face within the bound.
+    None: no stop (eq. 9 alone; I_g > P2 still fails)."""
 
     def __post_init__(self):
         _finite("bucket_width", self.bucket_width, self.bucket_width > 0, "β > 0 years")
@@ -181,6 +185,11 @@ class AgeMDP:
                         f"a finite identity distance >= 0 or '{AUTO}' (calibrate)")
         if self.calibrated and not self.p1 < self.p2:
             raise UserError(f"p1={self.p1} and p2={self.p2} invalid: expected P1 < P2")
+        if self.identity_stop is not None:
+            _finite("identity_stop", self.identity_stop, self.identity_stop > 0, "a multiple of P1 > 0 or None (no stop)")
+        if self.calibrated and self.identity_stop is not None and not self.identity_stop * self.p1 < self.p2:
+            raise UserError(f"identity_stop={self.identity_stop} invalid: expected below P2/P1 = {self.p2 / self.p1:.3g} "
+                            "(a stop at or beyond P2 never acts: the step fails first)")
         for name in ("close_factor", "hit_reward", "fail_penalty", "identity_cost"):
             _finite(name, getattr(self, name), getattr(self, name) >= 0, "a finite number >= 0")
         _finite("identity_power", self.identity_power, self.identity_power >= 1, "a finite power >= 1")
@@ -197,6 +206,11 @@ class AgeMDP:
     def calibrated(self) -> bool:
         """True when P1 and P2 are numbers (not 'auto')."""
         return AUTO not in (self.p1, self.p2)
+
+    @property
+    def stop_distance(self) -> float:
+        """The I_g beyond which a step is refused (``identity_stop``·P1); inf without a stop."""
+        return math.inf if self.identity_stop is None else self.identity_stop * self.p1
 
     def traversal_w1(self, extent: float) -> float:
         """w1 per step that moves ``extent`` boundary units along k_hyp in ``episode_len`` steps
