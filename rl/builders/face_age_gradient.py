@@ -126,9 +126,8 @@ def surrogate_returns(core: FaceAgeCore, action_fn: Callable[[torch.Tensor], tor
                 - identity_penalty(identity, mdp.p1, mdp.identity_cost, mdp.identity_power))
         if female0 is not None:
             kept = kept - gender_cost * (gender(images).float() - female0).abs()
-        # the identity stop refuses the step: nothing paid, nothing failed, the episode over
-        taken = (1.0 - torch.sigmoid((identity - mdp.stop_distance) / (softness * mdp.p1))
-                 if mdp.identity_stop is not None else torch.ones_like(identity))
+        # the identity stop refuses the step: nothing paid, nothing failed, the episode over (no stop: inf, taken = 1)
+        taken = 1.0 - torch.sigmoid((identity - mdp.stop_distance) / (softness * mdp.p1))
         total = total + alive * taken * ((1.0 - fail) * kept - fail * mdp.fail_penalty)
         done = (best >= left).float()  # every goal bucket reached: the episode ends, as the env's does
         alive = alive * taken * (1.0 - fail) * (1.0 - done)
