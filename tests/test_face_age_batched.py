@@ -149,25 +149,31 @@ def test_mdp_defaults_are_valid_and_documented_in_config():
 
 
 # ---- the registry builder on the shipped DCGAN and a tiny age-regressor checkpoint --------------
-@pytest.fixture(scope="module")
-def tiny_age_checkpoint(tmp_path_factory):
+def _one_step_checkpoint(folder, make_module, target: str, values) -> str:
+    """``make_module()`` after one seeded Lightning step on 8 random 32×32 images labelled ``target`` = ``values``,
+    saved."""
     import pytorch_lightning as pl
     from torch.utils.data import DataLoader
 
-    from lightning_modules.face_attributes import AgeRegressorModule
-
-    folder = tmp_path_factory.mktemp("age_ckpt")
     pl.seed_everything(0)
-    module = AgeRegressorModule(backbone="small", input_size=32)
-    batches = [{"image": torch.rand(3, 32, 32) * 2 - 1, "age": torch.tensor(20.0 + 5 * i)} for i in range(8)]
+    module = make_module()
+    batches = [{"image": torch.rand(3, 32, 32) * 2 - 1, target: torch.tensor(v)} for v in values]
     trainer = pl.Trainer(default_root_dir=str(folder), accelerator="cpu", logger=False, max_steps=1,
                          enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
                          limit_val_batches=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # no val loader, few workers: expected for one step
         trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=4))
-    trainer.save_checkpoint(folder / "age.ckpt")
-    return folder / "age.ckpt"
+    trainer.save_checkpoint(folder / "model.ckpt")
+    return str(folder / "model.ckpt")
+
+
+@pytest.fixture(scope="module")
+def tiny_age_checkpoint(tmp_path_factory):
+    from lightning_modules.face_attributes import AgeRegressorModule
+
+    return _one_step_checkpoint(tmp_path_factory.mktemp("age_ckpt"), lambda: AgeRegressorModule(backbone="small", input_size=32),
+                                "age", [20.0 + 5 * i for i in range(8)])
 
 
 def test_face_age_builder_end_to_end(tiny_age_checkpoint, tmp_path):
@@ -205,6 +211,20 @@ def test_face_age_builder_end_to_end(tiny_age_checkpoint, tmp_path):
         get_env_builder("face_age")(**{**small, "boundary_path": str(tmp_path / "none.npy")})
     with pytest.raises(ValueError, match="inertia"):
         get_env_builder("face_age")(**{**small, "mdp": {"inertia": 1.5}})
+    # keep_gender: the age boundary becomes age ⟂ gender and no step moves along the gender boundary
+    from lightning_modules.face_attributes import GenderClassifierModule
+
+    gender = _one_step_checkpoint(tmp_path, lambda: GenderClassifierModule(backbone="small", input_size=32), "gender",
+                                  [i % 2 for i in range(8)])
+    kept = get_env_builder("face_age")(**{**small, "boundary_path": str(path), "mdp": {"p1": 1.0, "p2": 2.0},
+                                          "gender_checkpoint": gender, "keep_gender": True})
+    g = kept.base.kept_KL[0]
+    assert "gender" in kept.boundary_stats and kept.boundary_L @ g == pytest.approx(0.0, abs=1e-5)
+    assert kept.boundary_L @ factory.boundary_L > 0.5
+    core = kept(2, 0)
+    before = core.reset()[:, :100]
+    after = core.step(torch.rand(2, 102, generator=torch.Generator().manual_seed(0)) * 2 - 1)[0][:, :100]
+    assert ((after - before) @ g).abs().max() < 1e-4 and (after - before).norm(dim=1).min() > 0.1
 
 
 def test_warm_start_policy_is_the_linear_traversal():

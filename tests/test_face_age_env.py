@@ -283,6 +283,33 @@ def test_core_input_validation():
     assert info["age"].tolist() == pytest.approx([30 + 10 * (1 + along_gen), 30 + 10 * (-1 + along_gen)])
 
 
+def test_kept_direction_takes_its_part_out_of_every_move():
+    kept = torch.zeros(L)
+    kept[[0, 1]] = 1.0  # e0 + e1: the boundary (e0) has a part along it
+    core = FaceAgeCore(base_latent(), LatentImage(), AgeFromFirstPixel(), FirstChannel(), torch.eye(L)[0],
+                       AgeMDP(inertia=0.5, direction_every=1, **THRESHOLDS), seed=0, kept_KL=kept)
+    core.reset()  # ascending
+    obs, *_, info = core.step(act(w1=2.0, w2=1.0, k_gen=torch.eye(L)[2]))
+    # unkept move 0.5·(2·e0 + e2) = (1, 0, 0.5); minus its part along (e0 + e1)/√2: (0.5, −0.5, 0.5)
+    torch.testing.assert_close(obs[0, :L], torch.tensor([0.5, 1.5, 2.5, 0, 0, 0, 0, 0]))
+    assert info["age"].item() == pytest.approx(35.0)
+    assert (obs[0, :L] - base_latent()[0]) @ kept == pytest.approx(0.0, abs=1e-6)
+    assert torch.equal(core.spawn(1, seed=0).kept_KL, core.kept_KL)  # kept by spawn (and .to)
+    with pytest.raises(ValueError, match="kept_KL must be linearly independent finite directions of length 8"):
+        FaceAgeCore(base_latent(), LatentImage(), AgeFromFirstPixel(), FirstChannel(), torch.eye(L)[0],
+                    AgeMDP(**THRESHOLDS), kept_KL=torch.stack([kept, 2 * kept]))
+    with pytest.raises(ValueError, match="of length 8, got shape \\(1, 7\\)"):
+        FaceAgeCore(base_latent(), LatentImage(), AgeFromFirstPixel(), FirstChannel(), torch.eye(L)[0],
+                    AgeMDP(**THRESHOLDS), kept_KL=torch.ones(7))
+
+
+def test_keep_gender_needs_a_gender_model_before_anything_loads(tmp_path):
+    from rl.builders.face_age import face_age
+
+    with pytest.raises(ValueError, match=r"^env.keep_gender=true needs env.gender_checkpoint"):
+        face_age(age_checkpoint=str(tmp_path / "absent"), keep_gender=True)
+
+
 # ---- random tiny networks: views, seeding, batching, training ----------------------------------
 
 

@@ -7,12 +7,14 @@ from typing import Any, Callable, Dict, Literal, Optional
 import torch
 
 from configs.loader import as_dataclass
+from evaluation.interfacegan import project_boundary
 from lightning_modules.nets.generators import build_generator
 from rl.agents import agent_spec
 from rl.builders.face_age_models import (
     PACKAGED,
     age_boundary,
     calibrate_identity_thresholds,
+    fitted_boundary,
     gender_probability,
     reward_models,
     typical_latents,
@@ -146,6 +148,7 @@ def face_age(
     gen_log_std: Optional[float] = None,
     gradient_start: GradientStart = GradientStart(),
     gender_checkpoint: Optional[str] = None,
+    keep_gender: bool = False,
     age_views: int = 1,
     imitation_start: ImitationStart = ImitationStart(),
 ) -> FaceAgeFactory:
@@ -166,6 +169,10 @@ def face_age(
     gradient before RL, ``imitation_start``: fitted to per-face edits before that (:meth:`FaceAgeFactory.pretrain`,
     neither from the paper); ``gender_checkpoint``: the
     gender classifier its ``gender_cost`` charges under (a suite model, not the evaluation's gender judge).
+    ``keep_gender`` (not from the paper; needs ``gender_checkpoint``): InterfaceGAN's conditional editing inside the
+    MDP. A gender boundary is fitted on the age boundary's latents scored by that gender classifier; the age boundary
+    becomes age ⟂ gender and every step's move loses its part along the gender boundary (:class:`FaceAgeCore`
+    ``kept_KL``), so no step changes the latent's gender score.
     ``age_views`` > 1 (not from the paper): A_reg reads each face as the mean over that many random views of it
     (mirror, shift, resampling; seeded by ``data_seed + 3``), in the reward, the gradient editor and the env's own
     age boundary; F stays the face's own (:class:`rl.builders.face_age_models.ViewAveragedAge`).
@@ -175,11 +182,19 @@ def face_age(
     imitation_start = as_dataclass(ImitationStart, imitation_start)
     _check_warm_start_via(warm_start_via, mdp.signed_gen)
     check_gender_cost(gradient_start.gender_cost, gender_checkpoint is not None)  # before anything loads
+    if keep_gender and gender_checkpoint is None:
+        raise UserError("env.keep_gender=true needs env.gender_checkpoint (a gender_classifier run or checkpoint)")
     gender_model = gender_probability(gender_checkpoint)
     gen_net = build_generator(generator)
     age_model, features, age_and_features = reward_models(age_checkpoint, identity_features, age_views, data_seed + 3)
     boundary, stats = age_boundary(gen_net, age_model, boundary_path, boundary_samples, boundary_ratio,
                                    data_seed + 2)
+    kept = None
+    if keep_gender:
+        kept, gender_stats = fitted_boundary(gen_net, gender_model, boundary_samples, boundary_ratio, data_seed + 2)
+        stats = {**stats, "gender": gender_stats, "kept": "gender (the age boundary is age ⟂ gender)",
+                 "cos_age_gender": float(torch.cosine_similarity(boundary, kept, dim=0))}
+        boundary = torch.from_numpy(project_boundary(boundary, kept))
     eps = mdp.epsilon if mdp.epsilon is not None else default_epsilon(gen_net.latent_dim)
     pool = typical_latents(gen_net, eval_pool + train_pool, eps, data_seed)
     calibration: Dict[str, Any] = {}
@@ -191,6 +206,6 @@ def face_age(
     log.warning("face_age env: %d training / %d evaluation base latents, P1=%.4g, P2=%.4g, boundary %s",
                 train_pool, eval_pool, mdp.p1, mdp.p2, stats)
     base = FaceAgeCore(pool[eval_pool:], gen_net, age_model, features, boundary, mdp, num_envs=1, seed=0,
-                       age_and_features=age_and_features)
+                       age_and_features=age_and_features, kept_KL=kept)
     return FaceAgeFactory(base, pool[:eval_pool], stats, calibration, warm_start_extent, gen_log_std,
                           warm_start_via, calibrated, gradient_start, gender_model, imitation_start)

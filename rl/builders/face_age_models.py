@@ -2,7 +2,7 @@
 InterfaceGAN age boundary, typical base latents and the identity thresholds P1 < P2 of eq. 9."""
 import logging
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 import torch
@@ -190,6 +190,11 @@ def age_boundary(generator, age_model, path: Optional[str], n: int, ratio: float
         if not Path(path).is_file():
             raise MissingFileError(f"boundary_path '{path}' does not exist (expected an .npy of shape [L] or [1, L])")
         return torch.from_numpy(np.load(path).astype(np.float32)).reshape(-1), {"path": str(path)}
-    latents, ages = score_latents(generator, age_model, n, batch_size=256, seed=seed)
-    boundary, stats = train_boundary(latents, ages, ratio=ratio, seed=seed)
+    return fitted_boundary(generator, age_model, n, ratio, seed)
+
+
+def fitted_boundary(generator, scorer: Callable, n: int, ratio: float, seed: int):
+    """InterfaceGAN's boundary (L tensor, fit stats) of ``scorer`` (images -> N) on ``n`` seeded latents."""
+    latents, scores = score_latents(generator, scorer, n, batch_size=256, seed=seed)
+    boundary, stats = train_boundary(latents, scores, ratio=ratio, seed=seed)
     return torch.from_numpy(boundary), stats

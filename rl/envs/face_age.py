@@ -63,6 +63,9 @@ class FaceAgeCore(RowStreams):
         num_envs: N. seed: int (row i gets ``seed + i``) or one seed per row.
         age_and_features: optional frozen ``images -> (ages N, N×F)``, the same values as ``age_model`` and
             ``features`` from one pass (they share a trunk); used for every measurement when given.
+        kept_KL: optional K latent directions the transition keeps fixed (not from the paper; InterfaceGAN's
+            conditional editing applied to every step): each move s' − s loses its part in their span, so e.g.
+            the gender boundary's score of the latent never changes.
     Attributes: ``latent_dim`` L, ``obs_dim`` 2L+2, ``act_dim`` L+2, ``action_bound``, ``device``,
     ``epsilon`` (resolved), ``mdp``, ``nets``; per-row state ``s_NL``, ``base_NL``, ``age_base_N``,
     ``direction_N``, ``visited_NB``, ``t_N``.
@@ -72,7 +75,8 @@ class FaceAgeCore(RowStreams):
 
     def __init__(self, pool_PL: torch.Tensor, generator: nn.Module, age_model: nn.Module,
                  features: nn.Module, boundary_L: torch.Tensor, mdp: AgeMDP, num_envs: int = 1,
-                 seed: int | Sequence[int] = 0, age_and_features: nn.Module | None = None):
+                 seed: int | Sequence[int] = 0, age_and_features: nn.Module | None = None,
+                 kept_KL: torch.Tensor | None = None):
         if not isinstance(mdp, AgeMDP) or not mdp.calibrated:
             raise UserError(f"the face core needs an AgeMDP with numbers for p1 and p2 (calibrate 'auto' first), "
                             f"got {mdp!r}")
@@ -83,6 +87,7 @@ class FaceAgeCore(RowStreams):
         self.latent_dim = L = pool_PL.shape[1]
         self.obs_dim, self.act_dim, self.action_bound = 2 * L + 2, L + 2, mdp.action_bound
         self.boundary_L = self._unit_boundary(boundary_L)
+        self.kept_KL, self._kept_basis_LK = self._kept_basis(kept_KL)
         if int(num_envs) != num_envs or num_envs < 1:
             raise UserError(f"num_envs={num_envs} invalid: expected an int >= 1")
         self.epsilon = mdp.epsilon or default_epsilon(L)
@@ -107,6 +112,19 @@ class FaceAgeCore(RowStreams):
             raise UserError(f"boundary_L must be a finite non-zero vector of length {self.latent_dim}, "
                             f"got shape {tuple(boundary_L.shape)}")
         return boundary / boundary.norm()
+
+    def _kept_basis(self, kept_KL: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(the kept directions K×L, an orthonormal basis of their span L×K); (None, None) without any."""
+        if kept_KL is None:
+            return None, None
+        kept = torch.as_tensor(kept_KL, dtype=torch.float32, device=self.device)
+        kept = kept.reshape(1, -1) if kept.dim() == 1 else kept
+        valid = kept.dim() == 2 and kept.shape[1] == self.latent_dim and bool(torch.isfinite(kept).all())
+        basis, r = torch.linalg.qr(kept.T) if valid else (None, None)
+        if not valid or (r.diagonal().abs() < 1e-6).any():
+            raise UserError(f"kept_KL must be linearly independent finite directions of length {self.latent_dim}, "
+                            f"got shape {tuple(kept.shape)}")
+        return kept, basis
 
     def _init_state(self, feat_dim: int) -> None:
         n, L, dev = self.num_envs, self.latent_dim, self.device
@@ -150,7 +168,7 @@ class FaceAgeCore(RowStreams):
         """A new core with the same networks and MDP (and pool and boundary, unless given)."""
         return FaceAgeCore(self.pool_PL if pool_PL is None else pool_PL, mdp=self.mdp,
                            boundary_L=self.boundary_L if boundary_L is None else boundary_L,
-                           num_envs=num_envs, seed=seed, **self.nets)
+                           num_envs=num_envs, seed=seed, kept_KL=self.kept_KL, **self.nets)
 
     def to(self, device: torch.device | str) -> FaceAgeCore:
         """This core with its pool, boundary and networks on ``device`` (itself when they are there already;
@@ -159,8 +177,9 @@ class FaceAgeCore(RowStreams):
         if device == self.device:
             return self
         nets = {k: module_on(net, device) for k, net in self.nets.items()}
+        kept = None if self.kept_KL is None else self.kept_KL.to(device)
         return FaceAgeCore(self.pool_PL.to(device), mdp=self.mdp, boundary_L=self.boundary_L.to(device),
-                           num_envs=self.num_envs, seed=self._seeds.tolist(), **nets)
+                           num_envs=self.num_envs, seed=self._seeds.tolist(), kept_KL=kept, **nets)
 
     # ---- core protocol ---------------------------------------------------------------------
     def observe(self, s_NL: torch.Tensor, base_NL: torch.Tensor, direction_N: torch.Tensor) -> torch.Tensor:
@@ -248,7 +267,8 @@ class FaceAgeCore(RowStreams):
 
     def move(self, s_RL: torch.Tensor, action_RA: torch.Tensor, direction_R: torch.Tensor) -> torch.Tensor:
         """Eq. 2 for actions ``[k_gen, w1, w2]`` in the box: k_gen made a unit direction (``normalize_gen``) and
-        signed with the command (``signed_gen``), k_hyp = ± the unit boundary. Differentiable in the action."""
+        signed with the command (``signed_gen``), k_hyp = ± the unit boundary; with kept directions the move
+        loses its part in their span. Differentiable in the action."""
         mdp, L = self.mdp, self.latent_dim
         k_gen, w1, w2 = action_RA[:, :L], action_RA[:, L], action_RA[:, L + 1]
         if mdp.normalize_gen:
@@ -257,7 +277,11 @@ class FaceAgeCore(RowStreams):
         k_hyp = sign * self.boundary_L[None, :]
         if mdp.signed_gen:
             k_gen = sign * k_gen
-        return transition(s_RL, k_hyp, k_gen, w1, w2, mdp.inertia)
+        s_next = transition(s_RL, k_hyp, k_gen, w1, w2, mdp.inertia)
+        if self._kept_basis_LK is None:
+            return s_next
+        move = s_next - s_RL
+        return s_RL + move - (move @ self._kept_basis_LK) @ self._kept_basis_LK.T
 
     def _check_action(self, action: torch.Tensor, n: int) -> torch.Tensor:
         return check_action(action, n, self.act_dim, self.action_bound, self.device,
