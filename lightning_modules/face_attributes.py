@@ -225,20 +225,22 @@ class _ReverseGradient(torch.autograd.Function):
 class GenderClassifierModule(_FaceAttributeModule):
     """Two-way gender classifier (0 = male, 1 = female); targets of -1 (unknown) are ignored.
 
-    Args: as :class:`AgeRegressorModule` (no age scaling, no ensemble), plus ``label_smoothing`` of the
-    cross-entropy. ``forward`` gives logits N×2; ``predict_step`` P(female) N.
+    Args: as :class:`AgeRegressorModule` (no age scaling), plus ``label_smoothing`` of the cross-entropy.
+    ``forward`` gives logits N×2, the members' mean logits for an ensemble (``members`` >= 2, each member trained
+    on its own loss); ``predict_step`` P(female) N.
     """
 
     monitor = ("val/acc", "max")
 
     def __init__(self, backbone: Backbone = "small", lr: float = 1e-3, weight_decay: float = 1e-4,
                  scheduler: Literal["cosine", "none"] = "cosine", input_size: int = 64,
-                 pretrained_path: Optional[str] = None, label_smoothing: float = 0.0,
+                 pretrained_path: Optional[str] = None, label_smoothing: float = 0.0, members: int = 1,
                  domain_weight: float = 0.0, domain_generator: str = "dcgan_digiface", domain_pool: int = 8192,
                  domain_seed: int = 0, domain_min_age: float = 18.0, domain_max_age: float = 70.0):
         super().__init__()
         self.save_hyperparameters()
-        self.net = build_face_net(backbone=backbone, out_dim=2, input_size=input_size, pretrained_path=pretrained_path)
+        self.net = build_face_net(members, backbone=backbone, out_dim=2, input_size=input_size,
+                                  pretrained_path=pretrained_path)
         self._init_domain()
         self.train_acc, self.val_acc, self.test_acc = (
             MulticlassAccuracy(num_classes=2, average="micro", ignore_index=-1) for _ in STAGES
@@ -253,13 +255,16 @@ class GenderClassifierModule(_FaceAttributeModule):
         return self(batch["image"] if isinstance(batch, dict) else batch).softmax(dim=1)[:, 1]
 
     def _shared_step(self, batch: Dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        # each member on its own loss (a deep ensemble), the metric on their mean logits
         outputs, domain_loss = self._member_outputs(batch["image"], batch.get("age"), stage)
-        logits = outputs[0]
+        logits = outputs.mean(0)
         target = batch["gender"].long()
         if (target >= 0).any():
-            loss = F.cross_entropy(logits, target, ignore_index=-1, label_smoothing=self.hparams.label_smoothing)
+            member_target = target.repeat(len(outputs))
+            loss = F.cross_entropy(outputs.flatten(0, 1), member_target, ignore_index=-1,
+                                   label_smoothing=self.hparams.label_smoothing)
         else:  # a batch of unknowns only: cross_entropy would be NaN (mean over nothing)
-            loss = logits.sum() * 0.0
+            loss = outputs.sum() * 0.0
         if domain_loss is not None:
             loss = loss + domain_loss
         acc = getattr(self, f"{stage}_acc")

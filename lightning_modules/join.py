@@ -7,7 +7,8 @@ trained apart (other seeds, with and without domain-adversarial training) differ
 reads age on generated faces more like an independent judge does (benchmarks/RESULTS.md). This command stacks the
 members of every source into one :class:`~lightning_modules.nets.faces.FaceNetEnsemble` of the same kind and
 writes it as an ordinary checkpoint: ``env.age_checkpoint`` and ``models.age_checkpoint`` take it like a trained
-run, with its mean as A_reg and its members' concatenated features as F. Nothing is trained; the sources' domain
+run, with its mean as A_reg and its members' concatenated features as F; a joined gender classifier goes to
+``env.gender_checkpoint`` / ``models.gender_checkpoint`` and reads p_female from its members' mean logits. Nothing is trained; the sources' domain
 classifiers (training-only heads) are left out, and the checkpoint records the sources it was joined from.
 """
 import argparse

@@ -203,6 +203,23 @@ def test_gender_ignores_unknown_targets():
     assert torch.allclose(mixed, expected, atol=1e-6)
 
 
+def test_gender_ensemble_members_each_pay_their_own_cross_entropy():
+    torch.manual_seed(0)
+    module = GenderClassifierModule(backbone="small", input_size=16, members=2).eval()
+    images = torch.rand(4, 3, 16, 16) * 2 - 1
+    target = torch.tensor([0, -1, 1, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # self.log outside a Trainer warns
+        loss = module._shared_step({"image": images, "gender": target}, "val")
+    with torch.no_grad():
+        outs = module.net.member_outputs(images)
+    known = target >= 0
+    expected = torch.stack([torch.nn.functional.cross_entropy(o[known], target[known]) for o in outs]).mean()
+    mean_logits_loss = torch.nn.functional.cross_entropy(outs.mean(0)[known], target[known])
+    assert torch.allclose(loss, expected, atol=1e-6) and not torch.allclose(loss, mean_logits_loss, atol=1e-4)
+    assert torch.allclose(module(images), outs.mean(0), atol=1e-6)
+
+
 def brightness_batch(n: int = 32, seed: int = 0):
     """Images whose brightness encodes the age (and whose red/blue tint encodes the gender)."""
     g = torch.Generator().manual_seed(seed)

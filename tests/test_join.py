@@ -65,3 +65,19 @@ def test_bad_sources_fail_with_one_line_and_write_nothing(sources, tmp_path, cap
     out.write_bytes(b"keep")
     assert main(["age_regressor", str(out), plain, plain]) == 2
     assert "already exists" in capsys.readouterr().err and out.read_bytes() == b"keep"
+
+
+def test_gender_classifiers_join_into_one_whose_logits_are_the_members_mean(tmp_path):
+    pl.seed_everything(1)
+    sources = [_saved(GenderClassifierModule(backbone="small", input_size=32), tmp_path / "g0.ckpt", "gender_classifier"),
+               _saved(GenderClassifierModule(backbone="small", input_size=32, domain_weight=3.0), tmp_path / "g1.ckpt",
+                      "gender_classifier")]
+    out = write_joined("gender_classifier", tmp_path / "g.ckpt", [str(tmp_path / "g0.ckpt"), str(tmp_path / "g1.ckpt")])
+    joined = load_module(str(out), "gender_classifier")
+    assert joined.hparams.members == 2 and joined.hparams.domain_weight == 0.0
+    x = torch.rand(5, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        expected = torch.stack([module(x) for module in sources]).mean(0)
+        assert torch.allclose(joined(x), expected, atol=1e-5)
+        assert not torch.allclose(sources[0](x), sources[1](x), atol=1e-3)  # the mean is of two different nets
+        assert torch.allclose(joined.predict_step(x, 0), expected.softmax(1)[:, 1], atol=1e-5)
