@@ -170,9 +170,10 @@ def face_age(
     neither from the paper); ``gender_checkpoint``: the
     gender classifier its ``gender_cost`` charges under (a suite model, not the evaluation's gender judge).
     ``keep_gender`` (not from the paper; needs ``gender_checkpoint``): InterfaceGAN's conditional editing inside the
-    MDP. A gender boundary is fitted on the age boundary's latents scored by that gender classifier; the age boundary
-    becomes age ⟂ gender and every step's move loses its part along the gender boundary (:class:`FaceAgeCore`
-    ``kept_KL``), so no step changes the latent's gender score.
+    MDP. A gender boundary is fitted, with that gender classifier as the scorer, on the ``boundary_samples`` latents
+    the age boundary is fitted on (seed ``data_seed + 2``; drawn for it alone when ``boundary_path`` gives the age
+    boundary); the age boundary becomes age ⟂ gender and every step's move loses its part along the gender boundary
+    (:class:`FaceAgeCore` ``kept_KL``), so no step changes the latent's gender score.
     ``age_views`` > 1 (not from the paper): A_reg reads each face as the mean over that many random views of it
     (mirror, shift, resampling; seeded by ``data_seed + 3``), in the reward, the gradient editor and the env's own
     age boundary; F stays the face's own (:class:`rl.builders.face_age_models.ViewAveragedAge`).
