@@ -8,8 +8,9 @@ reads age on generated faces more like an independent judge does (benchmarks/RES
 members of every source into one :class:`~lightning_modules.nets.faces.FaceNetEnsemble` of the same kind and
 writes it as an ordinary checkpoint: ``env.age_checkpoint`` and ``models.age_checkpoint`` take it like a trained
 run, with its mean as A_reg and its members' concatenated features as F; a joined gender classifier goes to
-``env.gender_checkpoint`` / ``models.gender_checkpoint`` and reads p_female from its members' mean logits. Nothing is trained; the sources' domain
-classifiers (training-only heads) are left out, and the checkpoint records the sources it was joined from.
+``env.gender_checkpoint`` / ``models.gender_checkpoint`` and reads p_female from its members' mean logits. Nothing
+is trained; the sources' domain classifiers (training-only heads) are left out, and the checkpoint records the
+sources it was joined from.
 """
 import argparse
 import logging

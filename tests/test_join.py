@@ -69,9 +69,8 @@ def test_bad_sources_fail_with_one_line_and_write_nothing(sources, tmp_path, cap
 
 def test_gender_classifiers_join_into_one_whose_logits_are_the_members_mean(tmp_path):
     pl.seed_everything(1)
-    sources = [_saved(GenderClassifierModule(backbone="small", input_size=32), tmp_path / "g0.ckpt", "gender_classifier"),
-               _saved(GenderClassifierModule(backbone="small", input_size=32, domain_weight=3.0), tmp_path / "g1.ckpt",
-                      "gender_classifier")]
+    sources = [_saved(GenderClassifierModule(backbone="small", input_size=32, domain_weight=weight),
+                      tmp_path / f"g{i}.ckpt", "gender_classifier") for i, weight in enumerate((0.0, 3.0))]
     out = write_joined("gender_classifier", tmp_path / "g.ckpt", [str(tmp_path / "g0.ckpt"), str(tmp_path / "g1.ckpt")])
     joined = load_module(str(out), "gender_classifier")
     assert joined.hparams.members == 2 and joined.hparams.domain_weight == 0.0
